@@ -1,0 +1,178 @@
+//! Every metric Tollgate exports, on a registry of its own (not the process-global default).
+//!
+//! # Layout
+//! - `lib.rs`: [`Metrics`], the registry and metric families, and rendering for `/metrics`.
+//! - `upstream.rs`: [`UpstreamMetrics`], the per-(upstream, environment) handles the request path uses.
+//!
+//! # Counting rules
+//! - `tollgate_requests_total`: every caller request exactly once, by the status class the caller
+//!   got, gateway-made errors included. Requests that match no route count under `upstream="none"`.
+//! - `tollgate_upstream_responses_total`: every partner response, each attempt of a retry included.
+//! - `tollgate_upstream_errors_total{kind}`: each attempt that got no response.
+//!
+//! Label values come from a closed set (configured upstream names, environments, status classes,
+//! fixed kinds): no path, id, host or caller-supplied value ever becomes a label. The request path
+//! only touches children resolved once at start-up, so it hashes no labels and allocates nothing.
+
+mod upstream;
+
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub use upstream::{ErrorKind, InflightGuard, Limited, TokenFailure, UpstreamMetrics};
+
+/// Buckets for partner APIs: 5 ms to 30 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Tollgate's own overhead is sub-millisecond when healthy.
+const OVERHEAD_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
+];
+
+/// The registry and every metric family.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    upstream_responses: IntCounterVec,
+    upstream_errors: IntCounterVec,
+    request_duration: HistogramVec,
+    upstream_duration: HistogramVec,
+    overhead: HistogramVec,
+    inflight: IntGaugeVec,
+    token_requests: IntCounterVec,
+    token_failures: IntCounterVec,
+    token_expiry: GaugeVec,
+    rate_limited: IntCounterVec,
+}
+
+impl Metrics {
+    /// Creates the registry with every family registered and `tollgate_build_info{version}` set.
+    pub fn new(version: &str) -> Self {
+        let registry = Registry::new();
+        let ue = &["upstream", "environment"];
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("registered once");
+            c
+        };
+        let histogram = |name: &str, help: &str, buckets: &[f64]| {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), ue)
+                .expect("valid metric");
+            registry.register(Box::new(h.clone())).expect("registered once");
+            h
+        };
+        let requests = counter(
+            "tollgate_requests_total",
+            "Caller requests by the status class the caller got, gateway errors included.",
+            &["upstream", "environment", "status_class"],
+        );
+        let upstream_responses = counter(
+            "tollgate_upstream_responses_total",
+            "Partner responses by status class; every attempt of a retry counts.",
+            &["upstream", "environment", "status_class"],
+        );
+        let upstream_errors = counter(
+            "tollgate_upstream_errors_total",
+            "Attempts that got no partner response, by kind (connect, timeout, tls, protocol).",
+            &["upstream", "environment", "kind"],
+        );
+        let request_duration = histogram(
+            "tollgate_request_duration_seconds",
+            "Time from receiving a caller request to sending its response headers.",
+            LATENCY_BUCKETS,
+        );
+        let upstream_duration = histogram(
+            "tollgate_upstream_duration_seconds",
+            "Time from sending a request to the partner to receiving its response headers, per attempt.",
+            LATENCY_BUCKETS,
+        );
+        let overhead = histogram(
+            "tollgate_overhead_seconds",
+            "Time Tollgate itself added: total minus partner time minus deliberate waits.",
+            OVERHEAD_BUCKETS,
+        );
+        let inflight = IntGaugeVec::new(
+            Opts::new("tollgate_inflight_requests", "Caller requests being handled now."),
+            ue,
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(inflight.clone()))
+            .expect("registered once");
+        let token_requests = counter(
+            "tollgate_token_requests_total",
+            "Calls to a token, login or refresh endpoint, by result (ok, error).",
+            &["upstream", "environment", "result"],
+        );
+        let token_failures = counter(
+            "tollgate_token_failures_total",
+            "Failed token calls by reason (http_4xx, http_5xx, network, invalid_response, rate_limited).",
+            &["upstream", "environment", "reason"],
+        );
+        let token_expiry = GaugeVec::new(
+            Opts::new(
+                "tollgate_token_expiry_timestamp_seconds",
+                "Unix time at which the current token expires; 0 while none is held.",
+            ),
+            ue,
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(token_expiry.clone()))
+            .expect("registered once");
+        let rate_limited = counter(
+            "tollgate_rate_limited_total",
+            "Requests held back by a limit, by scope (upstream, client, token) and action (queued, rejected).",
+            &["upstream", "environment", "scope", "action"],
+        );
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "tollgate_build_info",
+                "Always 1; the version label says which build runs.",
+            ),
+            &["version"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(build_info.clone()))
+            .expect("registered once");
+        build_info.with_label_values(&[version]).set(1);
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("registered once");
+        Self {
+            registry,
+            requests,
+            upstream_responses,
+            upstream_errors,
+            request_duration,
+            upstream_duration,
+            overhead,
+            inflight,
+            token_requests,
+            token_failures,
+            token_expiry,
+            rate_limited,
+        }
+    }
+
+    /// Resolves every child for one (upstream, environment) pair. Call once per upstream at start-up.
+    pub fn upstream(&self, upstream: &str, environment: &str) -> UpstreamMetrics {
+        UpstreamMetrics::resolve(self, upstream, environment)
+    }
+
+    /// The text exposition format for `/metrics`.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding into a Vec cannot fail");
+        String::from_utf8(buf).expect("the text format is UTF-8")
+    }
+}

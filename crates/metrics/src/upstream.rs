@@ -1,0 +1,243 @@
+//! Per-(upstream, environment) metric handles, resolved once so recording is a few atomic adds.
+
+use std::time::Duration;
+
+use prometheus::{Gauge, Histogram, IntCounter, IntGauge};
+
+use crate::Metrics;
+
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Why an attempt got no partner response: the `kind` label of `tollgate_upstream_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Connect,
+    Timeout,
+    Tls,
+    Protocol,
+}
+
+impl ErrorKind {
+    const ALL: [ErrorKind; 4] = [
+        ErrorKind::Connect,
+        ErrorKind::Timeout,
+        ErrorKind::Tls,
+        ErrorKind::Protocol,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            ErrorKind::Connect => "connect",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Tls => "tls",
+            ErrorKind::Protocol => "protocol",
+        }
+    }
+}
+
+/// Why a token call failed: the `reason` label of `tollgate_token_failures_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenFailure {
+    Http4xx,
+    Http5xx,
+    Network,
+    InvalidResponse,
+    RateLimited,
+}
+
+impl TokenFailure {
+    const ALL: [TokenFailure; 5] = [
+        TokenFailure::Http4xx,
+        TokenFailure::Http5xx,
+        TokenFailure::Network,
+        TokenFailure::InvalidResponse,
+        TokenFailure::RateLimited,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            TokenFailure::Http4xx => "http_4xx",
+            TokenFailure::Http5xx => "http_5xx",
+            TokenFailure::Network => "network",
+            TokenFailure::InvalidResponse => "invalid_response",
+            TokenFailure::RateLimited => "rate_limited",
+        }
+    }
+}
+
+/// What a limit did to a request: the `scope` and `action` labels of `tollgate_rate_limited_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limited {
+    UpstreamQueued,
+    UpstreamRejected,
+    TokenQueued,
+    TokenRejected,
+}
+
+impl Limited {
+    const ALL: [Limited; 4] = [
+        Limited::UpstreamQueued,
+        Limited::UpstreamRejected,
+        Limited::TokenQueued,
+        Limited::TokenRejected,
+    ];
+
+    fn labels(self) -> [&'static str; 2] {
+        match self {
+            Limited::UpstreamQueued => ["upstream", "queued"],
+            Limited::UpstreamRejected => ["upstream", "rejected"],
+            Limited::TokenQueued => ["token", "queued"],
+            Limited::TokenRejected => ["token", "rejected"],
+        }
+    }
+}
+
+/// Handles for one (upstream, environment); cheap to clone.
+#[derive(Debug, Clone)]
+pub struct UpstreamMetrics {
+    requests: [IntCounter; 5],
+    upstream_responses: [IntCounter; 5],
+    upstream_errors: [IntCounter; 4],
+    request_duration: Histogram,
+    upstream_duration: Histogram,
+    overhead: Histogram,
+    inflight: IntGauge,
+    token_ok: IntCounter,
+    token_error: IntCounter,
+    token_failures: [IntCounter; 5],
+    token_expiry: Gauge,
+    limited: [IntCounter; 4],
+}
+
+fn class_index(status: u16) -> usize {
+    (usize::from(status / 100)).clamp(1, 5) - 1
+}
+
+impl UpstreamMetrics {
+    pub(crate) fn resolve(m: &Metrics, upstream: &str, env: &str) -> Self {
+        let by_class = |vec: &prometheus::IntCounterVec| {
+            STATUS_CLASSES.map(|class| vec.with_label_values(&[upstream, env, class]))
+        };
+        Self {
+            requests: by_class(&m.requests),
+            upstream_responses: by_class(&m.upstream_responses),
+            upstream_errors: ErrorKind::ALL
+                .map(|k| m.upstream_errors.with_label_values(&[upstream, env, k.label()])),
+            request_duration: m.request_duration.with_label_values(&[upstream, env]),
+            upstream_duration: m.upstream_duration.with_label_values(&[upstream, env]),
+            overhead: m.overhead.with_label_values(&[upstream, env]),
+            inflight: m.inflight.with_label_values(&[upstream, env]),
+            token_ok: m.token_requests.with_label_values(&[upstream, env, "ok"]),
+            token_error: m.token_requests.with_label_values(&[upstream, env, "error"]),
+            token_failures: TokenFailure::ALL
+                .map(|r| m.token_failures.with_label_values(&[upstream, env, r.label()])),
+            token_expiry: m.token_expiry.with_label_values(&[upstream, env]),
+            limited: Limited::ALL.map(|l| {
+                let [scope, action] = l.labels();
+                m.rate_limited.with_label_values(&[upstream, env, scope, action])
+            }),
+        }
+    }
+
+    /// A caller request finished with `status` after `total`, of which `waited` was partner time
+    /// and deliberate waits (queueing, backoff).
+    pub fn request_done(&self, status: u16, total: Duration, waited: Duration) {
+        self.requests[class_index(status)].inc();
+        self.request_duration.observe(total.as_secs_f64());
+        self.overhead.observe(total.saturating_sub(waited).as_secs_f64());
+    }
+
+    /// One partner response to one attempt.
+    pub fn upstream_response(&self, status: u16, elapsed: Duration) {
+        self.upstream_responses[class_index(status)].inc();
+        self.upstream_duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// One attempt that got no response.
+    pub fn upstream_error(&self, kind: ErrorKind) {
+        self.upstream_errors[kind as usize].inc();
+    }
+
+    /// A token call succeeded; the new token expires at `expires_unix` (seconds).
+    pub fn token_ok(&self, expires_unix: f64) {
+        self.token_ok.inc();
+        self.token_expiry.set(expires_unix);
+    }
+
+    /// A token call failed.
+    pub fn token_failed(&self, reason: TokenFailure) {
+        self.token_error.inc();
+        self.token_failures[reason as usize].inc();
+    }
+
+    /// The held token was dropped (expired or refused by the partner).
+    pub fn token_cleared(&self) {
+        self.token_expiry.set(0.0);
+    }
+
+    /// A limit queued or rejected a request.
+    pub fn limited(&self, what: Limited) {
+        self.limited[what as usize].inc();
+    }
+
+    /// Counts a request in flight until the guard drops.
+    pub fn inflight(&self) -> InflightGuard {
+        self.inflight.inc();
+        InflightGuard(self.inflight.clone())
+    }
+}
+
+/// Decrements `tollgate_inflight_requests` when dropped.
+#[derive(Debug)]
+pub struct InflightGuard(IntGauge);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_into_the_right_children() {
+        let m = Metrics::new("1.2.3");
+        let u = m.upstream("osigu", "sandbox");
+        u.request_done(204, Duration::from_millis(3), Duration::from_millis(2));
+        u.request_done(503, Duration::from_millis(3), Duration::ZERO);
+        u.upstream_response(404, Duration::from_millis(1));
+        u.upstream_error(ErrorKind::Tls);
+        let g = u.inflight();
+        let text = m.render();
+        drop(g);
+        assert!(
+            text.contains(
+                r#"tollgate_requests_total{environment="sandbox",status_class="2xx",upstream="osigu"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            r#"tollgate_requests_total{environment="sandbox",status_class="5xx",upstream="osigu"} 1"#
+        ));
+        assert!(text.contains(r#"tollgate_upstream_responses_total{environment="sandbox",status_class="4xx",upstream="osigu"} 1"#));
+        assert!(text.contains(
+            r#"tollgate_upstream_errors_total{environment="sandbox",kind="tls",upstream="osigu"} 1"#
+        ));
+        assert!(text.contains(r#"tollgate_inflight_requests{environment="sandbox",upstream="osigu"} 1"#));
+        assert!(text.contains(r#"tollgate_build_info{version="1.2.3"} 1"#));
+        assert!(m
+            .render()
+            .contains(r#"tollgate_inflight_requests{environment="sandbox",upstream="osigu"} 0"#));
+    }
+
+    #[test]
+    fn status_classes_clamp() {
+        assert_eq!(class_index(100), 0);
+        assert_eq!(class_index(299), 1);
+        assert_eq!(class_index(599), 4);
+        assert_eq!(class_index(999), 4);
+        assert_eq!(class_index(0), 0);
+    }
+}

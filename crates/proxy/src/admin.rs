@@ -1,0 +1,75 @@
+//! The admin listener: `/healthz`, `/readyz`, `/status`, `/metrics`.
+//!
+//! It is a separate listener so that nothing on the data plane can reach it through a route.
+
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use serde::Serialize;
+
+use crate::body::{full, Body};
+use crate::error::GatewayError;
+use crate::gateway::Gateway;
+use crate::respond::error_response;
+
+#[derive(Serialize)]
+struct Status<'a> {
+    ready: bool,
+    upstreams: Vec<UpstreamStatus<'a>>,
+}
+
+/// What `/status` says of one upstream: never a secret.
+#[derive(Serialize)]
+struct UpstreamStatus<'a> {
+    name: &'a str,
+    prefix: &'a str,
+    environment: &'static str,
+    base_url: &'a str,
+    auth: &'static str,
+}
+
+pub fn handle<B>(gw: &Gateway, req: &Request<B>) -> Response<Body> {
+    match req.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" if gw.is_ready() => text(StatusCode::OK, "ready\n"),
+        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        "/status" => {
+            let status = Status {
+                ready: gw.is_ready(),
+                upstreams: gw
+                    .config()
+                    .upstreams
+                    .iter()
+                    .map(|u| UpstreamStatus {
+                        name: &u.name,
+                        prefix: &u.prefix,
+                        environment: u.environment.as_str(),
+                        base_url: u.target.base_url.as_str(),
+                        auth: u.target.auth.kind(),
+                    })
+                    .collect(),
+            };
+            let mut resp = Response::new(full(serde_json::to_vec_pretty(&status).expect("plain data")));
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp
+        }
+        "/metrics" => {
+            let mut resp = Response::new(full(gw.metrics().render()));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            resp
+        }
+        _ => error_response(&GatewayError::NoRoute, None, "-"),
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}

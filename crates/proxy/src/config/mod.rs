@@ -1,0 +1,243 @@
+//! Tollgate's configuration: validated types, and loading them from TOML.
+//!
+//! Loading runs in three steps, each in its own file: `interpolate` expands `${...}` in every string of
+//! the TOML tree, `raw` deserialises the tree strictly (`deny_unknown_fields`), and `validate` converts
+//! the raw types into the types below. Nothing past this module handles a raw duration, size, URL or
+//! header string. Every error names the key path it is about.
+
+mod interpolate;
+mod raw;
+mod units;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use url::Url;
+
+pub use interpolate::Lookup;
+
+use crate::secret::Secret;
+
+/// A config problem, with the dotted key path it is about (`upstreams.osigu.sandbox.base_url`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The whole validated config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: Server,
+    /// In file order of their names; routing picks by longest prefix, not by this order.
+    pub upstreams: Vec<Upstream>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Data plane listener (callers).
+    pub listen: SocketAddr,
+    /// `/metrics /healthz /readyz /status`; kept apart so callers cannot reach it through a route.
+    pub admin_listen: SocketAddr,
+    /// An upstream may select `production` only when this is true.
+    pub allow_production: bool,
+    /// Base for rewritten links; without it links are built from the caller's `Host`.
+    pub public_url: Option<Url>,
+    /// How long in-flight requests may run after SIGTERM before connections are dropped.
+    pub shutdown_timeout: Duration,
+}
+
+/// Which of an upstream's two environment blocks is in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Sandbox,
+    Production,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Sandbox => "sandbox",
+            Environment::Production => "production",
+        }
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `[upstreams.NAME]` with its active environment resolved.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Also the `upstream` metric label and the `X-Tollgate-Upstream` value: `[a-z0-9_-]+`.
+    pub name: String,
+    /// Starts with `/`, no trailing `/` (except the catch-all `/`).
+    pub prefix: String,
+    pub environment: Environment,
+    pub connect_timeout: Duration,
+    /// The whole budget of a request: queueing, retries and waiting for response headers.
+    pub request_timeout: Duration,
+    pub max_concurrency: NonZeroU32,
+    pub retry: Retry,
+    pub rewrite_links: bool,
+    /// Larger request bodies get 413.
+    pub max_body: u64,
+    /// Bodies up to this size are kept so a retry or a 401 replay can resend them.
+    pub replay_buffer: u64,
+    /// The longest an upstream `Retry-After` may pause this upstream.
+    pub max_pause: Duration,
+    /// The active environment's block.
+    pub target: Target,
+}
+
+/// `retry = { attempts, backoff, max_backoff }`; `attempts` counts the first try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    pub attempts: NonZeroU32,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+/// One environment block: where requests go and what is attached to them.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Absolute http(s) URL without query, fragment or userinfo; plain http only for loopback.
+    pub base_url: Url,
+    /// Static headers added to every request (API keys); values are secrets.
+    pub headers: Vec<(HeaderName, Secret<HeaderValue>)>,
+    pub auth: Auth,
+    pub rate_limit: Option<RateLimit>,
+    /// Extra trust anchors (PEM) on top of the webpki roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `rate_limit = { requests, per, burst, on_limit, max_wait }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub requests: NonZeroU32,
+    pub per: Duration,
+    pub burst: NonZeroU32,
+    pub on_limit: OnLimit,
+    pub max_wait: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnLimit {
+    /// Wait in arrival order up to `max_wait`.
+    Queue,
+    /// Answer 429 at once.
+    Reject,
+}
+
+/// How an upstream's token is obtained.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// Static `headers` only.
+    None,
+    OAuth2(OAuth2),
+    JwtLogin(JwtLogin),
+}
+
+impl Auth {
+    /// The `type` key as written in the config.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Auth::None => "none",
+            Auth::OAuth2(_) => "oauth2_client_credentials",
+            Auth::JwtLogin(_) => "jwt_login",
+        }
+    }
+
+    /// Where the token goes, if there is a token.
+    pub fn injection(&self) -> Option<&Injection> {
+        match self {
+            Auth::None => None,
+            Auth::OAuth2(a) => Some(&a.inject),
+            Auth::JwtLogin(a) => Some(&a.inject),
+        }
+    }
+}
+
+/// The token goes out as `<header>: <prefix><token>` (default `Authorization: Bearer <token>`).
+#[derive(Debug, Clone)]
+pub struct Injection {
+    pub header: HeaderName,
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `client_id` and `client_secret` in the form body.
+    Body,
+    /// HTTP Basic.
+    Basic,
+}
+
+/// `auth = { type = "oauth2_client_credentials", ... }`.
+#[derive(Debug, Clone)]
+pub struct OAuth2 {
+    pub token_url: Url,
+    pub client_id: Secret,
+    pub client_secret: Secret,
+    pub scope: Option<String>,
+    pub client_auth: ClientAuth,
+    pub token_headers: Vec<(HeaderName, Secret<HeaderValue>)>,
+    pub token_rate_limit: Option<RateLimit>,
+    pub refresh_before: Duration,
+    /// Lifetime assumed when the token response has no `expires_in`.
+    pub default_ttl: Option<Duration>,
+    pub inject: Injection,
+}
+
+/// `auth = { type = "jwt_login", ... }`.
+#[derive(Debug, Clone)]
+pub struct JwtLogin {
+    pub login_url: Url,
+    /// Sent as JSON; holds the password.
+    pub login_body: Secret<serde_json::Value>,
+    pub access_field: String,
+    pub refresh_url: Option<Url>,
+    pub refresh_field: String,
+    pub token_headers: Vec<(HeaderName, Secret<HeaderValue>)>,
+    pub token_rate_limit: Option<RateLimit>,
+    pub refresh_before: Duration,
+    pub inject: Injection,
+}
+
+impl Config {
+    /// Parses and validates config text. `lookup` resolves `${VAR}`.
+    pub fn parse(text: &str, lookup: Lookup<'_>) -> Result<Config, ConfigError> {
+        validate::load(text, lookup)
+    }
+
+    /// Reads, parses and validates a config file, resolving `${VAR}` from the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(path.display().to_string(), format!("cannot read: {e}")))?;
+        Self::parse(&text, &|name| std::env::var(name).ok()).map_err(|mut e| {
+            if e.path.is_empty() {
+                e.path = path.display().to_string();
+            }
+            e
+        })
+    }
+}

@@ -1,0 +1,103 @@
+//! The config file exactly as written: serde types with `deny_unknown_fields`, strings unparsed.
+//!
+//! Nothing outside `config` sees these types; `config::validate` turns them into typed config.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, RawUpstream>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub admin_listen: Option<String>,
+    pub allow_production: Option<bool>,
+    pub public_url: Option<String>,
+    pub shutdown_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub prefix: Option<String>,
+    pub environment: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub request_timeout: Option<String>,
+    pub max_concurrency: Option<u32>,
+    pub retry: Option<RawRetry>,
+    pub rewrite_links: Option<bool>,
+    pub max_body: Option<String>,
+    pub replay_buffer: Option<String>,
+    pub max_pause: Option<String>,
+    pub sandbox: Option<RawEnv>,
+    pub production: Option<RawEnv>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    pub attempts: Option<u32>,
+    pub backoff: Option<String>,
+    pub max_backoff: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEnv {
+    pub base_url: String,
+    pub headers: Option<BTreeMap<String, String>>,
+    pub auth: Option<RawAuth>,
+    pub rate_limit: Option<RawRateLimit>,
+    pub ca_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub requests: u32,
+    pub per: String,
+    pub burst: Option<u32>,
+    pub on_limit: Option<String>,
+    pub max_wait: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawAuth {
+    None {},
+    #[serde(rename = "oauth2_client_credentials")]
+    OAuth2ClientCredentials {
+        token_url: String,
+        client_id: String,
+        client_secret: String,
+        scope: Option<String>,
+        client_auth: Option<String>,
+        token_headers: Option<BTreeMap<String, String>>,
+        token_rate_limit: Option<RawRateLimit>,
+        refresh_before: Option<String>,
+        default_ttl: Option<String>,
+        inject_header: Option<String>,
+        inject_prefix: Option<String>,
+    },
+    JwtLogin {
+        login_url: String,
+        login_body: toml::Table,
+        access_field: Option<String>,
+        refresh_url: Option<String>,
+        refresh_field: Option<String>,
+        token_headers: Option<BTreeMap<String, String>>,
+        token_rate_limit: Option<RawRateLimit>,
+        refresh_before: Option<String>,
+        inject_header: Option<String>,
+        inject_prefix: Option<String>,
+    },
+}

@@ -1,0 +1,544 @@
+//! Raw config → typed config: interpolation with key paths, strict deserialisation, then validation
+//! of every value, defaults, and the production guard.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use url::{Host, Url};
+
+use super::interpolate::{self, Lookup};
+use super::raw::{RawAuth, RawConfig, RawEnv, RawRateLimit, RawServer, RawUpstream};
+use super::units;
+use super::*;
+
+pub(super) fn load(text: &str, lookup: Lookup<'_>) -> Result<Config, ConfigError> {
+    let mut tree: toml::Table =
+        toml::from_str(text).map_err(|e| ConfigError::new("", format!("not valid TOML: {e}")))?;
+    let unresolved = expand_tree(&mut tree, lookup)?;
+    let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
+        let path = e.path().to_string();
+        ConfigError::new(
+            if path == "." { String::new() } else { path },
+            e.into_inner().message().to_owned(),
+        )
+    })?;
+    validate(raw, &unresolved)
+}
+
+/// Expands `${...}` in every string. An upstream's inactive environment block may name variables
+/// that are not set (production secrets on a developer's machine): it is left unexpanded and its
+/// `(upstream, environment)` returned, so validation skips it instead of failing.
+fn expand_tree(
+    tree: &mut toml::Table,
+    lookup: Lookup<'_>,
+) -> Result<HashSet<(String, &'static str)>, ConfigError> {
+    let mut unresolved = HashSet::new();
+    for (key, value) in tree.iter_mut() {
+        if key != "upstreams" {
+            expand_value(value, key, lookup)?;
+            continue;
+        }
+        let Some(upstreams) = value.as_table_mut() else {
+            continue; // deserialisation reports the type error with its path
+        };
+        for (name, upstream) in upstreams.iter_mut() {
+            let path = format!("upstreams.{name}");
+            let Some(fields) = upstream.as_table_mut() else {
+                continue;
+            };
+            for (k, v) in fields.iter_mut() {
+                if k != "sandbox" && k != "production" {
+                    expand_value(v, &format!("{path}.{k}"), lookup)?;
+                }
+            }
+            let active = fields
+                .get("environment")
+                .and_then(|v| v.as_str())
+                .unwrap_or("sandbox")
+                .to_owned();
+            for env in ["sandbox", "production"] {
+                let Some(block) = fields.get_mut(env) else {
+                    continue;
+                };
+                let block_path = format!("{path}.{env}");
+                if env == active {
+                    expand_value(block, &block_path, lookup)?;
+                } else {
+                    let mut copy = block.clone();
+                    match expand_value(&mut copy, &block_path, lookup) {
+                        Ok(()) => *block = copy,
+                        Err(_) => {
+                            unresolved.insert((name.clone(), env));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(unresolved)
+}
+
+fn expand_value(value: &mut toml::Value, path: &str, lookup: Lookup<'_>) -> Result<(), ConfigError> {
+    match value {
+        toml::Value::String(s) => {
+            *s = interpolate::expand(s, lookup).map_err(|e| ConfigError::new(path, e.to_string()))?;
+        }
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                expand_value(item, &format!("{path}[{i}]"), lookup)?;
+            }
+        }
+        toml::Value::Table(table) => {
+            for (k, v) in table.iter_mut() {
+                expand_value(v, &format!("{path}.{k}"), lookup)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn validate(raw: RawConfig, unresolved: &HashSet<(String, &'static str)>) -> Result<Config, ConfigError> {
+    let server = server(raw.server)?;
+    if raw.upstreams.is_empty() {
+        return Err(ConfigError::new("upstreams", "no upstream is configured"));
+    }
+    let mut upstreams = Vec::with_capacity(raw.upstreams.len());
+    let mut prefixes: BTreeMap<String, String> = BTreeMap::new();
+    for (name, raw_up) in raw.upstreams {
+        let up = upstream(&name, raw_up, &server, unresolved)?;
+        if let Some(other) = prefixes.insert(up.prefix.clone(), name.clone()) {
+            return Err(ConfigError::new(
+                format!("upstreams.{name}.prefix"),
+                format!("prefix `{}` is already used by upstream `{other}`", up.prefix),
+            ));
+        }
+        upstreams.push(up);
+    }
+    Ok(Config { server, upstreams })
+}
+
+fn server(raw: RawServer) -> Result<Server, ConfigError> {
+    let addr = |key: &str, v: Option<String>, default: &str| -> Result<SocketAddr, ConfigError> {
+        let v = v.unwrap_or_else(|| default.to_owned());
+        v.parse().map_err(|_| {
+            ConfigError::new(
+                format!("server.{key}"),
+                format!("`{v}` is not an address like \"127.0.0.1:8080\""),
+            )
+        })
+    };
+    Ok(Server {
+        listen: addr("listen", raw.listen, "127.0.0.1:8080")?,
+        admin_listen: addr("admin_listen", raw.admin_listen, "127.0.0.1:9090")?,
+        allow_production: raw.allow_production.unwrap_or(false),
+        public_url: raw
+            .public_url
+            .map(|u| url("server.public_url", &u, UrlUse::PublicUrl))
+            .transpose()?,
+        shutdown_timeout: dur("server.shutdown_timeout", raw.shutdown_timeout, "30s")?,
+    })
+}
+
+fn upstream(
+    name: &str,
+    raw: RawUpstream,
+    server: &Server,
+    unresolved: &HashSet<(String, &'static str)>,
+) -> Result<Upstream, ConfigError> {
+    let at = |key: &str| format!("upstreams.{name}.{key}");
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    {
+        return Err(ConfigError::new(
+            format!("upstreams.{name}"),
+            "an upstream name may only hold a-z, 0-9, `_` and `-` (it becomes a metric label)",
+        ));
+    }
+    let prefix = prefix(&at("prefix"), raw.prefix.unwrap_or_else(|| format!("/{name}")))?;
+    let environment = match raw.environment.as_deref().unwrap_or("sandbox") {
+        "sandbox" => Environment::Sandbox,
+        "production" => Environment::Production,
+        other => {
+            return Err(ConfigError::new(
+                at("environment"),
+                format!("`{other}` is not an environment; use \"sandbox\" or \"production\""),
+            ))
+        }
+    };
+    if environment == Environment::Production && !server.allow_production {
+        return Err(ConfigError::new(
+            at("environment"),
+            format!(
+                "upstream `{name}` selects \"production\" but server.allow_production is false; \
+                 set it to true only where production traffic is intended"
+            ),
+        ));
+    }
+    let request_timeout = dur(&at("request_timeout"), raw.request_timeout, "30s")?;
+    let retry = match raw.retry {
+        None => Retry {
+            attempts: NonZeroU32::new(3).expect("3 > 0"),
+            backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+        },
+        Some(r) => Retry {
+            attempts: NonZeroU32::new(r.attempts.unwrap_or(3)).ok_or_else(|| {
+                ConfigError::new(
+                    at("retry.attempts"),
+                    "must be at least 1 (it counts the first try)",
+                )
+            })?,
+            backoff: dur(&at("retry.backoff"), r.backoff, "200ms")?,
+            max_backoff: dur(&at("retry.max_backoff"), r.max_backoff, "10s")?,
+        },
+    };
+    let envs = [
+        (Environment::Sandbox, raw.sandbox),
+        (Environment::Production, raw.production),
+    ];
+    let mut sandbox = None;
+    let mut production = None;
+    for (env, block) in envs {
+        let Some(block) = block else { continue };
+        if unresolved.contains(&(name.to_owned(), env.as_str())) {
+            continue;
+        }
+        let t = target(&at(env.as_str()), block, request_timeout)?;
+        match env {
+            Environment::Sandbox => sandbox = Some(t),
+            Environment::Production => production = Some(t),
+        }
+    }
+    if let (Some(s), Some(p)) = (&sandbox, &production) {
+        if let Some(what) = shared_credential(s, p) {
+            return Err(ConfigError::new(
+                at("production"),
+                format!(
+                    "upstream `{name}`: production credentials equal the sandbox ones ({what}); \
+                     each environment needs its own credentials"
+                ),
+            ));
+        }
+    }
+    let target = match environment {
+        Environment::Sandbox => sandbox,
+        Environment::Production => production,
+    }
+    .ok_or_else(|| {
+        ConfigError::new(
+            at(environment.as_str()),
+            format!(
+                "environment \"{environment}\" is selected but [upstreams.{name}.{environment}] is missing"
+            ),
+        )
+    })?;
+    let max_concurrency = NonZeroU32::new(raw.max_concurrency.unwrap_or(256))
+        .ok_or_else(|| ConfigError::new(at("max_concurrency"), "must be at least 1"))?;
+    Ok(Upstream {
+        name: name.to_owned(),
+        prefix,
+        environment,
+        connect_timeout: dur(&at("connect_timeout"), raw.connect_timeout, "5s")?,
+        request_timeout,
+        max_concurrency,
+        retry,
+        rewrite_links: raw.rewrite_links.unwrap_or(true),
+        max_body: size(&at("max_body"), raw.max_body, "10MiB")?,
+        replay_buffer: size(&at("replay_buffer"), raw.replay_buffer, "64KiB")?,
+        max_pause: dur(&at("max_pause"), raw.max_pause, "60s")?,
+        target,
+    })
+}
+
+fn prefix(path: &str, p: String) -> Result<String, ConfigError> {
+    if p.is_empty() {
+        return Err(ConfigError::new(
+            path,
+            "the prefix is empty; write e.g. \"/osigu\"",
+        ));
+    }
+    if !p.starts_with('/') {
+        return Err(ConfigError::new(path, format!("`{p}` must start with `/`")));
+    }
+    let trimmed = if p.len() > 1 { p.trim_end_matches('/') } else { &p };
+    let bad = trimmed.len() > 1
+        && trimmed[1..].split('/').any(|seg| {
+            seg.is_empty() || seg == "." || seg == ".." || seg.contains(['%', '?', '#', '\\', ';'])
+        });
+    if bad || trimmed.is_empty() {
+        return Err(ConfigError::new(
+            path,
+            format!("`{p}` is not a plain path prefix (no empty or dot segments, `%`, `?`, `#`, `;`, `\\`)"),
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+fn target(path: &str, raw: RawEnv, request_timeout: Duration) -> Result<Target, ConfigError> {
+    let base_url = url(&format!("{path}.base_url"), &raw.base_url, UrlUse::Base)?;
+    let headers = headers(&format!("{path}.headers"), raw.headers)?;
+    let auth = match raw.auth {
+        None => Auth::None,
+        Some(a) => auth(&format!("{path}.auth"), a, request_timeout)?,
+    };
+    if let Some(inject) = auth.injection() {
+        if headers.iter().any(|(n, _)| *n == inject.header) {
+            return Err(ConfigError::new(
+                format!("{path}.headers"),
+                format!(
+                    "`{}` is also where the token is injected; remove one",
+                    inject.header
+                ),
+            ));
+        }
+    }
+    let rate_limit = raw
+        .rate_limit
+        .map(|r| rate_limit(&format!("{path}.rate_limit"), r, request_timeout))
+        .transpose()?;
+    let ca_file = raw.ca_file.map(PathBuf::from);
+    if let Some(ca) = &ca_file {
+        if !ca.is_file() {
+            return Err(ConfigError::new(
+                format!("{path}.ca_file"),
+                format!("`{}` is not a readable file", ca.display()),
+            ));
+        }
+    }
+    Ok(Target {
+        base_url,
+        headers,
+        auth,
+        rate_limit,
+        ca_file,
+    })
+}
+
+fn auth(path: &str, raw: RawAuth, request_timeout: Duration) -> Result<Auth, ConfigError> {
+    let at = |k: &str| format!("{path}.{k}");
+    let injection = |header: Option<String>, prefix: Option<String>| -> Result<Injection, ConfigError> {
+        let header = header.unwrap_or_else(|| "authorization".to_owned());
+        Ok(Injection {
+            header: HeaderName::from_str(&header).map_err(|_| {
+                ConfigError::new(at("inject_header"), format!("`{header}` is not a header name"))
+            })?,
+            prefix: prefix.unwrap_or_else(|| "Bearer ".to_owned()),
+        })
+    };
+    let token_limit = |r: Option<RawRateLimit>| {
+        r.map(|r| rate_limit(&at("token_rate_limit"), r, request_timeout))
+            .transpose()
+    };
+    Ok(match raw {
+        RawAuth::None {} => Auth::None,
+        RawAuth::OAuth2ClientCredentials {
+            token_url,
+            client_id,
+            client_secret,
+            scope,
+            client_auth,
+            token_headers,
+            token_rate_limit,
+            refresh_before,
+            default_ttl,
+            inject_header,
+            inject_prefix,
+        } => Auth::OAuth2(OAuth2 {
+            token_url: url(&at("token_url"), &token_url, UrlUse::Endpoint)?,
+            client_id: non_empty(&at("client_id"), client_id)?,
+            client_secret: non_empty(&at("client_secret"), client_secret)?,
+            scope,
+            client_auth: match client_auth.as_deref().unwrap_or("body") {
+                "body" => ClientAuth::Body,
+                "basic" => ClientAuth::Basic,
+                other => {
+                    return Err(ConfigError::new(
+                        at("client_auth"),
+                        format!("`{other}` is not \"body\" or \"basic\""),
+                    ))
+                }
+            },
+            token_headers: headers(&at("token_headers"), token_headers)?,
+            token_rate_limit: token_limit(token_rate_limit)?,
+            refresh_before: dur(&at("refresh_before"), refresh_before, "60s")?,
+            default_ttl: default_ttl
+                .map(|d| dur(&at("default_ttl"), Some(d), "0s"))
+                .transpose()?,
+            inject: injection(inject_header, inject_prefix)?,
+        }),
+        RawAuth::JwtLogin {
+            login_url,
+            login_body,
+            access_field,
+            refresh_url,
+            refresh_field,
+            token_headers,
+            token_rate_limit,
+            refresh_before,
+            inject_header,
+            inject_prefix,
+        } => {
+            Auth::JwtLogin(JwtLogin {
+                login_url: url(&at("login_url"), &login_url, UrlUse::Endpoint)?,
+                login_body: Secret::new(serde_json::to_value(&login_body).map_err(|e| {
+                    ConfigError::new(at("login_body"), format!("cannot be sent as JSON: {e}"))
+                })?),
+                access_field: access_field.unwrap_or_else(|| "access".to_owned()),
+                refresh_url: refresh_url
+                    .map(|u| url(&at("refresh_url"), &u, UrlUse::Endpoint))
+                    .transpose()?,
+                refresh_field: refresh_field.unwrap_or_else(|| "refresh".to_owned()),
+                token_headers: headers(&at("token_headers"), token_headers)?,
+                token_rate_limit: token_limit(token_rate_limit)?,
+                refresh_before: dur(&at("refresh_before"), refresh_before, "60s")?,
+                inject: injection(inject_header, inject_prefix)?,
+            })
+        }
+    })
+}
+
+fn rate_limit(path: &str, raw: RawRateLimit, request_timeout: Duration) -> Result<RateLimit, ConfigError> {
+    let requests = NonZeroU32::new(raw.requests)
+        .ok_or_else(|| ConfigError::new(format!("{path}.requests"), "must be at least 1"))?;
+    let per = dur(&format!("{path}.per"), Some(raw.per), "1s")?;
+    if per.is_zero() {
+        return Err(ConfigError::new(
+            format!("{path}.per"),
+            "must be longer than zero",
+        ));
+    }
+    Ok(RateLimit {
+        requests,
+        per,
+        burst: NonZeroU32::new(raw.burst.unwrap_or(1))
+            .ok_or_else(|| ConfigError::new(format!("{path}.burst"), "must be at least 1"))?,
+        on_limit: match raw.on_limit.as_deref().unwrap_or("queue") {
+            "queue" => OnLimit::Queue,
+            "reject" => OnLimit::Reject,
+            other => {
+                return Err(ConfigError::new(
+                    format!("{path}.on_limit"),
+                    format!("`{other}` is not \"queue\" or \"reject\""),
+                ))
+            }
+        },
+        max_wait: match raw.max_wait {
+            Some(w) => dur(&format!("{path}.max_wait"), Some(w), "0s")?,
+            None => request_timeout,
+        },
+    })
+}
+
+fn headers(
+    path: &str,
+    raw: Option<BTreeMap<String, String>>,
+) -> Result<Vec<(HeaderName, Secret<HeaderValue>)>, ConfigError> {
+    raw.unwrap_or_default()
+        .into_iter()
+        .map(|(name, value)| {
+            let header = HeaderName::from_str(&name)
+                .map_err(|_| ConfigError::new(path, format!("`{name}` is not a valid header name")))?;
+            // The value is a secret: name the key, never echo the value.
+            let mut value = HeaderValue::from_str(&value).map_err(|_| {
+                ConfigError::new(
+                    format!("{path}.{name}"),
+                    "the value holds characters a header cannot carry",
+                )
+            })?;
+            value.set_sensitive(true);
+            Ok((header, Secret::new(value)))
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum UrlUse {
+    /// An upstream `base_url`: no query or fragment.
+    Base,
+    /// A token or login endpoint.
+    Endpoint,
+    /// `server.public_url`: where callers reach Tollgate; plain http anywhere.
+    PublicUrl,
+}
+
+fn url(path: &str, raw: &str, usage: UrlUse) -> Result<Url, ConfigError> {
+    let u = Url::parse(raw)
+        .map_err(|e| ConfigError::new(path, format!("`{raw}` is not an absolute http(s) URL ({e})")))?;
+    if u.scheme() != "http" && u.scheme() != "https" {
+        return Err(ConfigError::new(
+            path,
+            format!("`{raw}`: the scheme must be http or https"),
+        ));
+    }
+    let Some(host) = u.host() else {
+        return Err(ConfigError::new(path, format!("`{raw}` has no host")));
+    };
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(ConfigError::new(
+            path,
+            "credentials in the URL are not allowed; use headers or auth",
+        ));
+    }
+    if usage != UrlUse::Endpoint && (u.query().is_some() || u.fragment().is_some()) {
+        return Err(ConfigError::new(
+            path,
+            format!("`{raw}` must not have a query or fragment"),
+        ));
+    }
+    if usage != UrlUse::PublicUrl && u.scheme() == "http" && !is_loopback(&host) {
+        return Err(ConfigError::new(
+            path,
+            format!("`{raw}`: plain http is only allowed to loopback hosts; use https"),
+        ));
+    }
+    Ok(u)
+}
+
+fn is_loopback(host: &Host<&str>) -> bool {
+    match host {
+        Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+        Host::Ipv4(ip) => IpAddr::V4(*ip).is_loopback(),
+        Host::Ipv6(ip) => IpAddr::V6(*ip).is_loopback(),
+    }
+}
+
+fn non_empty(path: &str, v: String) -> Result<Secret, ConfigError> {
+    if v.is_empty() {
+        return Err(ConfigError::new(path, "must not be empty"));
+    }
+    Ok(Secret::new(v))
+}
+
+fn dur(path: &str, v: Option<String>, default: &str) -> Result<Duration, ConfigError> {
+    units::duration(v.as_deref().unwrap_or(default)).map_err(|m| ConfigError::new(path, m))
+}
+
+fn size(path: &str, v: Option<String>, default: &str) -> Result<u64, ConfigError> {
+    units::size(v.as_deref().unwrap_or(default)).map_err(|m| ConfigError::new(path, m))
+}
+
+/// Names the first credential that sandbox and production share, if any.
+fn shared_credential(sandbox: &Target, production: &Target) -> Option<String> {
+    for (name, value) in &production.headers {
+        if sandbox.headers.iter().any(|(n, v)| n == name && v == value) {
+            return Some(format!("headers.{name}"));
+        }
+    }
+    match (&sandbox.auth, &production.auth) {
+        (Auth::OAuth2(s), Auth::OAuth2(p)) if s.client_secret == p.client_secret => {
+            Some("auth.client_secret".to_owned())
+        }
+        (Auth::JwtLogin(s), Auth::JwtLogin(p)) if s.login_body == p.login_body => {
+            Some("auth.login_body".to_owned())
+        }
+        _ => None,
+    }
+}

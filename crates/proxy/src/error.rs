@@ -1,0 +1,64 @@
+//! Every error the gateway itself answers with: its code, status and which side caused it.
+//!
+//! `respond::error_response` is the only place these become responses.
+
+use std::time::Duration;
+
+use http::StatusCode;
+
+/// Who caused an error: decides the log level and whether a retry could help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The caller sent something we refuse.
+    Downstream,
+    /// The partner failed or could not be reached.
+    Upstream,
+    /// Tollgate's own limits or state.
+    Gateway,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("no upstream is configured for this path")]
+    NoRoute,
+    #[error("{0}")]
+    BadRequest(&'static str),
+    #[error("the request body is larger than this upstream's max_body ({limit} bytes)")]
+    PayloadTooLarge { limit: u64 },
+    #[error("the upstream could not be reached: {0}")]
+    UpstreamUnreachable(String),
+    #[error("the upstream did not answer within request_timeout ({0:?})")]
+    UpstreamTimeout(Duration),
+}
+
+impl GatewayError {
+    /// The `X-Tollgate-Error` code and `error.code` field of DESIGN.md.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GatewayError::NoRoute => "no_route",
+            GatewayError::BadRequest(_) => "bad_request",
+            GatewayError::PayloadTooLarge { .. } => "payload_too_large",
+            GatewayError::UpstreamUnreachable(_) => "upstream_unreachable",
+            GatewayError::UpstreamTimeout(_) => "upstream_timeout",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::NoRoute => StatusCode::NOT_FOUND,
+            GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    pub fn side(&self) -> Side {
+        match self {
+            GatewayError::NoRoute | GatewayError::BadRequest(_) | GatewayError::PayloadTooLarge { .. } => {
+                Side::Downstream
+            }
+            GatewayError::UpstreamUnreachable(_) | GatewayError::UpstreamTimeout(_) => Side::Upstream,
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! The gateway's runtime state, built once from a validated config: routes, one client and one set
+//! of prepared headers and metric handles per upstream.
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Uri};
+use tollgate_metrics::{Metrics, UpstreamMetrics};
+
+use crate::config::{Config, Upstream};
+use crate::forward::UpstreamClient;
+use crate::headers::Injected;
+use crate::route::Routes;
+
+/// Everything the request path needs, shared by all connections.
+#[derive(Debug)]
+pub struct Gateway {
+    pub(crate) config: Config,
+    pub(crate) routes: Routes,
+    pub(crate) upstreams: Vec<UpstreamRuntime>,
+    pub(crate) metrics: Metrics,
+    /// Handles for requests that match no route (`upstream="none"`).
+    pub(crate) unrouted: UpstreamMetrics,
+    /// `/readyz`: true while the listeners accept, false again once shutdown starts.
+    pub(crate) ready: AtomicBool,
+}
+
+/// One upstream, ready to forward to.
+#[derive(Debug)]
+pub(crate) struct UpstreamRuntime {
+    pub cfg: Upstream,
+    pub client: UpstreamClient,
+    scheme: Scheme,
+    authority: Authority,
+    /// `base_url`'s path without its trailing `/`.
+    base_path: String,
+    pub injected: Injected,
+    pub environment_header: HeaderValue,
+    pub name_header: HeaderValue,
+    pub metrics: UpstreamMetrics,
+}
+
+impl Gateway {
+    /// Builds the runtime state. Fails only on things config validation cannot see (an unreadable
+    /// or invalid `ca_file`).
+    pub fn new(config: Config, metrics: Metrics) -> Result<Self, String> {
+        let mut upstreams = Vec::with_capacity(config.upstreams.len());
+        for up in &config.upstreams {
+            upstreams.push(UpstreamRuntime::new(up, &metrics)?);
+        }
+        Ok(Self {
+            routes: Routes::new(config.upstreams.iter().map(|u| u.prefix.as_str())),
+            unrouted: metrics.upstream("none", "none"),
+            upstreams,
+            metrics,
+            config,
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+}
+
+impl UpstreamRuntime {
+    fn new(cfg: &Upstream, metrics: &Metrics) -> Result<Self, String> {
+        let base = &cfg.target.base_url;
+        let client = UpstreamClient::new(&cfg.target, cfg.connect_timeout)
+            .map_err(|e| format!("upstreams.{}.{}: {e}", cfg.name, cfg.environment))?;
+        let host = base.host_str().expect("validated: base_url has a host");
+        let authority = match base.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        let mut injected = Injected::default();
+        for (name, value) in &cfg.target.headers {
+            injected.headers.push((name.clone(), value.expose().clone()));
+            injected.reserved.push(name.clone());
+        }
+        if let Some(inject) = cfg.target.auth.injection() {
+            injected.reserved.push(inject.header.clone());
+        }
+        Ok(Self {
+            scheme: Scheme::from_str(base.scheme()).expect("validated: http or https"),
+            authority: Authority::from_str(&authority).map_err(|e| format!("{}: {e}", cfg.name))?,
+            base_path: base.path().trim_end_matches('/').to_owned(),
+            client,
+            injected,
+            environment_header: HeaderValue::from_static(cfg.environment.as_str()),
+            name_header: HeaderValue::from_str(&cfg.name).expect("validated: [a-z0-9_-]+"),
+            metrics: metrics.upstream(&cfg.name, cfg.environment.as_str()),
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// The partner URI for a normalised rest-of-path and the caller's raw query (kept byte-for-byte).
+    pub fn uri(&self, rest: &str, query: Option<&str>) -> Result<Uri, http::Error> {
+        let mut pq =
+            String::with_capacity(self.base_path.len() + rest.len() + query.map_or(0, |q| q.len() + 1) + 1);
+        pq.push_str(&self.base_path);
+        pq.push_str(rest);
+        if pq.is_empty() {
+            pq.push('/');
+        }
+        if let Some(q) = query {
+            pq.push('?');
+            pq.push_str(q);
+        }
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(PathAndQuery::try_from(pq)?)
+            .build()
+    }
+}

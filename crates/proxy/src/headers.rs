@@ -1,0 +1,231 @@
+//! Header hygiene (RFC 9110 §7.6.1) for both directions, and the request id.
+//!
+//! Towards the partner, the caller's headers are copied minus everything that is hop-by-hop, named
+//! by the caller's `Connection`, a credential, or a header Tollgate injects itself; then the
+//! injected headers are added. `Connection` can therefore never remove an injected header, and may
+//! not name framing headers at all. No `Forwarded`/`X-Forwarded-*` leaves: they would leak internal
+//! addresses to partners. Towards the caller, hop-by-hop headers of the partner's response are dropped.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::error::GatewayError;
+
+/// `X-Request-Id`: kept from the caller when sane, else created; sent upstream and returned.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const TOLLGATE_ENVIRONMENT: HeaderName = HeaderName::from_static("x-tollgate-environment");
+pub const TOLLGATE_UPSTREAM: HeaderName = HeaderName::from_static("x-tollgate-upstream");
+
+/// Headers that describe one connection, never the message (RFC 9110 §7.6.1), plus the ones
+/// Tollgate owns towards partners (`Host` comes from the route, `Expect` is answered here).
+const HOP_BY_HOP: [HeaderName; 10] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+    header::HOST,
+];
+
+/// What the gateway adds to every request to one upstream, prepared once at start-up.
+#[derive(Debug, Clone, Default)]
+pub struct Injected {
+    /// Static headers from config, values marked sensitive.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Names the caller may never send: the static ones and the token header.
+    pub reserved: Vec<HeaderName>,
+}
+
+/// The headers to send upstream, built from the caller's.
+pub fn upstream_request_headers(
+    caller: &HeaderMap,
+    injected: &Injected,
+    request_id: &HeaderValue,
+) -> Result<HeaderMap, GatewayError> {
+    let named = connection_named(caller)?;
+    let mut out = HeaderMap::with_capacity(caller.len() + injected.headers.len() + 1);
+    for (name, value) in caller {
+        if is_hop_by_hop(name)
+            || *name == header::AUTHORIZATION
+            || *name == header::EXPECT
+            || *name == REQUEST_ID
+            || is_forwarding(name)
+            || injected.reserved.contains(name)
+            || named.iter().any(|n| n == name.as_str())
+        {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    for (name, value) in &injected.headers {
+        out.append(name.clone(), value.clone());
+    }
+    out.insert(REQUEST_ID, request_id.clone());
+    Ok(out)
+}
+
+/// Drops the partner response's hop-by-hop headers and the ones its `Connection` names.
+pub fn clean_response_headers(headers: &mut HeaderMap) {
+    if let Ok(named) = connection_named(headers) {
+        for name in named {
+            headers.remove(name.as_str());
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Lower-cased names listed in `Connection`. Naming a framing header is an attack on the
+/// partner's framing (request smuggling), not a preference: refuse it.
+fn connection_named(headers: &HeaderMap) -> Result<Vec<String>, GatewayError> {
+    let mut named = Vec::new();
+    for value in headers.get_all(header::CONNECTION) {
+        let Ok(value) = value.to_str() else {
+            return Err(GatewayError::BadRequest("the Connection header is not ASCII"));
+        };
+        for token in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let token = token.to_ascii_lowercase();
+            if token == "content-length" || token == "transfer-encoding" {
+                return Err(GatewayError::BadRequest(
+                    "the Connection header may not name Content-Length or Transfer-Encoding",
+                ));
+            }
+            named.push(token);
+        }
+    }
+    Ok(named)
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+}
+
+fn is_forwarding(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    n == "forwarded" || n == "x-real-ip" || n.starts_with("x-forwarded-")
+}
+
+/// The caller's `X-Request-Id` when it is 1..=128 visible ASCII characters, else a new UUID.
+pub fn request_id(caller: &HeaderMap) -> HeaderValue {
+    if let Some(v) = caller.get(REQUEST_ID) {
+        let b = v.as_bytes();
+        if !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic()) {
+            return v.clone();
+        }
+    }
+    let mut buf = uuid::Uuid::encode_buffer();
+    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(id).expect("a UUID is a valid header value")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn injected() -> Injected {
+        let key = HeaderName::from_static("x-api-key");
+        Injected {
+            headers: vec![(key.clone(), HeaderValue::from_static("real-key"))],
+            reserved: vec![key, header::AUTHORIZATION],
+        }
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn strips_credentials_hop_by_hop_and_forwarding() {
+        let caller = map(&[
+            ("authorization", "Bearer caller"),
+            ("proxy-authorization", "Basic x"),
+            ("x-api-key", "caller-key"),
+            ("X-API-KEY", "caller-key-2"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("upgrade", "websocket"),
+            ("host", "internal.svc"),
+            ("forwarded", "for=10.0.0.1"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-proto", "http"),
+            ("accept", "application/json"),
+            ("x-custom", "1"),
+        ]);
+        let rid = HeaderValue::from_static("rid");
+        let out = upstream_request_headers(&caller, &injected(), &rid).unwrap();
+        assert_eq!(out.get_all("x-api-key").iter().collect::<Vec<_>>(), ["real-key"]);
+        for gone in [
+            "authorization",
+            "proxy-authorization",
+            "keep-alive",
+            "te",
+            "upgrade",
+            "host",
+            "forwarded",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+        ] {
+            assert!(!out.contains_key(gone), "{gone} leaked");
+        }
+        assert_eq!(out["accept"], "application/json");
+        assert_eq!(out["x-custom"], "1");
+        assert_eq!(out[REQUEST_ID], "rid");
+    }
+
+    #[test]
+    fn connection_removes_what_it_names_but_never_injected_headers() {
+        let caller = map(&[
+            ("connection", "X-API-Key, x-custom"),
+            ("x-custom", "1"),
+            ("x-other", "2"),
+        ]);
+        let out = upstream_request_headers(&caller, &injected(), &HeaderValue::from_static("r")).unwrap();
+        assert_eq!(out["x-api-key"], "real-key");
+        assert!(!out.contains_key("x-custom"));
+        assert_eq!(out["x-other"], "2");
+    }
+
+    #[test]
+    fn connection_naming_framing_is_refused() {
+        for v in ["Content-Length", "close, transfer-encoding"] {
+            let caller = map(&[("connection", v)]);
+            let err =
+                upstream_request_headers(&caller, &injected(), &HeaderValue::from_static("r")).unwrap_err();
+            assert_eq!(err.code(), "bad_request");
+        }
+    }
+
+    #[test]
+    fn request_id_is_kept_when_sane() {
+        assert_eq!(request_id(&map(&[("x-request-id", "abc-123")])), "abc-123");
+        let made = request_id(&map(&[("x-request-id", "has space")]));
+        assert_eq!(made.len(), 36);
+        assert_ne!(request_id(&HeaderMap::new()), request_id(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn response_hop_by_hop_is_dropped() {
+        let mut h = map(&[
+            ("connection", "x-secret-hop"),
+            ("x-secret-hop", "1"),
+            ("transfer-encoding", "chunked"),
+            ("content-type", "text/plain"),
+        ]);
+        clean_response_headers(&mut h);
+        assert!(!h.contains_key("x-secret-hop"));
+        assert!(!h.contains_key("transfer-encoding"));
+        assert!(!h.contains_key("connection"));
+        assert_eq!(h["content-type"], "text/plain");
+    }
+}

@@ -1,0 +1,38 @@
+//! Tollgate's library: config, routing, header hygiene, forwarding and the admin API.
+//!
+//! # Layout
+//! - `config/`: TOML → validated types (`interpolate`, `units`, `raw`, `validate`).
+//! - `secret.rs`: [`Secret`], values that never print.
+//! - `gateway.rs`: [`Gateway`], the runtime state built from a config.
+//! - `server.rs`: [`serve`] and [`Listeners`]: connections, h1/h2c, graceful shutdown.
+//! - `pipeline.rs`: the one function that composes the request path.
+//! - `route.rs`: longest-prefix routing and path normalisation.
+//! - `headers.rs`: header hygiene both ways and the request id.
+//! - `forward.rs`: the pooled rustls client; the only code that connects to partners.
+//! - `error.rs` / `respond.rs`: gateway errors and their one mapping to JSON responses.
+//! - `admin.rs`: `/healthz`, `/readyz`, `/status`, `/metrics`.
+//! - `body.rs`: the streamed body type used in both directions.
+
+mod admin;
+pub mod body;
+pub mod config;
+mod error;
+mod forward;
+mod gateway;
+pub mod headers;
+mod pipeline;
+mod respond;
+mod route;
+mod secret;
+mod server;
+
+pub use config::{Config, ConfigError};
+pub use error::GatewayError;
+pub use gateway::Gateway;
+pub use respond::ERROR_HEADER;
+pub use secret::Secret;
+pub use server::{serve, Listeners, MAX_HEADER_BYTES};
+pub use tollgate_metrics::Metrics;
+
+/// The version reported in `tollgate_build_info`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,110 @@
+//! Partner failures and partner answers the gateway must pass through untouched: unreachable,
+//! too slow, redirects, and bodies over `max_body`.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{client, dead_addr, raw, status_of, TestGateway};
+use tollgate_sandbox::{Echo, Emulator, Partner};
+
+fn echo_config(base: &str, extra: &str) -> String {
+    format!("[upstreams.echo]\n{extra}\n[upstreams.echo.sandbox]\nbase_url = \"{base}\"\n")
+}
+
+#[tokio::test]
+async fn unreachable_upstream_is_502_upstream_unreachable() {
+    let dead = dead_addr().await;
+    let gw = TestGateway::start(&echo_config(&format!("http://{dead}"), "")).await;
+    let resp = client().get(gw.url("/echo/anything")).send().await.unwrap();
+    assert_eq!(resp.status(), 502);
+    assert_eq!(resp.headers()["x-tollgate-error"], "upstream_unreachable");
+    assert_eq!(resp.headers()["x-tollgate-upstream"], "echo");
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["upstream"], "echo");
+    assert!(v["error"]["message"].as_str().unwrap().contains("reached"), "{v}");
+    let metrics = client()
+        .get(gw.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"tollgate_upstream_errors_total{environment="sandbox",kind="connect",upstream="echo"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(metrics
+        .contains(r#"tollgate_requests_total{environment="sandbox",status_class="5xx",upstream="echo"} 1"#));
+}
+
+#[tokio::test]
+async fn upstream_slower_than_request_timeout_is_504() {
+    let oas = Emulator::start(Partner::Oas).await.unwrap();
+    oas.set_delay(Duration::from_secs(5));
+    let toml = format!(
+        "[upstreams.oas]\nrequest_timeout = \"300ms\"\n[upstreams.oas.sandbox]\nbase_url = \"{}\"\nheaders = {{ \"X-Api-Key\" = \"{}\" }}\n",
+        oas.base_url(),
+        oas.credentials().api_key
+    );
+    let gw = TestGateway::start(&toml).await;
+    let started = Instant::now();
+    let resp = client().get(gw.url("/oas/helloworld")).send().await.unwrap();
+    assert_eq!(resp.status(), 504);
+    assert_eq!(resp.headers()["x-tollgate-error"], "upstream_timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the gateway gave up at request_timeout"
+    );
+}
+
+#[tokio::test]
+async fn redirects_are_returned_not_followed() {
+    let echo = Echo::start().await.unwrap();
+    let gw = TestGateway::start(&echo_config(&echo.base_url(), "")).await;
+    let resp = client().get(gw.url("/echo/redirect")).send().await.unwrap();
+    assert_eq!(resp.status(), 302);
+    assert_eq!(resp.headers()["location"], "https://elsewhere.example/landing");
+    assert!(resp.headers().get("x-tollgate-error").is_none());
+    assert_eq!(echo.connections(), 1, "only the one request reached the upstream");
+}
+
+#[tokio::test]
+async fn bodies_over_max_body_are_413_declared_or_chunked() {
+    let echo = Echo::start().await.unwrap();
+    let gw = TestGateway::start(&echo_config(&echo.base_url(), "max_body = \"1KiB\"")).await;
+    let body = "x".repeat(2048);
+    let resp = client()
+        .post(gw.url("/echo/sha256"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    assert_eq!(resp.headers()["x-tollgate-error"], "payload_too_large");
+    assert_eq!(
+        echo.connections(),
+        0,
+        "a declared oversize body is refused before connecting"
+    );
+
+    let chunked = format!(
+        "POST /echo/sha256 HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n800\r\n{body}\r\n0\r\n\r\n"
+    );
+    let resp = raw(gw.addr, chunked.as_bytes()).await;
+    assert_eq!(status_of(&resp), 413, "{resp}");
+
+    let fits = "y".repeat(1024);
+    let resp = client()
+        .post(gw.url("/echo/sha256"))
+        .body(fits)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["len"], 1024);
+}

@@ -1,0 +1,75 @@
+//! What every emulator shares whatever the partner: identity, knobs, the request log, issued
+//! tokens, rate-limit windows and counters. Partner modules keep their own data beside it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use crate::knobs::Knobs;
+use crate::limits::SlidingWindow;
+use crate::partner::{Credentials, Partner};
+use crate::record::Log;
+use crate::tokens::TokenStore;
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) partner: Partner,
+    /// `http://127.0.0.1:PORT`: absolute links (`Location`, `next`) are built from it so that a
+    /// gateway can recognise and rewrite them.
+    pub(crate) base_url: String,
+    pub(crate) credentials: Credentials,
+    pub(crate) knobs: Mutex<Knobs>,
+    pub(crate) log: Log,
+    pub(crate) tokens: TokenStore,
+    pub(crate) api_window: SlidingWindow,
+    pub(crate) token_window: SlidingWindow,
+    pub(crate) connections: AtomicU64,
+    /// Access tokens handed out (OAS refresh tokens are not counted: they are not access tokens).
+    pub(crate) issued: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new(partner: Partner, base_url: String, credentials: Credentials) -> Self {
+        Self {
+            partner,
+            base_url,
+            credentials,
+            knobs: Mutex::new(Knobs::defaults(partner)),
+            log: Log::default(),
+            tokens: TokenStore::default(),
+            api_window: SlidingWindow::default(),
+            token_window: SlidingWindow::default(),
+            connections: AtomicU64::new(0),
+            issued: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn knobs(&self) -> MutexGuard<'_, Knobs> {
+        lock(&self.knobs)
+    }
+
+    /// Charges one API request to `client`; `Err` carries the `Retry-After` seconds.
+    pub(crate) fn admit_api(&self, client: &str) -> Result<(), (u32, u64)> {
+        let limit = self.knobs().api_per_min;
+        self.api_window
+            .admit(client, limit, Instant::now())
+            .map_err(|wait| (limit, wait))
+    }
+
+    /// Charges one token request to `client`; `Err` carries the limit and `Retry-After` seconds.
+    pub(crate) fn admit_token(&self, client: &str) -> Result<(), (u32, u64)> {
+        let limit = self.knobs().token_per_min;
+        self.token_window
+            .admit(client, limit, Instant::now())
+            .map_err(|wait| (limit, wait))
+    }
+
+    pub(crate) fn count_issued(&self) {
+        self.issued.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Locks, ignoring poisoning: a panicking handler must not take the whole emulator down with it.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}

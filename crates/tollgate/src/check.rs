@@ -1,0 +1,56 @@
+//! `tollgate check`: validate the config and print the resolved routes, never a secret.
+
+use std::path::Path;
+
+use tollgate_proxy::Config;
+
+pub fn check(path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    print!("{}", render(&config));
+    println!("{}: ok", path.display());
+    Ok(())
+}
+
+/// One row per upstream: name, prefix, environment, base URL, auth type, injected header names.
+pub fn render(config: &Config) -> String {
+    let mut rows = vec![[
+        "UPSTREAM".to_owned(),
+        "PREFIX".to_owned(),
+        "ENVIRONMENT".to_owned(),
+        "BASE URL".to_owned(),
+        "AUTH".to_owned(),
+        "INJECTS".to_owned(),
+    ]];
+    for u in &config.upstreams {
+        let mut injects: Vec<String> = u.target.headers.iter().map(|(n, _)| n.to_string()).collect();
+        if let Some(i) = u.target.auth.injection() {
+            injects.push(i.header.to_string());
+        }
+        rows.push([
+            u.name.clone(),
+            u.prefix.clone(),
+            u.environment.to_string(),
+            u.target.base_url.to_string(),
+            u.target.auth.kind().to_owned(),
+            if injects.is_empty() {
+                "-".to_owned()
+            } else {
+                injects.join(",")
+            },
+        ]);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}

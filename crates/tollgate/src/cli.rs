@@ -1,0 +1,49 @@
+//! The command line (DESIGN.md "CLI").
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "tollgate", version, about = "An egress API gateway for partner APIs")]
+pub struct Cli {
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log filter (e.g. `debug`, `info,tollgate::access=off`); overrides RUST_LOG.
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
+    /// Runtime worker threads (default: one per core).
+    #[arg(long, global = true, env = "TOLLGATE_WORKERS")]
+    pub workers: Option<usize>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve.
+    Run {
+        #[arg(long, env = "TOLLGATE_CONFIG", default_value = "config/tollgate.toml")]
+        config: PathBuf,
+    },
+    /// Validate the config and print the resolved routes (no secrets); exit 0 or 1.
+    Check {
+        #[arg(long, env = "TOLLGATE_CONFIG", default_value = "config/tollgate.toml")]
+        config: PathBuf,
+    },
+    /// Start the partner emulators and the gateway together, and print curl examples.
+    Demo,
+    /// Run only the partner emulators (Ottimate, OAS, Osigu on ports P, P+1, P+2).
+    Sandbox {
+        #[arg(long, default_value = "127.0.0.1:7001")]
+        listen: SocketAddr,
+    },
+}

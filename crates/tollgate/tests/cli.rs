@@ -1,0 +1,163 @@
+//! `tollgate check` and `tollgate run` as a user runs them: exit codes, messages naming the key
+//! path, the production guard, and no secret on stdout or stderr.
+
+mod support;
+
+use support::{config_file, tollgate};
+
+const SECRET: &str = "sk_live_do_not_print_8f2e";
+
+fn good_config() -> String {
+    format!(
+        r#"
+[upstreams.osigu]
+prefix = "/claims"
+[upstreams.osigu.sandbox]
+base_url = "https://sandbox.osigu.com"
+headers = {{ "X-Extra-Key" = "{SECRET}" }}
+auth = {{ type = "oauth2_client_credentials", token_url = "https://sandbox.osigu.com/oauth/token",
+         client_id = "id", client_secret = "${{OSIGU_SECRET}}" }}
+[upstreams.oas.sandbox]
+base_url = "https://oas-beta.ottomate.me"
+"#
+    )
+}
+
+#[test]
+fn check_prints_routes_and_no_secret() {
+    let cfg = config_file(&good_config());
+    let out = tollgate(
+        &["check", "--config", cfg.path.to_str().unwrap()],
+        &[("OSIGU_SECRET", SECRET)],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("UPSTREAM") && stdout.contains("BASE URL"),
+        "{stdout}"
+    );
+    let osigu = stdout
+        .lines()
+        .find(|l| l.starts_with("osigu"))
+        .expect("osigu row");
+    for col in [
+        "/claims",
+        "sandbox",
+        "https://sandbox.osigu.com/",
+        "oauth2_client_credentials",
+        "x-extra-key,authorization",
+    ] {
+        assert!(osigu.contains(col), "missing {col}: {osigu}");
+    }
+    assert!(stdout
+        .lines()
+        .any(|l| l.starts_with("oas") && l.contains("/oas") && l.contains("none")));
+    assert!(!stdout.contains(SECRET) && !stderr.contains(SECRET));
+}
+
+#[test]
+fn bad_configs_exit_1_naming_the_key_path() {
+    let cases: Vec<(String, &str)> = vec![
+        (
+            good_config().replace("prefix = \"/claims\"", "prefix = \"/claims\"\ntimeout = \"1s\""),
+            "upstreams.osigu",
+        ),
+        (good_config(), "OSIGU_SECRET"),
+        (
+            good_config().replace(
+                "https://sandbox.osigu.com\"\nheaders",
+                "sandbox.osigu.com\"\nheaders",
+            ),
+            "upstreams.osigu.sandbox.base_url",
+        ),
+        (
+            good_config().replace(
+                "prefix = \"/claims\"",
+                "prefix = \"/claims\"\nconnect_timeout = \"soon\"",
+            ),
+            "upstreams.osigu.connect_timeout",
+        ),
+        (
+            good_config().replace("prefix = \"/claims\"", "prefix = \"\""),
+            "upstreams.osigu.prefix",
+        ),
+        (
+            good_config().replace("prefix = \"/claims\"", "prefix = \"/oas\""),
+            "prefix `/oas` is already used",
+        ),
+        ("this is not toml".to_owned(), "TOML"),
+    ];
+    for (toml, expected) in cases {
+        let cfg = config_file(&toml);
+        // Every case but the missing-variable one has the variable set.
+        let envs: &[(&str, &str)] = if expected == "OSIGU_SECRET" {
+            &[]
+        } else {
+            &[("OSIGU_SECRET", SECRET)]
+        };
+        for cmd in ["check", "run"] {
+            let out = tollgate(&[cmd, "--config", cfg.path.to_str().unwrap()], envs);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{cmd} must exit 1 for {expected}: {stderr}"
+            );
+            assert!(
+                stderr.contains(expected),
+                "{cmd}: expected `{expected}` in: {stderr}"
+            );
+            assert!(!stderr.contains("panicked"), "{stderr}");
+        }
+    }
+    let out = tollgate(&["check", "--config", "/no/such/file.toml"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/file.toml"));
+}
+
+#[test]
+fn production_guard_stops_run_and_check() {
+    let prod = |allow: bool, prod_key: &str| {
+        format!(
+            r#"
+[server]
+allow_production = {allow}
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+[upstreams.oas]
+environment = "production"
+[upstreams.oas.sandbox]
+base_url = "https://sbx.oas.example"
+headers = {{ "X-Api-Key" = "sandbox-key" }}
+[upstreams.oas.production]
+base_url = "https://oas.example"
+headers = {{ "X-Api-Key" = "{prod_key}" }}
+"#
+        )
+    };
+    let not_allowed = config_file(&prod(false, "prod-key"));
+    let same_keys = config_file(&prod(true, "sandbox-key"));
+    for cmd in ["check", "run"] {
+        let out = tollgate(&[cmd, "--config", not_allowed.path.to_str().unwrap()], &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("upstreams.oas.environment") && stderr.contains("allow_production"),
+            "{stderr}"
+        );
+
+        let out = tollgate(&[cmd, "--config", same_keys.path.to_str().unwrap()], &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("upstreams.oas.production") && stderr.contains("equal the sandbox"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("sandbox-key"), "{stderr}");
+    }
+    let allowed = config_file(&prod(true, "prod-key"));
+    let out = tollgate(&["check", "--config", allowed.path.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("production"));
+}
