@@ -24,6 +24,8 @@ struct UpstreamStatus<'a> {
     environment: &'static str,
     base_url: &'a str,
     auth: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<crate::credentials::TokenStatus>,
 }
 
 pub fn handle<B>(gw: &Gateway, req: &Request<B>) -> Response<Body> {
@@ -35,15 +37,18 @@ pub fn handle<B>(gw: &Gateway, req: &Request<B>) -> Response<Body> {
             let status = Status {
                 ready: gw.is_ready(),
                 upstreams: gw
-                    .config()
                     .upstreams
                     .iter()
-                    .map(|u| UpstreamStatus {
-                        name: &u.name,
-                        prefix: &u.prefix,
-                        environment: u.environment.as_str(),
-                        base_url: u.target.base_url.as_str(),
-                        auth: u.target.auth.kind(),
+                    .map(|rt| {
+                        let u = &rt.cfg;
+                        UpstreamStatus {
+                            name: &u.name,
+                            prefix: &u.prefix,
+                            environment: u.environment.as_str(),
+                            base_url: u.target.base_url.as_str(),
+                            auth: u.target.auth.kind(),
+                            token: rt.credentials.as_ref().map(|c| c.status()),
+                        }
                     })
                     .collect(),
             };

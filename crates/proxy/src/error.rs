@@ -29,6 +29,11 @@ pub enum GatewayError {
     UpstreamUnreachable(String),
     #[error("the upstream did not answer within request_timeout ({0:?})")]
     UpstreamTimeout(Duration),
+    #[error("no valid token for this upstream: {message}")]
+    TokenUnavailable {
+        retry_after: Option<Duration>,
+        message: String,
+    },
 }
 
 impl GatewayError {
@@ -40,6 +45,7 @@ impl GatewayError {
             GatewayError::PayloadTooLarge { .. } => "payload_too_large",
             GatewayError::UpstreamUnreachable(_) => "upstream_unreachable",
             GatewayError::UpstreamTimeout(_) => "upstream_timeout",
+            GatewayError::TokenUnavailable { .. } => "token_unavailable",
         }
     }
 
@@ -48,7 +54,9 @@ impl GatewayError {
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
             GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            GatewayError::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamUnreachable(_) | GatewayError::TokenUnavailable { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -58,7 +66,17 @@ impl GatewayError {
             GatewayError::NoRoute | GatewayError::BadRequest(_) | GatewayError::PayloadTooLarge { .. } => {
                 Side::Downstream
             }
-            GatewayError::UpstreamUnreachable(_) | GatewayError::UpstreamTimeout(_) => Side::Upstream,
+            GatewayError::UpstreamUnreachable(_)
+            | GatewayError::UpstreamTimeout(_)
+            | GatewayError::TokenUnavailable { .. } => Side::Upstream,
+        }
+    }
+
+    /// How long the caller should wait before trying again, when we know.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            GatewayError::TokenUnavailable { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 }

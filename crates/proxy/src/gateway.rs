@@ -9,6 +9,7 @@ use http::{HeaderValue, Uri};
 use tollgate_metrics::{Metrics, UpstreamMetrics};
 
 use crate::config::{Config, Upstream};
+use crate::credentials::TokenCache;
 use crate::forward::UpstreamClient;
 use crate::headers::Injected;
 use crate::route::Routes;
@@ -36,6 +37,10 @@ pub(crate) struct UpstreamRuntime {
     /// `base_url`'s path without its trailing `/`.
     base_path: String,
     pub injected: Injected,
+    /// The token, for upstreams with `oauth2_client_credentials` or `jwt_login`.
+    pub credentials: Option<std::sync::Arc<TokenCache>>,
+    /// Where the token goes (`Authorization` unless `inject_header` says otherwise).
+    pub token_header: Option<http::HeaderName>,
     pub environment_header: HeaderValue,
     pub name_header: HeaderValue,
     pub metrics: UpstreamMetrics,
@@ -74,6 +79,16 @@ impl Gateway {
     pub(crate) fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
     }
+
+    /// Starts each token cache's refresher: tokens are fetched at start-up (warm start), then kept
+    /// fresh. A failing upstream never blocks the others: each refresher is its own task.
+    pub(crate) fn start_refreshers(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        self.upstreams
+            .iter()
+            .filter_map(|u| u.credentials.clone())
+            .map(|c| tokio::spawn(c.run_refresher()))
+            .collect()
+    }
 }
 
 impl UpstreamRuntime {
@@ -94,7 +109,17 @@ impl UpstreamRuntime {
         if let Some(inject) = cfg.target.auth.injection() {
             injected.reserved.push(inject.header.clone());
         }
+        let upstream_metrics = metrics.upstream(&cfg.name, cfg.environment.as_str());
+        let credentials = TokenCache::new(
+            &cfg.name,
+            &cfg.target.auth,
+            client.clone(),
+            cfg.request_timeout,
+            upstream_metrics.clone(),
+        );
         Ok(Self {
+            credentials,
+            token_header: cfg.target.auth.injection().map(|i| i.header.clone()),
             scheme: Scheme::from_str(base.scheme()).expect("validated: http or https"),
             authority: Authority::from_str(&authority).map_err(|e| format!("{}: {e}", cfg.name))?,
             base_path: base.path().trim_end_matches('/').to_owned(),
@@ -102,7 +127,7 @@ impl UpstreamRuntime {
             injected,
             environment_header: HeaderValue::from_static(cfg.environment.as_str()),
             name_header: HeaderValue::from_str(&cfg.name).expect("validated: [a-z0-9_-]+"),
-            metrics: metrics.upstream(&cfg.name, cfg.environment.as_str()),
+            metrics: upstream_metrics,
             cfg: cfg.clone(),
         })
     }

@@ -9,6 +9,8 @@
 //! - `route.rs`: longest-prefix routing and path normalisation.
 //! - `headers.rs`: header hygiene both ways and the request id.
 //! - `forward.rs`: the pooled rustls client; the only code that connects to partners.
+//! - `credentials/`: token caches (OAuth2 client credentials, JWT login): single flight, refresh.
+//! - `retry_after.rs`: parsing and writing `Retry-After`.
 //! - `error.rs` / `respond.rs`: gateway errors and their one mapping to JSON responses.
 //! - `admin.rs`: `/healthz`, `/readyz`, `/status`, `/metrics`.
 //! - `body.rs`: the streamed body type used in both directions.
@@ -16,12 +18,14 @@
 mod admin;
 pub mod body;
 pub mod config;
+mod credentials;
 mod error;
 mod forward;
 mod gateway;
 pub mod headers;
 mod pipeline;
 mod respond;
+mod retry_after;
 mod route;
 mod secret;
 mod server;

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! caller ─▶ check form ─▶ route (prefix → upstream) ─▶ normalise path ─▶ body limit
-//!        ─▶ header hygiene + injection ─▶ forward (pooled client, request_timeout)
+//!        ─▶ header hygiene + static headers ─▶ token (cached; single flight when missing)
+//!        ─▶ forward (pooled client, request_timeout) ─▶ on 401: new token, replay once
 //!        ─▶ response headers ─▶ caller
 //!                 every step records metrics; errors become JSON in `respond`
 //! ```
@@ -12,8 +13,10 @@
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, Version};
-use http_body_util::Limited;
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tollgate_metrics::{ErrorKind, UpstreamMetrics};
 
@@ -94,37 +97,91 @@ fn route<'r>(gw: &Gateway, req: &'r Request<Incoming>) -> Result<(usize, Cow<'r,
 }
 
 /// Sends the request to the partner; returns its response and the time spent waiting for it.
+///
+/// With a token: bodies up to `replay_buffer` are kept, so that a 401 (the partner refused the
+/// token) invalidates that token and replays the request once with a fresh one. A second 401, or a
+/// larger (streamed) body, goes back to the caller as is.
 async fn forward(
     up: &UpstreamRuntime,
     req: Request<Incoming>,
     rest: &str,
     request_id: &HeaderValue,
 ) -> Result<(Response<Body>, Duration), GatewayError> {
+    let deadline = tokio::time::Instant::now() + up.cfg.request_timeout;
     let (parts, incoming) = req.into_parts();
     let max_body = up.cfg.max_body;
-    if content_length(&parts.headers).is_some_and(|len| len > max_body) {
+    let declared = content_length(&parts.headers);
+    if declared.is_some_and(|len| len > max_body) {
         return Err(GatewayError::PayloadTooLarge { limit: max_body });
     }
-    let headers = headers::upstream_request_headers(&parts.headers, &up.injected, request_id)?;
+    let mut headers = headers::upstream_request_headers(&parts.headers, &up.injected, request_id)?;
     let uri = up
         .uri(rest, parts.uri.query())
         .map_err(|_| GatewayError::BadRequest("the path or query cannot be sent upstream"))?;
-    let mut out = Request::new(body::stream(Limited::new(
-        incoming,
-        usize::try_from(max_body).unwrap_or(usize::MAX),
-    )));
-    *out.method_mut() = parts.method;
+
+    let (Some(creds), Some(token_header)) = (&up.credentials, &up.token_header) else {
+        let body = body::stream(Limited::new(incoming, limit(max_body)));
+        return attempt(up, parts.method, uri, headers, body, deadline).await;
+    };
+    let kept = if incoming.is_end_stream() {
+        Some(Bytes::new())
+    } else if declared.is_some_and(|len| len <= up.cfg.replay_buffer) {
+        let collected = Limited::new(incoming, limit(up.cfg.replay_buffer))
+            .collect()
+            .await
+            .map_err(|_| GatewayError::BadRequest("the request body could not be read"))?;
+        Some(collected.to_bytes())
+    } else {
+        let token = creds.get(deadline).await.map_err(token_unavailable)?;
+        headers.insert(token_header.clone(), token.header.clone());
+        let body = body::stream(Limited::new(incoming, limit(max_body)));
+        return attempt(up, parts.method, uri, headers, body, deadline).await;
+    };
+    let kept = kept.unwrap_or_default();
+    let token = creds.get(deadline).await.map_err(token_unavailable)?;
+    let mut first = headers.clone();
+    first.insert(token_header.clone(), token.header.clone());
+    let (resp, waited) = attempt(
+        up,
+        parts.method.clone(),
+        uri.clone(),
+        first,
+        body::full(kept.clone()),
+        deadline,
+    )
+    .await?;
+    if resp.status() != StatusCode::UNAUTHORIZED {
+        return Ok((resp, waited));
+    }
+    creds.invalidate(&token);
+    let fresh = creds.get(deadline).await.map_err(token_unavailable)?;
+    headers.insert(token_header.clone(), fresh.header.clone());
+    let (resp, again) = attempt(up, parts.method, uri, headers, body::full(kept), deadline).await?;
+    Ok((resp, waited + again))
+}
+
+/// One attempt at the partner, bounded by the request's deadline.
+async fn attempt(
+    up: &UpstreamRuntime,
+    method: Method,
+    uri: http::Uri,
+    headers: HeaderMap,
+    body: Body,
+    deadline: tokio::time::Instant,
+) -> Result<(Response<Body>, Duration), GatewayError> {
+    let mut out = Request::new(body);
+    *out.method_mut() = method;
     *out.uri_mut() = uri;
     *out.headers_mut() = headers;
-
     let sent = Instant::now();
-    let timeout = up.cfg.request_timeout;
-    match tokio::time::timeout(timeout, up.client.send(out)).await {
+    match tokio::time::timeout_at(deadline, up.client.send(out)).await {
         Err(_) => {
             up.metrics.upstream_error(ErrorKind::Timeout);
-            Err(GatewayError::UpstreamTimeout(timeout))
+            Err(GatewayError::UpstreamTimeout(up.cfg.request_timeout))
         }
-        Ok(Err(e)) if e.body_too_large => Err(GatewayError::PayloadTooLarge { limit: max_body }),
+        Ok(Err(e)) if e.body_too_large => Err(GatewayError::PayloadTooLarge {
+            limit: up.cfg.max_body,
+        }),
         Ok(Err(e)) => {
             up.metrics.upstream_error(e.kind);
             tracing::debug!(upstream = %up.cfg.name, error = %e, "upstream attempt failed");
@@ -138,6 +195,17 @@ async fn forward(
             Ok((resp, elapsed))
         }
     }
+}
+
+fn token_unavailable(e: crate::credentials::TokenError) -> GatewayError {
+    GatewayError::TokenUnavailable {
+        retry_after: e.retry_after,
+        message: e.message,
+    }
+}
+
+fn limit(bytes: u64) -> usize {
+    usize::try_from(bytes).unwrap_or(usize::MAX)
 }
 
 /// Headers every response carries, the gateway's own errors included.

@@ -39,6 +39,9 @@ pub fn error_response(err: &GatewayError, upstream: Option<&str>, request_id: &s
     let headers = resp.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(ERROR_HEADER, HeaderValue::from_static(err.code()));
+    if let Some(wait) = err.retry_after() {
+        headers.insert(header::RETRY_AFTER, crate::retry_after::header_value(wait));
+    }
     resp
 }
 

@@ -44,3 +44,48 @@ mod tests {
         assert_eq!(s.expose(), "hunter2");
     }
 }
+
+/// A secret from config that may name `${file:...}`: such a secret is re-read at each use (each
+/// token fetch), so a rotated secret file takes effect without a restart.
+#[derive(Clone)]
+pub struct Reloadable<T> {
+    value: Secret<T>,
+    reload: Option<std::sync::Arc<dyn Fn() -> Result<T, String> + Send + Sync>>,
+}
+
+impl<T: Clone> Reloadable<T> {
+    /// A secret whose source never changes.
+    pub fn fixed(value: T) -> Self {
+        Self {
+            value: Secret::new(value),
+            reload: None,
+        }
+    }
+
+    /// A secret re-read by `reload` at each use; `value` is what it read at start-up.
+    pub fn reloading(value: T, reload: impl Fn() -> Result<T, String> + Send + Sync + 'static) -> Self {
+        Self {
+            value: Secret::new(value),
+            reload: Some(std::sync::Arc::new(reload)),
+        }
+    }
+
+    /// The value now: re-read from its files when it has any.
+    pub fn current(&self) -> Result<Secret<T>, String> {
+        match &self.reload {
+            None => Ok(self.value.clone()),
+            Some(reload) => reload().map(Secret::new),
+        }
+    }
+
+    /// The value read at start-up (for comparisons at config time).
+    pub fn initial(&self) -> &Secret<T> {
+        &self.value
+    }
+}
+
+impl<T> fmt::Debug for Reloadable<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}

@@ -53,6 +53,7 @@ impl Listeners {
 pub async fn serve(gw: Arc<Gateway>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
     let builder = connection_builder();
     let graceful = GracefulShutdown::new();
+    let refreshers = gw.start_refreshers();
     gw.set_ready(true);
     tracing::info!(
         listen = %listeners.data.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -90,6 +91,9 @@ pub async fn serve(gw: Arc<Gateway>, listeners: Listeners, shutdown: impl Future
     }
     gw.set_ready(false);
     drop(listeners);
+    for r in refreshers {
+        r.abort();
+    }
     let grace = gw.config().server.shutdown_timeout;
     tracing::info!(
         grace_seconds = grace.as_secs_f64(),

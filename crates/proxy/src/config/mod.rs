@@ -21,7 +21,7 @@ use url::Url;
 
 pub use interpolate::Lookup;
 
-use crate::secret::Secret;
+use crate::secret::{Reloadable, Secret};
 
 /// A config problem, with the dotted key path it is about (`upstreams.osigu.sandbox.base_url`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -196,8 +196,10 @@ pub enum ClientAuth {
 #[derive(Debug, Clone)]
 pub struct OAuth2 {
     pub token_url: Url,
-    pub client_id: Secret,
-    pub client_secret: Secret,
+    /// Re-read at each fetch when it comes from `${file:...}`.
+    pub client_id: Reloadable<String>,
+    /// Re-read at each fetch when it comes from `${file:...}`, so rotation needs no restart.
+    pub client_secret: Reloadable<String>,
     pub scope: Option<String>,
     pub client_auth: ClientAuth,
     pub token_headers: Vec<(HeaderName, Secret<HeaderValue>)>,
@@ -212,14 +214,16 @@ pub struct OAuth2 {
 #[derive(Debug, Clone)]
 pub struct JwtLogin {
     pub login_url: Url,
-    /// Sent as JSON; holds the password.
-    pub login_body: Secret<serde_json::Value>,
+    /// Sent as JSON; holds the password; re-read at each login when it names `${file:...}`.
+    pub login_body: Reloadable<serde_json::Value>,
     pub access_field: String,
     pub refresh_url: Option<Url>,
     pub refresh_field: String,
     pub token_headers: Vec<(HeaderName, Secret<HeaderValue>)>,
     pub token_rate_limit: Option<RateLimit>,
     pub refresh_before: Duration,
+    /// Lifetime assumed when the access token has no `exp` and the answer no `expires_in`.
+    pub default_ttl: Option<Duration>,
     pub inject: Injection,
 }
 

@@ -97,6 +97,7 @@ pub enum RawAuth {
         token_headers: Option<BTreeMap<String, String>>,
         token_rate_limit: Option<RawRateLimit>,
         refresh_before: Option<String>,
+        default_ttl: Option<String>,
         inject_header: Option<String>,
         inject_prefix: Option<String>,
     },

@@ -19,6 +19,7 @@ use super::*;
 pub(super) fn load(text: &str, lookup: Lookup<'_>) -> Result<Config, ConfigError> {
     let mut tree: toml::Table =
         toml::from_str(text).map_err(|e| ConfigError::new("", format!("not valid TOML: {e}")))?;
+    let original = tree.clone();
     let unresolved = expand_tree(&mut tree, lookup)?;
     let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
         let path = e.path().to_string();
@@ -27,7 +28,69 @@ pub(super) fn load(text: &str, lookup: Lookup<'_>) -> Result<Config, ConfigError
             e.into_inner().message().to_owned(),
         )
     })?;
-    validate(raw, &unresolved)
+    validate(
+        raw,
+        &Ctx {
+            unresolved: &unresolved,
+            original: &original,
+        },
+    )
+}
+
+/// What validation needs beyond the raw values.
+struct Ctx<'a> {
+    /// Inactive environment blocks that name unset variables.
+    unresolved: &'a HashSet<(String, &'static str)>,
+    /// The tree before interpolation: where a secret names `${file:...}`, it is re-read at use.
+    original: &'a toml::Table,
+}
+
+impl Ctx<'_> {
+    fn original_at(&self, path: &str) -> Option<&toml::Value> {
+        let mut parts = path.split('.');
+        let mut value = self.original.get(parts.next()?)?;
+        for part in parts {
+            value = value.as_table()?.get(part)?;
+        }
+        Some(value)
+    }
+
+    /// A string secret, re-read from its files at each use when it names any.
+    fn secret(&self, path: &str, value: String) -> Result<Reloadable<String>, ConfigError> {
+        if value.is_empty() {
+            return Err(ConfigError::new(path, "must not be empty"));
+        }
+        match self.original_at(path).and_then(|v| v.as_str()) {
+            Some(template) if template.contains("${file:") => {
+                let (template, path) = (template.to_owned(), path.to_owned());
+                Ok(Reloadable::reloading(value, move || {
+                    let v = interpolate::expand(&template, &|n| std::env::var(n).ok())
+                        .map_err(|e| format!("{path}: {e}"))?;
+                    if v.is_empty() {
+                        return Err(format!("{path}: the secret file is empty"));
+                    }
+                    Ok(v)
+                }))
+            }
+            _ => Ok(Reloadable::fixed(value)),
+        }
+    }
+
+    /// A table secret (a login body), re-read likewise.
+    fn json_secret(&self, path: &str, value: serde_json::Value) -> Reloadable<serde_json::Value> {
+        let Some(original) = self.original_at(path).cloned() else {
+            return Reloadable::fixed(value);
+        };
+        if !toml::to_string(&original).is_ok_and(|t| t.contains("${file:")) {
+            return Reloadable::fixed(value);
+        }
+        let path = path.to_owned();
+        Reloadable::reloading(value, move || {
+            let mut fresh = original.clone();
+            expand_value(&mut fresh, &path, &|n| std::env::var(n).ok()).map_err(|e| e.to_string())?;
+            serde_json::to_value(&fresh).map_err(|e| format!("{path}: {e}"))
+        })
+    }
 }
 
 /// Expands `${...}` in every string. An upstream's inactive environment block may name variables
@@ -103,7 +166,7 @@ fn expand_value(value: &mut toml::Value, path: &str, lookup: Lookup<'_>) -> Resu
     Ok(())
 }
 
-fn validate(raw: RawConfig, unresolved: &HashSet<(String, &'static str)>) -> Result<Config, ConfigError> {
+fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
     let server = server(raw.server)?;
     if raw.upstreams.is_empty() {
         return Err(ConfigError::new("upstreams", "no upstream is configured"));
@@ -111,7 +174,7 @@ fn validate(raw: RawConfig, unresolved: &HashSet<(String, &'static str)>) -> Res
     let mut upstreams = Vec::with_capacity(raw.upstreams.len());
     let mut prefixes: BTreeMap<String, String> = BTreeMap::new();
     for (name, raw_up) in raw.upstreams {
-        let up = upstream(&name, raw_up, &server, unresolved)?;
+        let up = upstream(&name, raw_up, &server, ctx)?;
         if let Some(other) = prefixes.insert(up.prefix.clone(), name.clone()) {
             return Err(ConfigError::new(
                 format!("upstreams.{name}.prefix"),
@@ -145,12 +208,7 @@ fn server(raw: RawServer) -> Result<Server, ConfigError> {
     })
 }
 
-fn upstream(
-    name: &str,
-    raw: RawUpstream,
-    server: &Server,
-    unresolved: &HashSet<(String, &'static str)>,
-) -> Result<Upstream, ConfigError> {
+fn upstream(name: &str, raw: RawUpstream, server: &Server, ctx: &Ctx<'_>) -> Result<Upstream, ConfigError> {
     let at = |key: &str| format!("upstreams.{name}.{key}");
     if name.is_empty()
         || !name
@@ -208,10 +266,10 @@ fn upstream(
     let mut production = None;
     for (env, block) in envs {
         let Some(block) = block else { continue };
-        if unresolved.contains(&(name.to_owned(), env.as_str())) {
+        if ctx.unresolved.contains(&(name.to_owned(), env.as_str())) {
             continue;
         }
-        let t = target(&at(env.as_str()), block, request_timeout)?;
+        let t = target(&at(env.as_str()), block, request_timeout, ctx)?;
         match env {
             Environment::Sandbox => sandbox = Some(t),
             Environment::Production => production = Some(t),
@@ -282,12 +340,12 @@ fn prefix(path: &str, p: String) -> Result<String, ConfigError> {
     Ok(trimmed.to_owned())
 }
 
-fn target(path: &str, raw: RawEnv, request_timeout: Duration) -> Result<Target, ConfigError> {
+fn target(path: &str, raw: RawEnv, request_timeout: Duration, ctx: &Ctx<'_>) -> Result<Target, ConfigError> {
     let base_url = url(&format!("{path}.base_url"), &raw.base_url, UrlUse::Base)?;
     let headers = headers(&format!("{path}.headers"), raw.headers)?;
     let auth = match raw.auth {
         None => Auth::None,
-        Some(a) => auth(&format!("{path}.auth"), a, request_timeout)?,
+        Some(a) => auth(&format!("{path}.auth"), a, request_timeout, ctx)?,
     };
     if let Some(inject) = auth.injection() {
         if headers.iter().any(|(n, _)| *n == inject.header) {
@@ -322,7 +380,7 @@ fn target(path: &str, raw: RawEnv, request_timeout: Duration) -> Result<Target, 
     })
 }
 
-fn auth(path: &str, raw: RawAuth, request_timeout: Duration) -> Result<Auth, ConfigError> {
+fn auth(path: &str, raw: RawAuth, request_timeout: Duration, ctx: &Ctx<'_>) -> Result<Auth, ConfigError> {
     let at = |k: &str| format!("{path}.{k}");
     let injection = |header: Option<String>, prefix: Option<String>| -> Result<Injection, ConfigError> {
         let header = header.unwrap_or_else(|| "authorization".to_owned());
@@ -353,8 +411,8 @@ fn auth(path: &str, raw: RawAuth, request_timeout: Duration) -> Result<Auth, Con
             inject_prefix,
         } => Auth::OAuth2(OAuth2 {
             token_url: url(&at("token_url"), &token_url, UrlUse::Endpoint)?,
-            client_id: non_empty(&at("client_id"), client_id)?,
-            client_secret: non_empty(&at("client_secret"), client_secret)?,
+            client_id: ctx.secret(&at("client_id"), client_id)?,
+            client_secret: ctx.secret(&at("client_secret"), client_secret)?,
             scope,
             client_auth: match client_auth.as_deref().unwrap_or("body") {
                 "body" => ClientAuth::Body,
@@ -383,25 +441,30 @@ fn auth(path: &str, raw: RawAuth, request_timeout: Duration) -> Result<Auth, Con
             token_headers,
             token_rate_limit,
             refresh_before,
+            default_ttl,
             inject_header,
             inject_prefix,
-        } => {
-            Auth::JwtLogin(JwtLogin {
-                login_url: url(&at("login_url"), &login_url, UrlUse::Endpoint)?,
-                login_body: Secret::new(serde_json::to_value(&login_body).map_err(|e| {
+        } => Auth::JwtLogin(JwtLogin {
+            login_url: url(&at("login_url"), &login_url, UrlUse::Endpoint)?,
+            login_body: ctx.json_secret(
+                &at("login_body"),
+                serde_json::to_value(&login_body).map_err(|e| {
                     ConfigError::new(at("login_body"), format!("cannot be sent as JSON: {e}"))
-                })?),
-                access_field: access_field.unwrap_or_else(|| "access".to_owned()),
-                refresh_url: refresh_url
-                    .map(|u| url(&at("refresh_url"), &u, UrlUse::Endpoint))
-                    .transpose()?,
-                refresh_field: refresh_field.unwrap_or_else(|| "refresh".to_owned()),
-                token_headers: headers(&at("token_headers"), token_headers)?,
-                token_rate_limit: token_limit(token_rate_limit)?,
-                refresh_before: dur(&at("refresh_before"), refresh_before, "60s")?,
-                inject: injection(inject_header, inject_prefix)?,
-            })
-        }
+                })?,
+            ),
+            access_field: access_field.unwrap_or_else(|| "access".to_owned()),
+            refresh_url: refresh_url
+                .map(|u| url(&at("refresh_url"), &u, UrlUse::Endpoint))
+                .transpose()?,
+            refresh_field: refresh_field.unwrap_or_else(|| "refresh".to_owned()),
+            token_headers: headers(&at("token_headers"), token_headers)?,
+            token_rate_limit: token_limit(token_rate_limit)?,
+            refresh_before: dur(&at("refresh_before"), refresh_before, "60s")?,
+            default_ttl: default_ttl
+                .map(|d| dur(&at("default_ttl"), Some(d), "0s"))
+                .transpose()?,
+            inject: injection(inject_header, inject_prefix)?,
+        }),
     })
 }
 
@@ -510,13 +573,6 @@ fn is_loopback(host: &Host<&str>) -> bool {
     }
 }
 
-fn non_empty(path: &str, v: String) -> Result<Secret, ConfigError> {
-    if v.is_empty() {
-        return Err(ConfigError::new(path, "must not be empty"));
-    }
-    Ok(Secret::new(v))
-}
-
 fn dur(path: &str, v: Option<String>, default: &str) -> Result<Duration, ConfigError> {
     units::duration(v.as_deref().unwrap_or(default)).map_err(|m| ConfigError::new(path, m))
 }
@@ -533,10 +589,10 @@ fn shared_credential(sandbox: &Target, production: &Target) -> Option<String> {
         }
     }
     match (&sandbox.auth, &production.auth) {
-        (Auth::OAuth2(s), Auth::OAuth2(p)) if s.client_secret == p.client_secret => {
+        (Auth::OAuth2(s), Auth::OAuth2(p)) if s.client_secret.initial() == p.client_secret.initial() => {
             Some("auth.client_secret".to_owned())
         }
-        (Auth::JwtLogin(s), Auth::JwtLogin(p)) if s.login_body == p.login_body => {
+        (Auth::JwtLogin(s), Auth::JwtLogin(p)) if s.login_body.initial() == p.login_body.initial() => {
             Some("auth.login_body".to_owned())
         }
         _ => None,

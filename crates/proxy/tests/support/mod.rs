@@ -137,3 +137,86 @@ pub async fn dead_addr() -> SocketAddr {
     drop(l);
     addr
 }
+
+/// A server that answers every request with one fixed response; counts the requests it got.
+pub struct Fixed {
+    pub addr: SocketAddr,
+    hits: Arc<std::sync::atomic::AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl Fixed {
+    pub async fn start(status: u16, content_type: &'static str, body: Vec<u8>) -> Fixed {
+        use http_body_util::Full;
+        use hyper::service::service_fn;
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = hits.clone();
+        let body = bytes::Bytes::from(body);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (counter, body) = (counter.clone(), body.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |_req: http::Request<hyper::body::Incoming>| {
+                        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let mut resp = http::Response::new(Full::new(body.clone()));
+                        *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                        resp.headers_mut()
+                            .insert("content-type", content_type.parse().unwrap());
+                        async move { Ok::<_, std::convert::Infallible>(resp) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Fixed { addr, hits, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn hits(&self) -> u64 {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Fixed {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The value of one sample line of the gateway's `/metrics`, or 0 when absent.
+pub async fn metric(gw: &TestGateway, series: &str) -> f64 {
+    let text = client()
+        .get(gw.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// Polls `check` every 20 ms until it holds or `within` passes; returns whether it held.
+pub async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check()
+}

@@ -1,0 +1,381 @@
+//! [`TokenCache`]: one token per (upstream, environment).
+//!
+//! Reading is an `ArcSwap` load: no lock on the request path. A missing token starts one *flight*
+//! (a shared future driven by its own task) that every waiting caller joins; the flight's result,
+//! success or failure, reaches all of them at once. A background task refreshes the token at
+//! `expires_at - refresh_before` (with jitter) while the current one keeps serving. After a failure
+//! the endpoint is left alone until the backoff passes, and callers that need a token meanwhile get
+//! an error at once instead of queueing. All token calls pass `token_rate_limit`.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwapOption;
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use http::HeaderValue;
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tollgate_metrics::{Limited, UpstreamMetrics};
+
+use super::fetch::{self, FetchError, Fetched};
+use super::{backoff, Token, TokenError};
+use crate::config::{Auth, JwtLogin, OAuth2, RateLimit};
+use crate::forward::UpstreamClient;
+use crate::secret::Secret;
+
+type Flight = Shared<BoxFuture<'static, Result<Arc<Token>, String>>>;
+
+enum Source {
+    OAuth2(OAuth2),
+    Jwt(JwtLogin),
+}
+
+#[derive(Default)]
+struct State {
+    /// Consecutive failed fetches.
+    failures: u32,
+    /// No token call before this.
+    backoff_until: Option<Instant>,
+    last_error: Option<String>,
+}
+
+/// One upstream's token: cached, refreshed, single-flight.
+pub struct TokenCache {
+    upstream: String,
+    source: Source,
+    client: UpstreamClient,
+    /// Bound on one token call.
+    call_timeout: Duration,
+    refresh_before: Duration,
+    inject_prefix: String,
+    current: ArcSwapOption<Token>,
+    flight: Mutex<Option<Flight>>,
+    state: Mutex<State>,
+    /// JWT login: the refresh token and its own expiry (unix seconds), if any.
+    refresh: Mutex<Option<(Secret, Option<f64>)>>,
+    limiter: Option<DefaultDirectRateLimiter>,
+    metrics: UpstreamMetrics,
+    next_id: AtomicU64,
+    /// Wakes the refresher when the schedule changed (new token, failure).
+    changed: Notify,
+}
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCache")
+            .field("upstream", &self.upstream)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `/status` shows of a token: never the token.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenStatus {
+    /// `valid`, `refreshing`, `failing` or `missing`.
+    pub state: &'static str,
+    pub expires_in_seconds: Option<f64>,
+    pub last_error: Option<String>,
+}
+
+impl TokenCache {
+    /// A cache for `auth`, or `None` when the upstream has no token.
+    pub fn new(
+        upstream: &str,
+        auth: &Auth,
+        client: UpstreamClient,
+        call_timeout: Duration,
+        metrics: UpstreamMetrics,
+    ) -> Option<Arc<Self>> {
+        let (source, refresh_before, limit, prefix) = match auth {
+            Auth::None => return None,
+            Auth::OAuth2(c) => (
+                Source::OAuth2(c.clone()),
+                c.refresh_before,
+                c.token_rate_limit,
+                &c.inject.prefix,
+            ),
+            Auth::JwtLogin(c) => (
+                Source::Jwt(c.clone()),
+                c.refresh_before,
+                c.token_rate_limit,
+                &c.inject.prefix,
+            ),
+        };
+        Some(Arc::new(Self {
+            upstream: upstream.to_owned(),
+            source,
+            client,
+            call_timeout,
+            refresh_before,
+            inject_prefix: prefix.clone(),
+            current: ArcSwapOption::empty(),
+            flight: Mutex::new(None),
+            state: Mutex::new(State::default()),
+            refresh: Mutex::new(None),
+            limiter: limit.map(|l| RateLimiter::direct(quota(&l))),
+            metrics,
+            next_id: AtomicU64::new(1),
+            changed: Notify::new(),
+        }))
+    }
+
+    /// A valid token, waiting (until `deadline`) for a fetch when none is held.
+    pub async fn get(self: &Arc<Self>, deadline: Instant) -> Result<Arc<Token>, TokenError> {
+        if let Some(token) = self.valid() {
+            return Ok(token);
+        }
+        let flight = self.join_flight(false)?;
+        match tokio::time::timeout_at(deadline, flight).await {
+            Ok(Ok(token)) => Ok(token),
+            Ok(Err(message)) => Err(TokenError {
+                retry_after: self.backoff_left(),
+                message,
+            }),
+            Err(_) => Err(TokenError {
+                retry_after: None,
+                message: "the token endpoint did not answer within request_timeout".to_owned(),
+            }),
+        }
+    }
+
+    /// The held token if it has not expired (the hard cutoff).
+    fn valid(&self) -> Option<Arc<Token>> {
+        let token = self.current.load_full()?;
+        (Instant::now() < token.expires_at).then_some(token)
+    }
+
+    /// A partner refused `token` (401): drop it unless a newer one already replaced it, so 200
+    /// simultaneous 401s cause one fetch, not 200.
+    pub fn invalidate(&self, token: &Token) {
+        let held = self.current.load();
+        if held.as_ref().is_some_and(|t| t.id == token.id) {
+            let prev = self.current.compare_and_swap(&held, None);
+            if prev.as_ref().is_some_and(|t| t.id == token.id) {
+                self.metrics.token_cleared();
+                tracing::info!(upstream = %self.upstream, "partner refused the token (401); fetching a new one");
+            }
+        }
+    }
+
+    /// Joins the fetch in flight or starts one. `force` fetches even while a valid token is held
+    /// (the early refresh). Refused at once while backing off.
+    fn join_flight(self: &Arc<Self>, force: bool) -> Result<Flight, TokenError> {
+        let mut slot = self.flight.lock().expect("flight lock");
+        if let Some(flight) = slot.as_ref() {
+            return Ok(flight.clone());
+        }
+        if !force {
+            if let Some(token) = self.valid() {
+                return Ok(futures_util::future::ready(Ok(token)).boxed().shared());
+            }
+        }
+        if let Some(wait) = self.backoff_left() {
+            let state = self.state.lock().expect("state lock");
+            return Err(TokenError {
+                retry_after: Some(wait),
+                message: state
+                    .last_error
+                    .clone()
+                    .unwrap_or_else(|| "backing off".to_owned()),
+            });
+        }
+        let me = self.clone();
+        let flight = async move {
+            let result = me.fetch_once().await;
+            *me.flight.lock().expect("flight lock") = None;
+            me.changed.notify_one();
+            result
+        }
+        .boxed()
+        .shared();
+        *slot = Some(flight.clone());
+        // Driven by its own task so it completes (and is cached) even if every caller gives up.
+        tokio::spawn(flight.clone());
+        Ok(flight)
+    }
+
+    fn backoff_left(&self) -> Option<Duration> {
+        let until = self.state.lock().expect("state lock").backoff_until?;
+        until
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+    }
+
+    /// One token call (two for a JWT refresh that falls back to a login), through the token limit.
+    async fn fetch_once(self: &Arc<Self>) -> Result<Arc<Token>, String> {
+        let result = match &self.source {
+            Source::OAuth2(cfg) => {
+                self.pass_limit().await;
+                fetch::oauth2(&self.client, cfg, self.call_timeout).await
+            }
+            Source::Jwt(cfg) => self.jwt(cfg).await,
+        };
+        match result.and_then(|f| self.install(f)) {
+            Ok(token) => Ok(token),
+            Err(e) => {
+                self.fail(&e);
+                Err(e.message)
+            }
+        }
+    }
+
+    /// Refresh with the refresh token while it is valid; log in again when there is none or the
+    /// partner refuses it (400/401).
+    async fn jwt(&self, cfg: &JwtLogin) -> Result<Fetched, FetchError> {
+        let refresh = self.refresh.lock().expect("refresh lock").clone();
+        if let (Some(url), Some((token, exp))) = (&cfg.refresh_url, refresh) {
+            if exp.is_none_or(|e| e > now_unix() + 1.0) {
+                self.pass_limit().await;
+                match fetch::jwt_refresh(&self.client, cfg, url, &token, self.call_timeout).await {
+                    Ok(f) => return Ok(f),
+                    Err(e) if e.status.is_some_and(|s| s == 400 || s == 401) => {
+                        self.metrics.token_failed(e.reason);
+                        tracing::info!(upstream = %self.upstream, "refresh token refused; logging in again");
+                        *self.refresh.lock().expect("refresh lock") = None;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        self.pass_limit().await;
+        fetch::jwt_login(&self.client, cfg, self.call_timeout).await
+    }
+
+    /// Waits for `token_rate_limit`; waiting here is the limit doing its job, counted as queued.
+    async fn pass_limit(&self) {
+        if let Some(limiter) = &self.limiter {
+            if limiter.check().is_err() {
+                self.metrics.limited(Limited::TokenQueued);
+                limiter.until_ready().await;
+            }
+        }
+    }
+
+    fn install(&self, fetched: Fetched) -> Result<Arc<Token>, FetchError> {
+        let now_u = now_unix();
+        let exp = fetched.expires_unix.unwrap_or(now_u);
+        let lifetime = Duration::from_secs_f64((exp - now_u).max(0.0));
+        if lifetime.is_zero() {
+            return Err(FetchError {
+                reason: tollgate_metrics::TokenFailure::InvalidResponse,
+                message: "invalid token response: the token is already expired".to_owned(),
+                retry_after: None,
+                status: None,
+            });
+        }
+        let mut header = HeaderValue::from_str(&format!("{}{}", self.inject_prefix, fetched.access.expose()))
+            .map_err(|_| FetchError {
+                reason: tollgate_metrics::TokenFailure::InvalidResponse,
+                message: "invalid token response: the token cannot be sent in a header".to_owned(),
+                retry_after: None,
+                status: None,
+            })?;
+        header.set_sensitive(true);
+        let now = Instant::now();
+        let expires_at = now + lifetime;
+        // Refresh `refresh_before` ahead, less a little jitter so replicas spread out; never sooner
+        // than half the lifetime, so a short-lived token cannot make the refresher spin.
+        let jitter = self.refresh_before.mul_f64(0.1 * rand::random::<f64>());
+        let early = lifetime
+            .saturating_sub(self.refresh_before + jitter)
+            .max(lifetime / 2);
+        let token = Arc::new(Token {
+            header,
+            expires_at,
+            refresh_at: now + early,
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+        });
+        if let Some(refresh) = fetched.refresh {
+            *self.refresh.lock().expect("refresh lock") = Some(refresh);
+        }
+        self.current.store(Some(token.clone()));
+        *self.state.lock().expect("state lock") = State::default();
+        self.metrics.token_ok(exp);
+        tracing::debug!(upstream = %self.upstream, expires_in_s = lifetime.as_secs(), "token installed");
+        Ok(token)
+    }
+
+    fn fail(&self, e: &FetchError) {
+        self.metrics.token_failed(e.reason);
+        let mut state = self.state.lock().expect("state lock");
+        state.failures += 1;
+        let wait = backoff::delay(state.failures, e.retry_after, rand::random::<f64>());
+        state.backoff_until = Some(Instant::now() + wait);
+        state.last_error = Some(e.message.clone());
+        tracing::warn!(
+            upstream = %self.upstream,
+            reason = e.reason.label(),
+            error = %e.message,
+            failures = state.failures,
+            retry_in_s = wait.as_secs_f64(),
+            "token fetch failed"
+        );
+    }
+
+    /// Fetches at start-up, then before each expiry, then after each backoff; runs until aborted.
+    pub async fn run_refresher(self: Arc<Self>) {
+        loop {
+            let now = Instant::now();
+            let mut at = match self.current.load().as_ref() {
+                Some(t) if now < t.expires_at => t.refresh_at,
+                _ => now,
+            };
+            if let Some(wait) = self.backoff_left() {
+                at = at.max(now + wait);
+            }
+            if at > now {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    () = self.changed.notified() => continue,
+                }
+            }
+            let flight = self.join_flight(true);
+            if let Ok(flight) = flight {
+                let _ = flight.await;
+            }
+            // A failure set a backoff and a success a new refresh time: the loop re-reads both.
+        }
+    }
+
+    /// The view `/status` shows.
+    pub fn status(&self) -> TokenStatus {
+        let in_flight = self.flight.lock().expect("flight lock").is_some();
+        let state = self.state.lock().expect("state lock");
+        let valid = self.valid();
+        TokenStatus {
+            state: if in_flight {
+                "refreshing"
+            } else if state.failures > 0 {
+                "failing"
+            } else if valid.is_some() {
+                "valid"
+            } else {
+                "missing"
+            },
+            expires_in_seconds: valid.map(|t| {
+                t.expires_at
+                    .saturating_duration_since(Instant::now())
+                    .as_secs_f64()
+            }),
+            last_error: state.last_error.clone(),
+        }
+    }
+}
+
+/// GCRA quota for `requests` per `per` with `burst`.
+pub(crate) fn quota(limit: &RateLimit) -> Quota {
+    let period = limit.per / limit.requests.get();
+    Quota::with_period(period.max(Duration::from_nanos(1)))
+        .expect("a non-zero period")
+        .allow_burst(limit.burst.max(NonZeroU32::MIN))
+}
+
+fn now_unix() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}

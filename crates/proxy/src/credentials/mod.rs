@@ -1,0 +1,44 @@
+//! Upstream credentials: one token per (upstream, environment), fetched once however many callers
+//! wait, refreshed in the background before it expires, and never injected at or past its expiry.
+//!
+//! # Layout
+//! - `cache.rs`: [`TokenCache`]: the lock-free read path, single flight, background refresh, backoff,
+//!   401 invalidation and the `/status` view.
+//! - `fetch.rs`: the token calls on the wire (OAuth2 client credentials, JWT login and refresh).
+//! - `response.rs`: distrust of what token endpoints answer.
+//! - `backoff.rs`: the pure retry schedule after token failures.
+
+mod backoff;
+mod cache;
+mod fetch;
+mod response;
+
+use std::time::Duration;
+
+use http::HeaderValue;
+use tokio::time::Instant;
+
+pub use cache::{TokenCache, TokenStatus};
+
+/// A cached token, ready to inject.
+#[derive(Debug)]
+pub struct Token {
+    /// `<inject_prefix><token>`, marked sensitive.
+    pub header: HeaderValue,
+    /// Hard cutoff: at or past this instant the token is treated as missing.
+    pub expires_at: Instant,
+    /// When the background refresher fetches the next one.
+    refresh_at: Instant,
+    /// Tells apart tokens, so a 401 invalidates only the token that failed.
+    id: u64,
+}
+
+/// Why a caller got no token.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("no token for this upstream: {message}")]
+pub struct TokenError {
+    /// When a call to the token endpoint may next be tried.
+    pub retry_after: Option<Duration>,
+    /// What went wrong last (never a secret).
+    pub message: String,
+}
