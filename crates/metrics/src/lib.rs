@@ -20,7 +20,7 @@ use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-pub use upstream::{ErrorKind, InflightGuard, Limited, TokenFailure, UpstreamMetrics};
+pub use upstream::{ErrorKind, InflightGuard, Limited, RetryReason, TokenFailure, UpstreamMetrics};
 
 /// Buckets for partner APIs: 5 ms to 30 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -46,6 +46,7 @@ pub struct Metrics {
     token_failures: IntCounterVec,
     token_expiry: GaugeVec,
     rate_limited: IntCounterVec,
+    retries: IntCounterVec,
 }
 
 impl Metrics {
@@ -128,6 +129,11 @@ impl Metrics {
             "Requests held back by a limit, by scope (upstream, client, token) and action (queued, rejected).",
             &["upstream", "environment", "scope", "action"],
         );
+        let retries = counter(
+            "tollgate_retries_total",
+            "Retries by reason (connect, status_502/503/504/429), and retries the budget denied (budget_exhausted).",
+            &["upstream", "environment", "reason"],
+        );
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "tollgate_build_info",
@@ -159,6 +165,7 @@ impl Metrics {
             token_failures,
             token_expiry,
             rate_limited,
+            retries,
         }
     }
 

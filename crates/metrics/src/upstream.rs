@@ -92,6 +92,40 @@ impl Limited {
     }
 }
 
+/// Why a retry happened (or was denied): the `reason` label of `tollgate_retries_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryReason {
+    Connect,
+    Status502,
+    Status503,
+    Status504,
+    Status429,
+    /// A retry the budget refused; the last response went to the caller.
+    BudgetExhausted,
+}
+
+impl RetryReason {
+    const ALL: [RetryReason; 6] = [
+        RetryReason::Connect,
+        RetryReason::Status502,
+        RetryReason::Status503,
+        RetryReason::Status504,
+        RetryReason::Status429,
+        RetryReason::BudgetExhausted,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            RetryReason::Connect => "connect",
+            RetryReason::Status502 => "status_502",
+            RetryReason::Status503 => "status_503",
+            RetryReason::Status504 => "status_504",
+            RetryReason::Status429 => "status_429",
+            RetryReason::BudgetExhausted => "budget_exhausted",
+        }
+    }
+}
+
 /// Handles for one (upstream, environment); cheap to clone.
 #[derive(Debug, Clone)]
 pub struct UpstreamMetrics {
@@ -107,6 +141,7 @@ pub struct UpstreamMetrics {
     token_failures: [IntCounter; 5],
     token_expiry: Gauge,
     limited: [IntCounter; 4],
+    retries: [IntCounter; 6],
 }
 
 fn class_index(status: u16) -> usize {
@@ -136,6 +171,7 @@ impl UpstreamMetrics {
                 let [scope, action] = l.labels();
                 m.rate_limited.with_label_values(&[upstream, env, scope, action])
             }),
+            retries: RetryReason::ALL.map(|r| m.retries.with_label_values(&[upstream, env, r.label()])),
         }
     }
 
@@ -178,6 +214,11 @@ impl UpstreamMetrics {
     /// A limit queued or rejected a request.
     pub fn limited(&self, what: Limited) {
         self.limited[what as usize].inc();
+    }
+
+    /// A retry was made (or denied by the budget).
+    pub fn retry(&self, reason: RetryReason) {
+        self.retries[reason as usize].inc();
     }
 
     /// Counts a request in flight until the guard drops.

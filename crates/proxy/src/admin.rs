@@ -26,6 +26,7 @@ struct UpstreamStatus<'a> {
     auth: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     token: Option<crate::credentials::TokenStatus>,
+    limits: crate::limit::LimitStatus,
 }
 
 pub fn handle<B>(gw: &Gateway, req: &Request<B>) -> Response<Body> {
@@ -48,6 +49,7 @@ pub fn handle<B>(gw: &Gateway, req: &Request<B>) -> Response<Body> {
                             base_url: u.target.base_url.as_str(),
                             auth: u.target.auth.kind(),
                             token: rt.credentials.as_ref().map(|c| c.status()),
+                            limits: rt.admission.status(),
                         }
                     })
                     .collect(),

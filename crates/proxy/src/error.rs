@@ -34,6 +34,10 @@ pub enum GatewayError {
         retry_after: Option<Duration>,
         message: String,
     },
+    #[error("this upstream's rate limit is reached; retry after {retry_after:?}")]
+    RateLimited { retry_after: Duration },
+    #[error("this upstream's max_concurrency is reached and no slot freed within max_wait")]
+    Overloaded,
 }
 
 impl GatewayError {
@@ -46,6 +50,8 @@ impl GatewayError {
             GatewayError::UpstreamUnreachable(_) => "upstream_unreachable",
             GatewayError::UpstreamTimeout(_) => "upstream_timeout",
             GatewayError::TokenUnavailable { .. } => "token_unavailable",
+            GatewayError::RateLimited { .. } => "rate_limited",
+            GatewayError::Overloaded => "overloaded",
         }
     }
 
@@ -58,6 +64,8 @@ impl GatewayError {
                 StatusCode::BAD_GATEWAY
             }
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -69,6 +77,7 @@ impl GatewayError {
             GatewayError::UpstreamUnreachable(_)
             | GatewayError::UpstreamTimeout(_)
             | GatewayError::TokenUnavailable { .. } => Side::Upstream,
+            GatewayError::RateLimited { .. } | GatewayError::Overloaded => Side::Gateway,
         }
     }
 
@@ -76,6 +85,7 @@ impl GatewayError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             GatewayError::TokenUnavailable { retry_after, .. } => *retry_after,
+            GatewayError::RateLimited { retry_after } => Some(*retry_after),
             _ => None,
         }
     }

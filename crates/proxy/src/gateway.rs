@@ -12,6 +12,7 @@ use crate::config::{Config, Upstream};
 use crate::credentials::TokenCache;
 use crate::forward::UpstreamClient;
 use crate::headers::Injected;
+use crate::limit::Admission;
 use crate::route::Routes;
 
 /// Everything the request path needs, shared by all connections.
@@ -37,6 +38,10 @@ pub(crate) struct UpstreamRuntime {
     /// `base_url`'s path without its trailing `/`.
     base_path: String,
     pub injected: Injected,
+    /// Concurrency, rate limit and pause for this upstream.
+    pub admission: Admission,
+    /// Retries may add at most 20% to first tries over 10 s, with a floor of 3 per second.
+    pub budget: crate::retry::Budget,
     /// The token, for upstreams with `oauth2_client_credentials` or `jwt_login`.
     pub credentials: Option<std::sync::Arc<TokenCache>>,
     /// Where the token goes (`Authorization` unless `inject_header` says otherwise).
@@ -118,6 +123,8 @@ impl UpstreamRuntime {
             upstream_metrics.clone(),
         );
         Ok(Self {
+            admission: Admission::new(cfg, upstream_metrics.clone()),
+            budget: crate::retry::Budget::new(std::time::Instant::now()),
             credentials,
             token_header: cfg.target.auth.injection().map(|i| i.header.clone()),
             scheme: Scheme::from_str(base.scheme()).expect("validated: http or https"),

@@ -11,6 +11,8 @@
 //! - `forward.rs`: the pooled rustls client; the only code that connects to partners.
 //! - `credentials/`: token caches (OAuth2 client credentials, JWT login): single flight, refresh.
 //! - `retry_after.rs`: parsing and writing `Retry-After`.
+//! - `limit.rs`: per-upstream admission: concurrency, GCRA rate limit (queue/reject), pause.
+//! - `retry.rs`: the pure retry policy and backoff; the loop lives in `pipeline.rs`.
 //! - `error.rs` / `respond.rs`: gateway errors and their one mapping to JSON responses.
 //! - `admin.rs`: `/healthz`, `/readyz`, `/status`, `/metrics`.
 //! - `body.rs`: the streamed body type used in both directions.
@@ -23,8 +25,10 @@ mod error;
 mod forward;
 mod gateway;
 pub mod headers;
+mod limit;
 mod pipeline;
 mod respond;
+mod retry;
 mod retry_after;
 mod route;
 mod secret;

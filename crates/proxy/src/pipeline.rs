@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! caller ─▶ check form ─▶ route (prefix → upstream) ─▶ normalise path ─▶ body limit
-//!        ─▶ header hygiene + static headers ─▶ token (cached; single flight when missing)
-//!        ─▶ forward (pooled client, request_timeout) ─▶ on 401: new token, replay once
+//!        ─▶ header hygiene + static headers ─▶ concurrency slot (max_concurrency)
+//!        ─┬▶ pause + rate limit ─▶ token (cached; single flight when missing)
+//!         │  ─▶ attempt (pooled client, request_timeout) ─▶ learn pauses from the answer
+//!         └─ on 401: new token, replay once; on 502/503/504/429/connect: retry (policy, budget)
 //!        ─▶ response headers ─▶ caller
 //!                 every step records metrics; errors become JSON in `respond`
 //! ```
@@ -14,18 +16,18 @@ use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, Version};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use tollgate_metrics::{ErrorKind, UpstreamMetrics};
+use tollgate_metrics::{ErrorKind, RetryReason, UpstreamMetrics};
 
 use crate::body::{self, Body};
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, UpstreamRuntime};
 use crate::headers::{self, REQUEST_ID, TOLLGATE_ENVIRONMENT, TOLLGATE_UPSTREAM};
 use crate::respond::error_response;
-use crate::route;
+use crate::{retry, route};
 
 /// Handles one caller request from arrival to response headers.
 pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
@@ -96,11 +98,13 @@ fn route<'r>(gw: &Gateway, req: &'r Request<Incoming>) -> Result<(usize, Cow<'r,
     Ok((idx, rest))
 }
 
-/// Sends the request to the partner; returns its response and the time spent waiting for it.
+/// Sends the request to the partner; returns its response and the time spent waiting on purpose or
+/// on partners (queueing, backoff, token calls, partner time), which is not Tollgate's overhead.
 ///
-/// With a token: bodies up to `replay_buffer` are kept, so that a 401 (the partner refused the
-/// token) invalidates that token and replays the request once with a fresh one. A second 401, or a
-/// larger (streamed) body, goes back to the caller as is.
+/// Holds a concurrency slot for the whole request. Each attempt passes the pause and the rate
+/// limit, then carries the current token. Bodies up to `replay_buffer` are kept so the request can
+/// be sent again: once after a 401 with a fresh token (not a retry), and on the retry policy's say,
+/// within the retry budget and never past `request_timeout`. Larger bodies stream once.
 async fn forward(
     up: &UpstreamRuntime,
     req: Request<Incoming>,
@@ -118,46 +122,147 @@ async fn forward(
     let uri = up
         .uri(rest, parts.uri.query())
         .map_err(|_| GatewayError::BadRequest("the path or query cannot be sent upstream"))?;
+    let mut waited = Duration::ZERO;
+    let queued = Instant::now();
+    let _slot = up.admission.enter(deadline).await?;
+    waited += queued.elapsed();
+    let mut body = Outgoing::new(incoming, declared, up.cfg.replay_buffer, max_body).await?;
+    let policy = retry::Request::new(&parts.method, &parts.headers, body.replayable());
+    up.budget.deposit(Instant::now());
 
-    let (Some(creds), Some(token_header)) = (&up.credentials, &up.token_header) else {
-        let body = body::stream(Limited::new(incoming, limit(max_body)));
-        return attempt(up, parts.method, uri, headers, body, deadline).await;
-    };
-    let kept = if incoming.is_end_stream() {
-        Some(Bytes::new())
-    } else if declared.is_some_and(|len| len <= up.cfg.replay_buffer) {
-        let collected = Limited::new(incoming, limit(up.cfg.replay_buffer))
-            .collect()
-            .await
-            .map_err(|_| GatewayError::BadRequest("the request body could not be read"))?;
-        Some(collected.to_bytes())
-    } else {
-        let token = creds.get(deadline).await.map_err(token_unavailable)?;
-        headers.insert(token_header.clone(), token.header.clone());
-        let body = body::stream(Limited::new(incoming, limit(max_body)));
-        return attempt(up, parts.method, uri, headers, body, deadline).await;
-    };
-    let kept = kept.unwrap_or_default();
-    let token = creds.get(deadline).await.map_err(token_unavailable)?;
-    let mut first = headers.clone();
-    first.insert(token_header.clone(), token.header.clone());
-    let (resp, waited) = attempt(
-        up,
-        parts.method.clone(),
-        uri.clone(),
-        first,
-        body::full(kept.clone()),
-        deadline,
-    )
-    .await?;
-    if resp.status() != StatusCode::UNAUTHORIZED {
-        return Ok((resp, waited));
+    let mut attempt_no = 1;
+    let mut replayed = false;
+    // The previous attempt's result, answered if the limit refuses the next attempt.
+    let mut last: Option<Result<(Response<Body>, Duration), Failure>> = None;
+    loop {
+        match up.admission.admit(deadline).await {
+            Ok(wait) => waited += wait,
+            Err(refused) => return last.map_or(Err(refused), |l| l.map_err(|f| f.error)),
+        }
+        drop(last.take());
+        // Only a kept body can be sent twice; a streamed one goes once, so its headers can move.
+        let mut attempt_headers = if body.replayable() {
+            headers.clone()
+        } else {
+            std::mem::take(&mut headers)
+        };
+        let token = match (&up.credentials, &up.token_header) {
+            (Some(creds), Some(name)) => {
+                let asked = Instant::now();
+                let token = creds.get(deadline).await.map_err(token_unavailable)?;
+                waited += asked.elapsed();
+                attempt_headers.insert(name.clone(), token.header.clone());
+                Some((creds, token))
+            }
+            _ => None,
+        };
+        let sent = attempt(
+            up,
+            parts.method.clone(),
+            uri.clone(),
+            attempt_headers,
+            body.next(),
+            deadline,
+        )
+        .await;
+        let outcome = match &sent {
+            Ok((resp, elapsed)) => {
+                waited += *elapsed;
+                up.admission.observe(resp.status().as_u16(), resp.headers());
+                retry::Outcome::Status {
+                    status: resp.status().as_u16(),
+                    retry_after: crate::retry_after::parse(resp.headers(), std::time::SystemTime::now()),
+                }
+            }
+            Err(Failure {
+                before_send: true, ..
+            }) => retry::Outcome::ConnectFailed,
+            Err(Failure {
+                error: GatewayError::UpstreamTimeout(_),
+                ..
+            }) => return sent.map_err(|f| f.error),
+            Err(_) => retry::Outcome::Failed,
+        };
+        if let (retry::Outcome::Status { status: 401, .. }, Some((creds, token))) = (outcome, &token) {
+            if body.replayable() && !replayed {
+                creds.invalidate(token);
+                replayed = true;
+                last = Some(sent);
+                continue;
+            }
+        }
+        let time_left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Some(reason) = retry::should_retry(policy, outcome, attempt_no, &up.cfg.retry, time_left) else {
+            return sent.map_err(|f| f.error);
+        };
+        let retry_after = match outcome {
+            retry::Outcome::Status { retry_after, .. } => retry_after,
+            _ => None,
+        };
+        let wait = retry::backoff(&up.cfg.retry, attempt_no, retry_after, rand::random::<f64>());
+        if wait >= time_left {
+            return sent.map_err(|f| f.error);
+        }
+        if !up.budget.withdraw(Instant::now()) {
+            up.metrics.retry(RetryReason::BudgetExhausted);
+            return sent.map_err(|f| f.error);
+        }
+        up.metrics.retry(reason);
+        tracing::debug!(upstream = %up.cfg.name, reason = reason.label(), attempt = attempt_no, wait_ms = wait.as_millis() as u64, "retrying");
+        last = Some(sent);
+        tokio::time::sleep(wait).await;
+        waited += wait;
+        attempt_no += 1;
     }
-    creds.invalidate(&token);
-    let fresh = creds.get(deadline).await.map_err(token_unavailable)?;
-    headers.insert(token_header.clone(), fresh.header.clone());
-    let (resp, again) = attempt(up, parts.method, uri, headers, body::full(kept), deadline).await?;
-    Ok((resp, waited + again))
+}
+
+/// The request body as sent upstream: kept (small, can be sent again) or streamed once.
+enum Outgoing {
+    Kept(Bytes),
+    Stream(Option<Body>),
+}
+
+impl Outgoing {
+    async fn new(
+        incoming: Incoming,
+        declared: Option<u64>,
+        keep: u64,
+        max_body: u64,
+    ) -> Result<Self, GatewayError> {
+        if incoming.is_end_stream() {
+            return Ok(Outgoing::Kept(Bytes::new()));
+        }
+        if declared.is_some_and(|len| len <= keep) {
+            let collected = Limited::new(incoming, limit(keep))
+                .collect()
+                .await
+                .map_err(|_| GatewayError::BadRequest("the request body could not be read"))?;
+            return Ok(Outgoing::Kept(collected.to_bytes()));
+        }
+        Ok(Outgoing::Stream(Some(body::stream(Limited::new(
+            incoming,
+            limit(max_body),
+        )))))
+    }
+
+    fn replayable(&self) -> bool {
+        matches!(self, Outgoing::Kept(_))
+    }
+
+    /// The body for the next attempt. A streamed body goes once; the retry policy never asks twice.
+    fn next(&mut self) -> Body {
+        match self {
+            Outgoing::Kept(bytes) => body::full(bytes.clone()),
+            Outgoing::Stream(stream) => stream.take().unwrap_or_else(|| body::full(Bytes::new())),
+        }
+    }
+}
+
+/// A failed attempt, and whether no byte of it can have reached the partner.
+#[derive(Debug)]
+struct Failure {
+    error: GatewayError,
+    before_send: bool,
 }
 
 /// One attempt at the partner, bounded by the request's deadline.
@@ -168,7 +273,7 @@ async fn attempt(
     headers: HeaderMap,
     body: Body,
     deadline: tokio::time::Instant,
-) -> Result<(Response<Body>, Duration), GatewayError> {
+) -> Result<(Response<Body>, Duration), Failure> {
     let mut out = Request::new(body);
     *out.method_mut() = method;
     *out.uri_mut() = uri;
@@ -177,15 +282,24 @@ async fn attempt(
     match tokio::time::timeout_at(deadline, up.client.send(out)).await {
         Err(_) => {
             up.metrics.upstream_error(ErrorKind::Timeout);
-            Err(GatewayError::UpstreamTimeout(up.cfg.request_timeout))
+            Err(Failure {
+                error: GatewayError::UpstreamTimeout(up.cfg.request_timeout),
+                before_send: false,
+            })
         }
-        Ok(Err(e)) if e.body_too_large => Err(GatewayError::PayloadTooLarge {
-            limit: up.cfg.max_body,
+        Ok(Err(e)) if e.body_too_large => Err(Failure {
+            error: GatewayError::PayloadTooLarge {
+                limit: up.cfg.max_body,
+            },
+            before_send: false,
         }),
         Ok(Err(e)) => {
             up.metrics.upstream_error(e.kind);
             tracing::debug!(upstream = %up.cfg.name, error = %e, "upstream attempt failed");
-            Err(GatewayError::UpstreamUnreachable(e.to_string()))
+            Err(Failure {
+                before_send: e.before_send,
+                error: GatewayError::UpstreamUnreachable(e.to_string()),
+            })
         }
         Ok(Ok(resp)) => {
             let elapsed = sent.elapsed();

@@ -23,6 +23,7 @@ async fn unreachable_upstream_is_502_upstream_unreachable() {
     let v: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["upstream"], "echo");
     assert!(v["error"]["message"].as_str().unwrap().contains("reached"), "{v}");
+    // A connect error sends no byte, so the default policy retries it: 3 attempts in all.
     let metrics = client()
         .get(gw.admin_url("/metrics"))
         .send()
@@ -33,7 +34,7 @@ async fn unreachable_upstream_is_502_upstream_unreachable() {
         .unwrap();
     assert!(
         metrics.contains(
-            r#"tollgate_upstream_errors_total{environment="sandbox",kind="connect",upstream="echo"} 1"#
+            r#"tollgate_upstream_errors_total{environment="sandbox",kind="connect",upstream="echo"} 3"#
         ),
         "{metrics}"
     );

@@ -478,11 +478,18 @@ fn rate_limit(path: &str, raw: RawRateLimit, request_timeout: Duration) -> Resul
             "must be longer than zero",
         ));
     }
+    let burst = NonZeroU32::new(raw.burst.unwrap_or(1))
+        .ok_or_else(|| ConfigError::new(format!("{path}.burst"), "must be at least 1"))?;
+    if burst > requests {
+        return Err(ConfigError::new(
+            format!("{path}.burst"),
+            format!("{burst} is more than requests ({requests}): a burst is part of the budget"),
+        ));
+    }
     Ok(RateLimit {
         requests,
         per,
-        burst: NonZeroU32::new(raw.burst.unwrap_or(1))
-            .ok_or_else(|| ConfigError::new(format!("{path}.burst"), "must be at least 1"))?,
+        burst,
         on_limit: match raw.on_limit.as_deref().unwrap_or("queue") {
             "queue" => OnLimit::Queue,
             "reject" => OnLimit::Reject,

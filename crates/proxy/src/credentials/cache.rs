@@ -7,14 +7,13 @@
 //! the endpoint is left alone until the backoff passes, and callers that need a token meanwhile get
 //! an error at once instead of queueing. All token calls pass `token_rate_limit`.
 
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, RateLimiter};
 use http::HeaderValue;
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -23,7 +22,7 @@ use tollgate_metrics::{Limited, UpstreamMetrics};
 
 use super::fetch::{self, FetchError, Fetched};
 use super::{backoff, Token, TokenError};
-use crate::config::{Auth, JwtLogin, OAuth2, RateLimit};
+use crate::config::{Auth, JwtLogin, OAuth2};
 use crate::forward::UpstreamClient;
 use crate::secret::Secret;
 
@@ -116,7 +115,7 @@ impl TokenCache {
             flight: Mutex::new(None),
             state: Mutex::new(State::default()),
             refresh: Mutex::new(None),
-            limiter: limit.map(|l| RateLimiter::direct(quota(&l))),
+            limiter: limit.map(|l| RateLimiter::direct(crate::limit::quota(&l))),
             metrics,
             next_id: AtomicU64::new(1),
             changed: Notify::new(),
@@ -364,14 +363,6 @@ impl TokenCache {
             last_error: state.last_error.clone(),
         }
     }
-}
-
-/// GCRA quota for `requests` per `per` with `burst`.
-pub(crate) fn quota(limit: &RateLimit) -> Quota {
-    let period = limit.per / limit.requests.get();
-    Quota::with_period(period.max(Duration::from_nanos(1)))
-        .expect("a non-zero period")
-        .allow_burst(limit.burst.max(NonZeroU32::MIN))
 }
 
 fn now_unix() -> f64 {

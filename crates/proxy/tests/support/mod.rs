@@ -147,6 +147,15 @@ pub struct Fixed {
 
 impl Fixed {
     pub async fn start(status: u16, content_type: &'static str, body: Vec<u8>) -> Fixed {
+        Self::start_with(status, content_type, Vec::new(), body).await
+    }
+
+    pub async fn start_with(
+        status: u16,
+        content_type: &'static str,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+    ) -> Fixed {
         use http_body_util::Full;
         use hyper::service::service_fn;
         use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -160,7 +169,7 @@ impl Fixed {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (counter, body) = (counter.clone(), body.clone());
+                let (counter, body, headers) = (counter.clone(), body.clone(), headers.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |_req: http::Request<hyper::body::Incoming>| {
                         counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -168,6 +177,9 @@ impl Fixed {
                         *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
                         resp.headers_mut()
                             .insert("content-type", content_type.parse().unwrap());
+                        for (k, v) in &headers {
+                            resp.headers_mut().insert(*k, v.parse().unwrap());
+                        }
                         async move { Ok::<_, std::convert::Infallible>(resp) }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())

@@ -1,0 +1,357 @@
+//! Keeping callers inside a partner's limits: per (upstream, environment) admission.
+//!
+//! Three gates, all per upstream:
+//! - **Concurrency** (`max_concurrency`): a fair (FIFO) semaphore held for the whole caller request;
+//!   beyond it requests wait up to `max_wait`, then get `503 overloaded`.
+//! - **Rate** (`rate_limit`, GCRA on governor): every attempt that reaches the partner passes it —
+//!   first tries, retries and 401 replays. `reject` answers 429 at once; `queue` waits in arrival
+//!   order, and a request whose estimated wait exceeds `max_wait` is rejected at once instead of
+//!   waiting only to fail.
+//! - **Pause**: a partner 429/503 with `Retry-After` (or `RateLimit-Remaining: 0` with a reset) stops
+//!   the upstream for everyone until then, capped at `max_pause`. Lock-free to read.
+//!
+//! `rate_limit = { requests, per, burst }` means: at most `requests` in any `per`-long window, up to
+//! `burst` of them back to back. Plain GCRA with rate `requests/per` would let `burst + requests`
+//! through in one window and trip a partner that counts per window, so cells are emitted every
+//! `per / (requests - burst)` instead (every `per` when `burst == requests`).
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use http::HeaderMap;
+use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tollgate_metrics::{Limited, UpstreamMetrics};
+
+use crate::config::{OnLimit, RateLimit, Upstream};
+use crate::error::GatewayError;
+
+/// The GCRA quota for a limit (see the module doc for why the period is not `per / requests`).
+pub fn quota(limit: &RateLimit) -> Quota {
+    let requests = limit.requests.get();
+    let burst = limit.burst.get().min(requests);
+    let spaced = (requests - burst).max(1);
+    let period = (limit.per / spaced).max(Duration::from_nanos(1));
+    Quota::with_period(period)
+        .expect("a non-zero period")
+        .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
+}
+
+/// Admission for one upstream.
+#[derive(Debug)]
+pub struct Admission {
+    rate: Option<Rate>,
+    slots: Arc<Semaphore>,
+    max_concurrency: u32,
+    /// How long a request may wait for a slot or a cell.
+    max_wait: Duration,
+    max_pause: Duration,
+    pause: Pause,
+    /// Requests waiting for a slot or a cell right now.
+    queued: AtomicUsize,
+    metrics: UpstreamMetrics,
+}
+
+#[derive(Debug)]
+struct Rate {
+    gcra: DefaultDirectRateLimiter,
+    config: RateLimit,
+    /// Time between cells once the burst is spent.
+    interval: Duration,
+    /// Queue mode: waiters take turns in arrival order (tokio's mutex is fair).
+    line: tokio::sync::Mutex<()>,
+}
+
+/// "Do not send before": a deadline in ms since `base`, 0 for none.
+#[derive(Debug)]
+struct Pause {
+    base: Instant,
+    until_ms: AtomicU64,
+    reason: Mutex<&'static str>,
+}
+
+impl Pause {
+    fn remaining(&self, now: Instant) -> Duration {
+        match self.until_ms.load(Ordering::Acquire) {
+            0 => Duration::ZERO,
+            ms => (self.base + Duration::from_millis(ms)).saturating_duration_since(now),
+        }
+    }
+}
+
+/// A slot counted in `max_concurrency`, released on drop.
+#[derive(Debug)]
+pub struct Slot(#[allow(dead_code)] OwnedSemaphorePermit);
+
+/// What `/status` shows of an upstream's limits.
+#[derive(Debug, Serialize)]
+pub struct LimitStatus {
+    pub rate_limit: Option<RateLimitStatus>,
+    pub max_concurrency: u32,
+    pub in_flight: u32,
+    pub queued: usize,
+    pub paused_for_seconds: Option<f64>,
+    pub pause_reason: Option<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RateLimitStatus {
+    pub requests: u32,
+    pub per_seconds: f64,
+    pub burst: u32,
+    pub on_limit: &'static str,
+    pub max_wait_seconds: f64,
+}
+
+/// Decrements the queue length when a waiter leaves, however it leaves.
+struct InQueue<'a>(&'a AtomicUsize);
+
+impl Drop for InQueue<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Admission {
+    pub fn new(cfg: &Upstream, metrics: UpstreamMetrics) -> Self {
+        let rate = cfg.target.rate_limit.map(|config| {
+            let q = quota(&config);
+            Rate {
+                gcra: RateLimiter::direct(q),
+                interval: q.replenish_interval(),
+                config,
+                line: tokio::sync::Mutex::new(()),
+            }
+        });
+        Self {
+            max_wait: rate.as_ref().map_or(cfg.request_timeout, |r| r.config.max_wait),
+            rate,
+            slots: Arc::new(Semaphore::new(cfg.max_concurrency.get() as usize)),
+            max_concurrency: cfg.max_concurrency.get(),
+            max_pause: cfg.max_pause,
+            pause: Pause {
+                base: Instant::now(),
+                until_ms: AtomicU64::new(0),
+                reason: Mutex::new(""),
+            },
+            queued: AtomicUsize::new(0),
+            metrics,
+        }
+    }
+
+    /// A concurrency slot for a whole caller request, waiting up to `max_wait` (and the deadline).
+    pub async fn enter(&self, deadline: Instant) -> Result<Slot, GatewayError> {
+        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            return Ok(Slot(permit));
+        }
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        let _in_queue = InQueue(&self.queued);
+        self.metrics.limited(Limited::UpstreamQueued);
+        let until = deadline.min(Instant::now() + self.max_wait);
+        match tokio::time::timeout_at(until, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(Slot(permit)),
+            _ => {
+                self.metrics.limited(Limited::UpstreamRejected);
+                Err(GatewayError::Overloaded)
+            }
+        }
+    }
+
+    /// Admits one attempt through the pause and the rate limit. Returns the time spent waiting.
+    pub async fn admit(&self, deadline: Instant) -> Result<Duration, GatewayError> {
+        let start = Instant::now();
+        let paused = self.pause.remaining(start);
+        let Some(rate) = &self.rate else {
+            // No rate limit configured: nothing to queue in, so a pause is answered at once.
+            return if paused.is_zero() {
+                Ok(Duration::ZERO)
+            } else {
+                Err(self.reject(paused))
+            };
+        };
+        if rate.config.on_limit == OnLimit::Reject {
+            if !paused.is_zero() {
+                return Err(self.reject(paused));
+            }
+            return match rate.gcra.check() {
+                Ok(()) => Ok(Duration::ZERO),
+                Err(not_until) => Err(self.reject(not_until.wait_time_from(DefaultClock::default().now()))),
+            };
+        }
+        if paused.is_zero() && self.queued.load(Ordering::Acquire) == 0 && rate.gcra.check().is_ok() {
+            return Ok(Duration::ZERO);
+        }
+        let until = deadline.min(start + rate.config.max_wait);
+        let ahead = self.queued.fetch_add(1, Ordering::AcqRel);
+        let _in_queue = InQueue(&self.queued);
+        // Everyone ahead takes a cell first, and the next cell may be a whole interval away:
+        // refuse now what could only fail after waiting.
+        let estimate = paused
+            + rate
+                .interval
+                .saturating_mul(u32::try_from(ahead + 1).unwrap_or(u32::MAX));
+        if start + estimate > until {
+            return Err(self.reject(estimate.max(rate.interval)));
+        }
+        self.metrics.limited(Limited::UpstreamQueued);
+        let _turn = match tokio::time::timeout_at(until, rate.line.lock()).await {
+            Ok(turn) => turn,
+            Err(_) => return Err(self.reject(rate.interval)),
+        };
+        loop {
+            let now = Instant::now();
+            let wait = match self.pause.remaining(now) {
+                p if !p.is_zero() => p,
+                _ => match rate.gcra.check() {
+                    Ok(()) => return Ok(now - start),
+                    Err(not_until) => not_until.wait_time_from(DefaultClock::default().now()),
+                },
+            };
+            if now + wait > until {
+                return Err(self.reject(wait));
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn reject(&self, retry_after: Duration) -> GatewayError {
+        self.metrics.limited(Limited::UpstreamRejected);
+        GatewayError::RateLimited { retry_after }
+    }
+
+    /// Learns from a partner response: 429/503 with `Retry-After`, a 429 without one (one cell),
+    /// or `RateLimit-Remaining: 0` / `X-RateLimit-Remaining: 0` with a reset, pause the upstream.
+    pub fn observe(&self, status: u16, headers: &HeaderMap) {
+        let retry_after = crate::retry_after::parse(headers, SystemTime::now());
+        let pause = match (status, retry_after) {
+            (429 | 503, Some(wait)) => Some((wait, "partner Retry-After")),
+            (429, None) => Some((
+                self.rate.as_ref().map_or(Duration::from_secs(1), |r| r.interval),
+                "partner 429",
+            )),
+            _ => exhausted_budget(headers).map(|wait| (wait, "partner rate-limit headers")),
+        };
+        if let Some((wait, reason)) = pause {
+            self.pause_for(wait, reason);
+        }
+    }
+
+    fn pause_for(&self, wait: Duration, reason: &'static str) {
+        let wait = wait.min(self.max_pause);
+        if wait.is_zero() {
+            return;
+        }
+        let until = (Instant::now() + wait).saturating_duration_since(self.pause.base);
+        let until_ms = u64::try_from(until.as_millis()).unwrap_or(u64::MAX).max(1);
+        let before = self.pause.until_ms.fetch_max(until_ms, Ordering::AcqRel);
+        if until_ms > before {
+            *self.pause.reason.lock().expect("reason lock") = reason;
+            tracing::info!(pause_ms = wait.as_millis() as u64, reason, "upstream paused");
+        }
+    }
+
+    /// The view `/status` shows.
+    pub fn status(&self) -> LimitStatus {
+        let paused = self.pause.remaining(Instant::now());
+        LimitStatus {
+            rate_limit: self.rate.as_ref().map(|r| RateLimitStatus {
+                requests: r.config.requests.get(),
+                per_seconds: r.config.per.as_secs_f64(),
+                burst: r.config.burst.get(),
+                on_limit: match r.config.on_limit {
+                    OnLimit::Queue => "queue",
+                    OnLimit::Reject => "reject",
+                },
+                max_wait_seconds: r.config.max_wait.as_secs_f64(),
+            }),
+            max_concurrency: self.max_concurrency,
+            in_flight: self.max_concurrency - u32::try_from(self.slots.available_permits()).unwrap_or(0),
+            queued: self.queued.load(Ordering::Acquire),
+            paused_for_seconds: (!paused.is_zero()).then_some(paused.as_secs_f64()),
+            pause_reason: (!paused.is_zero()).then(|| *self.pause.reason.lock().expect("reason lock")),
+        }
+    }
+}
+
+/// `RateLimit-Remaining: 0` (or `X-RateLimit-Remaining: 0`) with a reset: the wait until the reset.
+/// A reset above 10^9 is read as a unix time, smaller ones as seconds from now.
+fn exhausted_budget(headers: &HeaderMap) -> Option<Duration> {
+    let get = |names: [&str; 2]| {
+        names
+            .iter()
+            .find_map(|n| headers.get(*n))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    if get(["ratelimit-remaining", "x-ratelimit-remaining"])? != 0.0 {
+        return None;
+    }
+    let reset = get(["ratelimit-reset", "x-ratelimit-reset"])?;
+    if !reset.is_finite() || reset < 0.0 {
+        return None;
+    }
+    if reset > 1e9 {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .ok()?
+            .as_secs_f64();
+        return Some(Duration::from_secs_f64((reset - now).max(0.0)));
+    }
+    Some(Duration::from_secs_f64(reset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limit(requests: u32, per: Duration, burst: u32) -> RateLimit {
+        RateLimit {
+            requests: NonZeroU32::new(requests).unwrap(),
+            per,
+            burst: NonZeroU32::new(burst).unwrap(),
+            on_limit: OnLimit::Queue,
+            max_wait: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn no_window_ever_holds_more_than_requests() {
+        let q = quota(&limit(50, Duration::from_secs(60), 5));
+        assert_eq!(q.burst_size().get(), 5);
+        // 5 back to back, then 45 more spaced over the minute: 50 in any minute.
+        assert_eq!(q.replenish_interval(), Duration::from_secs(60) / 45);
+        let q = quota(&limit(10, Duration::from_secs(1), 1));
+        assert_eq!(q.replenish_interval(), Duration::from_secs(1) / 9);
+        let q = quota(&limit(3, Duration::from_secs(1), 3));
+        assert_eq!(q.replenish_interval(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn reads_exhausted_rate_limit_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("ratelimit-remaining", "0".parse().unwrap());
+        assert_eq!(exhausted_budget(&h), None, "no reset, no pause");
+        h.insert("ratelimit-reset", "7".parse().unwrap());
+        assert_eq!(exhausted_budget(&h), Some(Duration::from_secs(7)));
+        h.insert("ratelimit-remaining", "3".parse().unwrap());
+        assert_eq!(exhausted_budget(&h), None);
+        let mut x = HeaderMap::new();
+        x.insert("x-ratelimit-remaining", "0".parse().unwrap());
+        let at = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 30;
+        x.insert("x-ratelimit-reset", at.to_string().parse().unwrap());
+        let wait = exhausted_budget(&x).unwrap();
+        assert!(
+            wait > Duration::from_secs(28) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+    }
+}

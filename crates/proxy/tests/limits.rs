@@ -1,0 +1,293 @@
+//! Rate limits, pauses and concurrency against the emulators: the partner never sees more than the
+//! gateway admits, and callers get 429 / 503 from Tollgate instead of from the partner.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use support::{client, metric, Fixed, TestGateway};
+use tollgate_sandbox::{Emulator, Partner};
+
+/// OAS `/helloworld` needs only the API key: a fast, unlimited partner endpoint.
+fn oas(e: &Emulator, upstream_extra: &str, env_extra: &str) -> String {
+    format!(
+        "[upstreams.oas]\n{upstream_extra}\n[upstreams.oas.sandbox]\nbase_url = \"{}\"\nheaders = {{ \"X-Api-Key\" = \"{}\" }}\n{env_extra}\n",
+        e.base_url(),
+        e.credentials().api_key
+    )
+}
+
+async fn burst(
+    gw: &TestGateway,
+    path: &str,
+    n: usize,
+) -> Vec<(u16, Option<String>, Option<String>, Duration)> {
+    // Long enough for the slowest queue below (about 70 s at 50/min).
+    let c = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(150))
+        .build()
+        .unwrap();
+    let calls = (0..n).map(|_| {
+        let c = c.clone();
+        let url = gw.url(path);
+        async move {
+            let t = Instant::now();
+            let r = c.get(url).send().await.unwrap();
+            let h = |n: &str| r.headers().get(n).map(|v| v.to_str().unwrap().to_owned());
+            (
+                r.status().as_u16(),
+                h("x-tollgate-error"),
+                h("retry-after"),
+                t.elapsed(),
+            )
+        }
+    });
+    join_all(calls).await
+}
+
+/// The largest number of arrivals inside any window of `len`.
+fn max_in_window(mut at: Vec<Instant>, len: Duration) -> usize {
+    at.sort();
+    (0..at.len())
+        .map(|i| at[i..].iter().take_while(|t| **t < at[i] + len).count())
+        .max()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reject_mode_admits_only_what_the_limiter_allows() {
+    let e = Emulator::start(Partner::Oas).await.unwrap();
+    let rl = r#"rate_limit = { requests = 5, per = "1s", burst = 1, on_limit = "reject" }"#;
+    let gw = TestGateway::start(&oas(&e, "", rl)).await;
+    let results = burst(&gw, "/oas/helloworld", 30).await;
+    let passed = results.iter().filter(|r| r.0 == 200).count();
+    assert!((1..=2).contains(&passed), "{passed} passed");
+    for (status, code, retry_after, _) in results.iter().filter(|r| r.0 != 200) {
+        assert_eq!(*status, 429);
+        assert_eq!(code.as_deref(), Some("rate_limited"));
+        let secs: u64 = retry_after.as_deref().expect("Retry-After").parse().unwrap();
+        assert!((1..=2).contains(&secs), "whole seconds, rounded up: {secs}");
+    }
+    assert_eq!(
+        e.requests().len(),
+        passed,
+        "the partner saw exactly the admitted ones"
+    );
+    let rejected = metric(&gw, r#"tollgate_rate_limited_total{action="rejected",environment="sandbox",scope="upstream",upstream="oas"}"#).await;
+    assert_eq!(rejected as usize, 30 - passed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queue_mode_spaces_requests_and_refuses_hopeless_waits_at_once() {
+    let e = Emulator::start(Partner::Oas).await.unwrap();
+    let rl = r#"rate_limit = { requests = 10, per = "1s", burst = 1, on_limit = "queue", max_wait = "10s" }"#;
+    let gw = TestGateway::start(&oas(&e, "", rl)).await;
+    let results = burst(&gw, "/oas/helloworld", 20).await;
+    assert!(
+        results.iter().all(|r| r.0 == 200),
+        "{:?}",
+        results.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
+    let arrivals: Vec<Instant> = e.requests().iter().map(|r| r.at).collect();
+    assert_eq!(arrivals.len(), 20);
+    let peak = max_in_window(arrivals, Duration::from_secs(1));
+    assert!(peak <= 11, "{peak} arrivals in one second");
+    gw.stop().await;
+
+    let e = Emulator::start(Partner::Oas).await.unwrap();
+    let rl =
+        r#"rate_limit = { requests = 10, per = "1s", burst = 1, on_limit = "queue", max_wait = "500ms" }"#;
+    let gw = TestGateway::start(&oas(&e, "", rl)).await;
+    let results = burst(&gw, "/oas/helloworld", 20).await;
+    let rejected: Vec<_> = results.iter().filter(|r| r.0 == 429).collect();
+    let passed = results.iter().filter(|r| r.0 == 200).count();
+    assert!((4..=7).contains(&passed), "{passed} fit in 500 ms at ~9/s");
+    assert_eq!(rejected.len() + passed, 20);
+    for r in &rejected {
+        assert!(
+            r.3 < Duration::from_millis(250),
+            "rejected after {:?}: should be at once",
+            r.3
+        );
+        assert_eq!(r.1.as_deref(), Some("rate_limited"));
+    }
+    assert_eq!(e.requests().len(), passed);
+}
+
+/// Osigu at its real 50/min, the gateway at 50/min with burst 5: the partner never has to say 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn osigu_real_limits_are_never_tripped() {
+    let e = Emulator::start(Partner::Osigu).await.unwrap();
+    let config = |e: &Emulator, mode: &str| {
+        let c = e.credentials();
+        format!(
+            r#"
+[upstreams.osigu]
+request_timeout = "120s"
+retry = {{ attempts = 1 }}
+[upstreams.osigu.sandbox]
+base_url = "{url}"
+rate_limit = {{ requests = 50, per = "1m", burst = 5, on_limit = "{mode}", max_wait = "110s" }}
+auth = {{ type = "oauth2_client_credentials", token_url = "{url}/oauth/token", client_id = "{id}",
+         client_secret = "{secret}", token_rate_limit = {{ requests = 10, per = "1m" }} }}
+"#,
+            url = e.base_url(),
+            id = c.client_id,
+            secret = c.client_secret
+        )
+    };
+    // Reject mode first: a burst of 120 gets Tollgate's 429s, never the partner's.
+    let gw = TestGateway::start(&config(&e, "reject")).await;
+    let results = burst(&gw, "/osigu/v1/sponsors", 120).await;
+    let passed = results.iter().filter(|r| r.0 == 200).count();
+    assert!((5..=6).contains(&passed), "{passed}");
+    assert!(results
+        .iter()
+        .filter(|r| r.0 != 200)
+        .all(|r| r.0 == 429 && r.1.as_deref() == Some("rate_limited")));
+    gw.stop().await;
+
+    // Queue mode, a fresh partner window: 56 requests cross the 50/min line within about 70 s.
+    let e = Emulator::start(Partner::Osigu).await.unwrap();
+    let gw = TestGateway::start(&config(&e, "queue")).await;
+    let results = burst(&gw, "/osigu/v1/sponsors", 56).await;
+    let statuses: Vec<u16> = results.iter().map(|r| r.0).collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let arrivals: Vec<Instant> = e.requests().iter().map(|r| r.at).collect();
+    assert_eq!(arrivals.len(), 56);
+    assert!(max_in_window(arrivals, Duration::from_secs(60)) <= 50);
+    let partner_429 = metric(
+        &gw,
+        r#"tollgate_upstream_responses_total{environment="sandbox",status_class="4xx",upstream="osigu"}"#,
+    )
+    .await;
+    assert_eq!(partner_429, 0.0, "the partner never answered 429");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partner_429_with_retry_after_pauses_the_upstream_for_everyone() {
+    let e = Emulator::start(Partner::Oas).await.unwrap();
+    let gw = TestGateway::start(&oas(&e, "", "")).await;
+    let c = client();
+    assert_eq!(
+        c.get(gw.url("/oas/helloworld")).send().await.unwrap().status(),
+        200
+    );
+    e.fail_next_api_requests(1, 429, Some(2));
+    // The request that meets the 429 is retried after the pause (it fits in request_timeout).
+    let first = tokio::spawn({
+        let c = c.clone();
+        let url = gw.url("/oas/helloworld");
+        async move { c.get(url).send().await.unwrap().status().as_u16() }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Everyone else keeps sending during the pause and is told when to come back.
+    let started = Instant::now();
+    let mut refused = 0;
+    while started.elapsed() < Duration::from_millis(1500) {
+        let r = c.get(gw.url("/oas/helloworld")).send().await.unwrap();
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()["x-tollgate-error"], "rate_limited");
+        refused += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused > 10);
+    assert_eq!(
+        first.await.unwrap(),
+        200,
+        "the paused request was retried after Retry-After"
+    );
+    let seen = e.requests();
+    let limited_at = seen[1].at;
+    let next = seen[2].at;
+    assert!(
+        next.duration_since(limited_at) >= Duration::from_millis(1900),
+        "nothing reached the partner during the pause"
+    );
+    assert_eq!(seen.len(), 3, "first, the 429, the retry after the pause");
+    assert_eq!(
+        c.get(gw.url("/oas/helloworld")).send().await.unwrap().status(),
+        200,
+        "traffic resumes"
+    );
+}
+
+#[tokio::test]
+async fn http_date_retry_after_pauses_too() {
+    let at = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(4));
+    let partner = Fixed::start_with(429, "application/json", vec![("retry-after", at)], b"{}".to_vec()).await;
+    let toml = format!(
+        "[upstreams.p]\nretry = {{ attempts = 1 }}\n[upstreams.p.sandbox]\nbase_url = \"{}\"\n",
+        partner.url()
+    );
+    let gw = TestGateway::start(&toml).await;
+    let c = client();
+    let r = c.get(gw.url("/p/x")).send().await.unwrap();
+    assert_eq!(r.status(), 429, "the partner's own 429 (attempts = 1)");
+    assert!(r.headers().get("x-tollgate-error").is_none());
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(2) {
+        let r = c.get(gw.url("/p/x")).send().await.unwrap();
+        assert_eq!(r.headers()["x-tollgate-error"], "rate_limited");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(partner.hits(), 1, "no request reached the partner while paused");
+    let status = c
+        .get(gw.admin_url("/status"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert!(
+        v["upstreams"][0]["limits"]["paused_for_seconds"]
+            .as_f64()
+            .unwrap()
+            > 0.0,
+        "{v}"
+    );
+    assert_eq!(v["upstreams"][0]["limits"]["pause_reason"], "partner Retry-After");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn max_concurrency_caps_in_flight_requests() {
+    let e = Emulator::start(Partner::Oas).await.unwrap();
+    e.set_delay(Duration::from_millis(600));
+    let limits = r#"rate_limit = { requests = 1000, per = "1s", burst = 1000, on_limit = "queue", max_wait = "300ms" }"#;
+    let gw = TestGateway::start(&oas(&e, "max_concurrency = 2", limits)).await;
+    let results = burst(&gw, "/oas/helloworld", 6).await;
+    let ok = results.iter().filter(|r| r.0 == 200).count();
+    assert_eq!(ok, 2);
+    for r in results.iter().filter(|r| r.0 != 200) {
+        assert_eq!(r.0, 503);
+        assert_eq!(r.1.as_deref(), Some("overloaded"));
+        assert!(
+            r.3 >= Duration::from_millis(280) && r.3 < Duration::from_millis(590),
+            "after max_wait: {:?}",
+            r.3
+        );
+    }
+    assert_eq!(e.requests().len(), 2);
+    gw.stop().await;
+
+    // With room to wait, all get through, never more than two at the partner at once.
+    let e = Emulator::start(Partner::Oas).await.unwrap();
+    e.set_delay(Duration::from_millis(300));
+    let limits =
+        r#"rate_limit = { requests = 1000, per = "1s", burst = 1000, on_limit = "queue", max_wait = "10s" }"#;
+    let gw = TestGateway::start(&oas(&e, "max_concurrency = 2", limits)).await;
+    let results = burst(&gw, "/oas/helloworld", 8).await;
+    assert!(results.iter().all(|r| r.0 == 200));
+    let mut at: Vec<Instant> = e.requests().iter().map(|r| r.at).collect();
+    at.sort();
+    for w in at.windows(3) {
+        assert!(
+            w[2].duration_since(w[0]) >= Duration::from_millis(280),
+            "three in flight at once"
+        );
+    }
+}

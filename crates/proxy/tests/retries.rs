@@ -1,0 +1,173 @@
+//! Retries against the emulators: only when safe, same key and body every time, within the retry
+//! budget, and never past `request_timeout`.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{client, dead_addr, metric, TestGateway};
+use tollgate_sandbox::{Echo, Emulator, Partner};
+
+fn oas(e: &Emulator, upstream_extra: &str) -> String {
+    let c = e.credentials();
+    format!(
+        r#"
+[upstreams.oas]
+{upstream_extra}
+[upstreams.oas.sandbox]
+base_url = "{url}"
+headers = {{ "X-Api-Key" = "{key}" }}
+auth = {{ type = "jwt_login", login_url = "{url}/api/auth/login/", refresh_url = "{url}/api/auth/token/refresh/",
+         login_body = {{ username = "{user}", email = "{email}", password = "{password}" }},
+         token_headers = {{ "X-Api-Key" = "{key}" }} }}
+"#,
+        url = e.base_url(),
+        key = c.api_key,
+        user = c.username,
+        email = c.email,
+        password = c.password,
+    )
+}
+
+#[tokio::test]
+async fn idempotent_requests_are_retried_others_are_not() {
+    let e = Emulator::start(Partner::Oas).await.unwrap();
+    let gw = TestGateway::start(&oas(&e, "")).await;
+    let c = client();
+
+    e.fail_next_api_requests(2, 503, None);
+    let r = c.get(gw.url("/oas/api/organisations/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(e.requests().len(), 3, "503, 503, 200");
+
+    let body = r#"{"name": "Retry Co", "base_currency": "USD", "currencies": ["USD"]}"#;
+    e.fail_next_api_requests(1, 503, None);
+    let r = c
+        .post(gw.url("/oas/api/organisations/"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503, "a POST without Idempotency-Key is not retried");
+    assert_eq!(e.requests().len(), 4);
+
+    e.fail_next_api_requests(2, 502, None);
+    let r = c
+        .post(gw.url("/oas/api/organisations/"))
+        .header("content-type", "application/json")
+        .header("idempotency-key", "key-42")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let posts: Vec<_> = e.requests().into_iter().skip(4).collect();
+    assert_eq!(posts.len(), 3);
+    assert!(posts
+        .iter()
+        .all(|p| p.header("idempotency-key") == Some("key-42") && p.body == body.as_bytes()));
+    let retries = metric(
+        &gw,
+        r#"tollgate_retries_total{environment="sandbox",reason="status_502",upstream="oas"}"#,
+    )
+    .await;
+    assert_eq!(retries, 2.0);
+}
+
+#[tokio::test]
+async fn connection_refused_before_any_byte_retries_even_a_post() {
+    let addr = dead_addr().await;
+    let toml = format!(
+        "[upstreams.late]\nretry = {{ attempts = 6, backoff = \"150ms\", max_backoff = \"300ms\" }}\n[upstreams.late.sandbox]\nbase_url = \"http://{addr}\"\n"
+    );
+    let gw = TestGateway::start(&toml).await;
+    let echo = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        Echo::start_on(addr).await.unwrap()
+    });
+    let r = client()
+        .post(gw.url("/late/sha256"))
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["len"], 5);
+    let echo = echo.await.unwrap();
+    assert_eq!(echo.requests(), 1, "the POST reached the partner exactly once");
+    let connect = metric(
+        &gw,
+        r#"tollgate_retries_total{environment="sandbox",reason="connect",upstream="late"}"#,
+    )
+    .await;
+    assert!(connect >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_outage_never_becomes_a_retry_storm() {
+    let e = Emulator::start(Partner::Oas).await.unwrap();
+    let gw = TestGateway::start(&format!(
+        "[upstreams.oas]\nretry = {{ attempts = 3, backoff = \"20ms\", max_backoff = \"50ms\" }}\n[upstreams.oas.sandbox]\nbase_url = \"{}\"\nheaders = {{ \"X-Api-Key\" = \"{}\" }}\n",
+        e.base_url(),
+        e.credentials().api_key
+    ))
+    .await;
+    e.fail_next_api_requests(1_000_000, 503, None);
+    let started = Instant::now();
+    let workers = (0..8).map(|_| {
+        let c = client();
+        let url = gw.url("/oas/helloworld");
+        tokio::spawn(async move {
+            let mut sent = 0u64;
+            while started.elapsed() < Duration::from_secs(9) {
+                let r = c.get(&url).send().await.unwrap();
+                assert_eq!(r.status(), 503);
+                sent += 1;
+            }
+            sent
+        })
+    });
+    let first_tries: u64 = futures_util::future::join_all(workers)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .sum();
+    // The budget is a sliding 10 s window: 9 s of load keeps the whole run, tail included, in one.
+    let attempts = e.requests().len() as f64;
+    let bound = 1.2 * first_tries as f64 + 3.0 * 10.0;
+    assert!(
+        attempts <= bound,
+        "{attempts} attempts for {first_tries} first tries (bound {bound})"
+    );
+    assert!(attempts > first_tries as f64, "some retries were made");
+    let denied = metric(
+        &gw,
+        r#"tollgate_retries_total{environment="sandbox",reason="budget_exhausted",upstream="oas"}"#,
+    )
+    .await;
+    assert!(denied > 0.0, "the budget denied retries");
+}
+
+#[tokio::test]
+async fn retries_never_pass_request_timeout() {
+    let e = Emulator::start(Partner::Oas).await.unwrap();
+    e.set_delay(Duration::from_millis(300));
+    e.fail_next_api_requests(1000, 503, None);
+    let gw = TestGateway::start(&format!(
+        "[upstreams.oas]\nrequest_timeout = \"1s\"\nretry = {{ attempts = 10, backoff = \"100ms\", max_backoff = \"200ms\" }}\n[upstreams.oas.sandbox]\nbase_url = \"{}\"\nheaders = {{ \"X-Api-Key\" = \"{}\" }}\n",
+        e.base_url(),
+        e.credentials().api_key
+    ))
+    .await;
+    let started = Instant::now();
+    let r = client().get(gw.url("/oas/helloworld")).send().await.unwrap();
+    let took = started.elapsed();
+    assert!(r.status() == 503 || r.status() == 504, "{}", r.status());
+    assert!(
+        took <= Duration::from_millis(1300),
+        "took {took:?} with a 1 s request_timeout"
+    );
+    assert!(e.requests().len() >= 2, "it did retry within the budget of time");
+}
