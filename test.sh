@@ -4,6 +4,20 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+# Real servers the tests start on loopback: Prometheus (and promtool), from Debian.
+need=()
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing missing test dependencies: ${need[*]}" >&2
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # The packages start system services; the tests start their own on ephemeral ports.
+  $sudo_cmd systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi
+
 # cargo-nextest runs the suite in parallel processes; fall back to cargo's own runner without it.
 if cargo nextest --version >/dev/null 2>&1; then
   exec cargo nextest run --workspace --no-fail-fast "$@"

@@ -20,7 +20,9 @@ use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-pub use upstream::{ErrorKind, InflightGuard, Limited, RetryReason, TokenFailure, UpstreamMetrics};
+pub use upstream::{
+    ErrorKind, InflightGuard, Limited, RetryReason, RewriteSkip, TokenFailure, UpstreamMetrics,
+};
 
 /// Buckets for partner APIs: 5 ms to 30 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -47,6 +49,9 @@ pub struct Metrics {
     token_expiry: GaugeVec,
     rate_limited: IntCounterVec,
     retries: IntCounterVec,
+    pause_until: GaugeVec,
+    links_rewritten: IntCounterVec,
+    links_skipped: IntCounterVec,
 }
 
 impl Metrics {
@@ -134,6 +139,27 @@ impl Metrics {
             "Retries by reason (connect, status_502/503/504/429), and retries the budget denied (budget_exhausted).",
             &["upstream", "environment", "reason"],
         );
+        let pause_until = GaugeVec::new(
+            Opts::new(
+                "tollgate_upstream_pause_until_timestamp_seconds",
+                "Unix time until which a partner asked this upstream to pause (Retry-After); 0 if never.",
+            ),
+            ue,
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(pause_until.clone()))
+            .expect("registered once");
+        let links_rewritten = counter(
+            "tollgate_links_rewritten_total",
+            "Partner URLs rewritten to point through Tollgate (headers and JSON strings).",
+            ue,
+        );
+        let links_skipped = counter(
+            "tollgate_link_rewrite_skipped_total",
+            "Bodies or links left unrewritten, by reason (encoding, invalid_json, string_too_long, bad_host).",
+            &["upstream", "environment", "reason"],
+        );
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "tollgate_build_info",
@@ -166,6 +192,9 @@ impl Metrics {
             token_expiry,
             rate_limited,
             retries,
+            pause_until,
+            links_rewritten,
+            links_skipped,
         }
     }
 

@@ -126,6 +126,33 @@ impl RetryReason {
     }
 }
 
+/// Why a link was not rewritten: the `reason` label of `tollgate_link_rewrite_skipped_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RewriteSkip {
+    Encoding,
+    InvalidJson,
+    StringTooLong,
+    BadHost,
+}
+
+impl RewriteSkip {
+    const ALL: [RewriteSkip; 4] = [
+        RewriteSkip::Encoding,
+        RewriteSkip::InvalidJson,
+        RewriteSkip::StringTooLong,
+        RewriteSkip::BadHost,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            RewriteSkip::Encoding => "encoding",
+            RewriteSkip::InvalidJson => "invalid_json",
+            RewriteSkip::StringTooLong => "string_too_long",
+            RewriteSkip::BadHost => "bad_host",
+        }
+    }
+}
+
 /// Handles for one (upstream, environment); cheap to clone.
 #[derive(Debug, Clone)]
 pub struct UpstreamMetrics {
@@ -142,6 +169,9 @@ pub struct UpstreamMetrics {
     token_expiry: Gauge,
     limited: [IntCounter; 4],
     retries: [IntCounter; 6],
+    pause_until: Gauge,
+    links_rewritten: IntCounter,
+    links_skipped: [IntCounter; 4],
 }
 
 fn class_index(status: u16) -> usize {
@@ -172,6 +202,10 @@ impl UpstreamMetrics {
                 m.rate_limited.with_label_values(&[upstream, env, scope, action])
             }),
             retries: RetryReason::ALL.map(|r| m.retries.with_label_values(&[upstream, env, r.label()])),
+            pause_until: m.pause_until.with_label_values(&[upstream, env]),
+            links_rewritten: m.links_rewritten.with_label_values(&[upstream, env]),
+            links_skipped: RewriteSkip::ALL
+                .map(|r| m.links_skipped.with_label_values(&[upstream, env, r.label()])),
         }
     }
 
@@ -219,6 +253,21 @@ impl UpstreamMetrics {
     /// A retry was made (or denied by the budget).
     pub fn retry(&self, reason: RetryReason) {
         self.retries[reason as usize].inc();
+    }
+
+    /// A partner asked for a pause until `unix` seconds.
+    pub fn paused_until(&self, unix: f64) {
+        self.pause_until.set(unix);
+    }
+
+    /// `n` links were rewritten to point through the gateway.
+    pub fn links_rewritten(&self, n: u64) {
+        self.links_rewritten.inc_by(n);
+    }
+
+    /// A body or link was left unrewritten.
+    pub fn link_skipped(&self, reason: RewriteSkip) {
+        self.links_skipped[reason as usize].inc();
     }
 
     /// Counts a request in flight until the guard drops.

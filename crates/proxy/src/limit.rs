@@ -251,7 +251,16 @@ impl Admission {
         let before = self.pause.until_ms.fetch_max(until_ms, Ordering::AcqRel);
         if until_ms > before {
             *self.pause.reason.lock().expect("reason lock") = reason;
-            tracing::info!(pause_ms = wait.as_millis() as u64, reason, "upstream paused");
+            let unix = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                + wait;
+            self.metrics.paused_until(unix.as_secs_f64());
+            tracing::info!(
+                pause_ms = wait.as_millis() as u64,
+                reason,
+                "upstream paused by the partner"
+            );
         }
     }
 

@@ -263,6 +263,9 @@ fn shipped_configs_load() {
     let names: Vec<&str> = main.upstreams.iter().map(|u| u.name.as_str()).collect();
     assert_eq!(names, ["oas", "osigu", "ottimate"]);
     assert!(main.upstreams.iter().all(|u| u.environment.as_str() == "sandbox"));
+    let compose = Config::parse(&read("compose.toml"), &env(&pairs)).unwrap();
+    assert_eq!(compose.upstreams.len(), 3);
+    assert_eq!(compose.server.listen.to_string(), "0.0.0.0:8080");
 
     let secrets = tempfile::tempdir().unwrap();
     for f in [

@@ -2,8 +2,9 @@
 //!
 //! It streams large bodies both ways without holding them (`GET /bytes/N` sends N bytes of a known
 //! pattern, `POST /sha256` hashes what it receives), answers `GET /redirect` with a 302 to another
-//! host, waits on `GET /delay/MS`, and answers anything else with a small JSON echo of the request
-//! line and headers. It counts connections and requests so tests can prove what reached it.
+//! host, waits on `GET /delay/MS`, streams `GET /json/N` (a JSON array of about N bytes whose
+//! items link back to this server, for link-rewriting tests), and answers anything else with a
+//! small JSON echo of the request line and headers. It counts connections and requests so tests can prove what reached it.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -109,7 +110,27 @@ type EchoBody = BoxBody<Bytes, Infallible>;
 
 async fn handle(req: Request<Incoming>) -> Result<Response<EchoBody>, Infallible> {
     let path = req.uri().path().to_owned();
-    let resp = if let Some(n) = path.strip_prefix("/bytes/").and_then(|n| n.parse::<u64>().ok()) {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1")
+        .to_owned();
+    let resp = if let Some(n) = path.strip_prefix("/json/").and_then(|n| n.parse::<u64>().ok()) {
+        let mut r = Response::new(
+            JsonPages {
+                origin: format!("http://{host}"),
+                sent: 0,
+                len: n,
+                item: 0,
+                closed: false,
+            }
+            .boxed(),
+        );
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, "application/json".parse().expect("static"));
+        r
+    } else if let Some(n) = path.strip_prefix("/bytes/").and_then(|n| n.parse::<u64>().ok()) {
         let mut r = Response::new(Pattern { sent: 0, len: n }.boxed());
         r.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -204,5 +225,49 @@ impl Body for Pattern {
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.len - self.sent)
+    }
+}
+
+/// Streams `[{"id":0,"self":"http://<this server>/items/0"}, ...]` until about `len` bytes, then `]`.
+struct JsonPages {
+    origin: String,
+    sent: u64,
+    len: u64,
+    item: u64,
+    closed: bool,
+}
+
+impl Body for JsonPages {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.closed {
+            return Poll::Ready(None);
+        }
+        let mut chunk = String::with_capacity(CHUNK + 256);
+        if self.item == 0 {
+            chunk.push('[');
+        }
+        while chunk.len() < CHUNK && self.sent + (chunk.len() as u64) < self.len {
+            if self.item > 0 {
+                chunk.push(',');
+            }
+            let item = self.item;
+            chunk.push_str(&format!(
+                r#"{{"id":{item},"self":"{}/items/{item}","note":"plain text"}}"#,
+                self.origin
+            ));
+            self.item += 1;
+        }
+        if self.sent + chunk.len() as u64 >= self.len {
+            chunk.push(']');
+            self.closed = true;
+        }
+        self.sent += chunk.len() as u64;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
     }
 }
