@@ -46,6 +46,8 @@ pub(crate) struct UpstreamRuntime {
     pub credentials: Option<std::sync::Arc<TokenCache>>,
     /// Where the token goes (`Authorization` unless `inject_header` says otherwise).
     pub token_header: Option<http::HeaderName>,
+    /// Link rewriting, when `rewrite_links` is on.
+    pub links: Option<crate::rewrite::Links>,
     pub environment_header: HeaderValue,
     pub name_header: HeaderValue,
     pub metrics: UpstreamMetrics,
@@ -57,7 +59,11 @@ impl Gateway {
     pub fn new(config: Config, metrics: Metrics) -> Result<Self, String> {
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
         for up in &config.upstreams {
-            upstreams.push(UpstreamRuntime::new(up, &metrics)?);
+            upstreams.push(UpstreamRuntime::new(
+                up,
+                &metrics,
+                config.server.public_url.as_ref(),
+            )?);
         }
         Ok(Self {
             routes: Routes::new(config.upstreams.iter().map(|u| u.prefix.as_str())),
@@ -97,7 +103,7 @@ impl Gateway {
 }
 
 impl UpstreamRuntime {
-    fn new(cfg: &Upstream, metrics: &Metrics) -> Result<Self, String> {
+    fn new(cfg: &Upstream, metrics: &Metrics, public_url: Option<&url::Url>) -> Result<Self, String> {
         let base = &cfg.target.base_url;
         let client = UpstreamClient::new(&cfg.target, cfg.connect_timeout)
             .map_err(|e| format!("upstreams.{}.{}: {e}", cfg.name, cfg.environment))?;
@@ -123,6 +129,9 @@ impl UpstreamRuntime {
             upstream_metrics.clone(),
         );
         Ok(Self {
+            links: cfg
+                .rewrite_links
+                .then(|| crate::rewrite::Links::new(&cfg.target.base_url, &cfg.prefix, public_url)),
             admission: Admission::new(cfg, upstream_metrics.clone()),
             budget: crate::retry::Budget::new(std::time::Instant::now()),
             credentials,

@@ -13,6 +13,7 @@
 //! - `retry_after.rs`: parsing and writing `Retry-After`.
 //! - `limit.rs`: per-upstream admission: concurrency, GCRA rate limit (queue/reject), pause.
 //! - `retry.rs`: the pure retry policy and backoff; the loop lives in `pipeline.rs`.
+//! - `rewrite/`: link rewriting in `Location`, `Content-Location`, `Link` and streamed JSON bodies.
 //! - `error.rs` / `respond.rs`: gateway errors and their one mapping to JSON responses.
 //! - `admin.rs`: `/healthz`, `/readyz`, `/status`, `/metrics`.
 //! - `body.rs`: the streamed body type used in both directions.
@@ -30,6 +31,7 @@ mod pipeline;
 mod respond;
 mod retry;
 mod retry_after;
+pub mod rewrite;
 mod route;
 mod secret;
 mod server;

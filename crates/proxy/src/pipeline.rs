@@ -6,7 +6,7 @@
 //!        ─┬▶ pause + rate limit ─▶ token (cached; single flight when missing)
 //!         │  ─▶ attempt (pooled client, request_timeout) ─▶ learn pauses from the answer
 //!         └─ on 401: new token, replay once; on 502/503/504/429/connect: retry (policy, budget)
-//!        ─▶ response headers ─▶ caller
+//!        ─▶ link rewriting (Location, Link, streamed JSON) ─▶ response headers ─▶ caller
 //!                 every step records metrics; errors become JSON in `respond`
 //! ```
 //!
@@ -56,8 +56,12 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
     let up = &gw.upstreams[upstream];
     let _inflight = up.metrics.inflight();
     let rest = rest.into_owned();
+    let host = up.links.as_ref().and_then(|_| caller_host(&req));
     let (resp, partner_time) = match forward(up, req, &rest, &request_id).await {
-        Ok(ok) => ok,
+        Ok((resp, waited)) => match &up.links {
+            Some(links) => (links.rewrite(host.as_ref(), &up.metrics, resp), waited),
+            None => (resp, waited),
+        },
         Err(err) => (
             error_response(&err, Some(&up.cfg.name), rid(&request_id)),
             Duration::ZERO,
@@ -365,6 +369,15 @@ fn record(
         error = resp.headers().get(crate::respond::ERROR_HEADER).and_then(|v| v.to_str().ok()),
         "request"
     );
+}
+
+/// The authority the caller used: `Host` (HTTP/1) or `:authority` (HTTP/2).
+fn caller_host(req: &Request<Incoming>) -> Option<HeaderValue> {
+    req.headers().get(header::HOST).cloned().or_else(|| {
+        req.uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    })
 }
 
 fn rid(v: &HeaderValue) -> &str {

@@ -156,10 +156,21 @@ impl Fixed {
         headers: Vec<(&'static str, String)>,
         body: Vec<u8>,
     ) -> Fixed {
+        Self::start_on(0, status, content_type, headers, body).await
+    }
+
+    /// On a given loopback port (0: any), for answers that must name their own origin.
+    pub async fn start_on(
+        port: u16,
+        status: u16,
+        content_type: &'static str,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+    ) -> Fixed {
         use http_body_util::Full;
         use hyper::service::service_fn;
         use hyper_util::rt::{TokioExecutor, TokioIo};
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counter = hits.clone();
