@@ -16,9 +16,12 @@
 //! - `rewrite/`: link rewriting in `Location`, `Content-Location`, `Link` and streamed JSON bodies.
 //! - `error.rs` / `respond.rs`: gateway errors and their one mapping to JSON responses.
 //! - `admin.rs`: `/healthz`, `/readyz`, `/status`, `/metrics`.
+//! - `bench_api.rs`: single request-path steps for the criterion benchmarks (not an API).
 //! - `body.rs`: the streamed body type used in both directions.
 
 mod admin;
+#[doc(hidden)]
+pub mod bench_api;
 pub mod body;
 pub mod config;
 mod credentials;

@@ -122,7 +122,13 @@ async fn forward(
     if declared.is_some_and(|len| len > max_body) {
         return Err(GatewayError::PayloadTooLarge { limit: max_body });
     }
-    let mut headers = headers::upstream_request_headers(&parts.headers, &up.injected, request_id)?;
+    // The first attempt takes these; a later attempt (kept body only) builds them again, which is
+    // cheaper overall than copying them for every request in case of a retry.
+    let mut headers = Some(headers::upstream_request_headers(
+        &parts.headers,
+        &up.injected,
+        request_id,
+    )?);
     let uri = up
         .uri(rest, parts.uri.query())
         .map_err(|_| GatewayError::BadRequest("the path or query cannot be sent upstream"))?;
@@ -144,11 +150,9 @@ async fn forward(
             Err(refused) => return last.map_or(Err(refused), |l| l.map_err(|f| f.error)),
         }
         drop(last.take());
-        // Only a kept body can be sent twice; a streamed one goes once, so its headers can move.
-        let mut attempt_headers = if body.replayable() {
-            headers.clone()
-        } else {
-            std::mem::take(&mut headers)
+        let mut attempt_headers = match headers.take() {
+            Some(first) => first,
+            None => headers::upstream_request_headers(&parts.headers, &up.injected, request_id)?,
         };
         let token = match (&up.credentials, &up.token_header) {
             (Some(creds), Some(name)) => {

@@ -14,9 +14,9 @@ pub struct Cli {
     /// Log filter (e.g. `debug`, `info,tollgate::access=off`); overrides RUST_LOG.
     #[arg(long, global = true)]
     pub log_level: Option<String>,
-    /// Runtime worker threads (default: one per core).
-    #[arg(long, global = true, env = "TOLLGATE_WORKERS")]
-    pub workers: Option<usize>,
+    /// Runtime worker threads (default: one per core; 1 runs a single-threaded scheduler).
+    #[arg(long, global = true, env = "TOLLGATE_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
     #[command(subcommand)]
     pub command: Command,
 }

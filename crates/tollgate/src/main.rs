@@ -15,17 +15,17 @@ use clap::Parser;
 
 use cli::{Cli, Command};
 
+/// mimalloc over glibc malloc: fewer cycles per request on the proxy path (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(e) = logging::init(cli.log_format, cli.log_level.as_deref()) {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cli.workers.unwrap_or_else(default_workers))
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(cli.workers.map_or_else(default_workers, usize::from)) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -47,6 +47,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// One worker runs on the current-thread scheduler: no work-stealing queues or cross-thread
+/// wake-ups to pay for (see BENCHMARKS.md for what it gained).
+fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
+    builder.enable_all().build()
 }
 
 fn default_workers() -> usize {

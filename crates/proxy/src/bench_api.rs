@@ -1,0 +1,42 @@
+//! Single steps of the request path, reachable from the criterion benchmarks in `benches/`
+//! (which, as separate crates, see only public items). Not an API: hidden from the docs. Each
+//! function runs the very code `pipeline.rs` runs for that step, so what is measured is what ships.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue};
+use tokio::time::Instant;
+
+use crate::error::GatewayError;
+use crate::gateway::Gateway;
+use crate::{headers, route};
+
+/// Longest-prefix match and path normalisation: the upstream index and the rest of the path.
+pub fn route<'p>(gw: &Gateway, path: &'p str) -> Option<(usize, Cow<'p, str>)> {
+    let (idx, rest) = gw.routes.find(path)?;
+    Some((idx, route::normalise(rest).ok()?))
+}
+
+/// The headers sent upstream for a caller's headers: hygiene plus the upstream's injected ones.
+pub fn upstream_headers(
+    gw: &Gateway,
+    upstream: usize,
+    caller: &HeaderMap,
+    request_id: &HeaderValue,
+) -> Result<HeaderMap, GatewayError> {
+    headers::upstream_request_headers(caller, &gw.upstreams[upstream].injected, request_id)
+}
+
+/// The upstream's current token header value (fetched first when none is held).
+pub async fn token(gw: &Gateway, upstream: usize) -> Option<HeaderValue> {
+    let creds = gw.upstreams[upstream].credentials.as_ref()?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    creds.get(deadline).await.ok().map(|t| t.header.clone())
+}
+
+/// One pass through the upstream's pause check and rate limiter.
+pub async fn admit(gw: &Gateway, upstream: usize) -> Result<Duration, GatewayError> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    gw.upstreams[upstream].admission.admit(deadline).await
+}
