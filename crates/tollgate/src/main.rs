@@ -15,10 +15,6 @@ use clap::Parser;
 
 use cli::{Cli, Command};
 
-/// mimalloc over glibc malloc: fewer cycles per request on the proxy path (BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(e) = logging::init(cli.log_format, cli.log_level.as_deref()) {
