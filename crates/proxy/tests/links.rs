@@ -5,31 +5,8 @@ mod support;
 
 use std::io::{Read, Write};
 
-use support::{client, metric, raw, Fixed, TestGateway};
+use support::{client, metric, oas_upstream, raw, Fixed, TestGateway};
 use tollgate_sandbox::{Emulator, Partner};
-
-fn oas(e: &Emulator, server_extra: &str, upstream_extra: &str) -> String {
-    let c = e.credentials();
-    format!(
-        r#"
-[server]
-{server_extra}
-[upstreams.oas]
-{upstream_extra}
-[upstreams.oas.sandbox]
-base_url = "{url}"
-headers = {{ "X-Api-Key" = "{key}" }}
-auth = {{ type = "jwt_login", login_url = "{url}/api/auth/login/", refresh_url = "{url}/api/auth/token/refresh/",
-         login_body = {{ username = "{user}", email = "{email}", password = "{password}" }},
-         token_headers = {{ "X-Api-Key" = "{key}" }} }}
-"#,
-        url = e.base_url(),
-        key = c.api_key,
-        user = c.username,
-        email = c.email,
-        password = c.password,
-    )
-}
 
 fn without_links(mut page: serde_json::Value) -> serde_json::Value {
     page.as_object_mut().unwrap().remove("next");
@@ -40,8 +17,8 @@ fn without_links(mut page: serde_json::Value) -> serde_json::Value {
 #[tokio::test]
 async fn walking_every_page_stays_behind_the_gateway() {
     let e = Emulator::start(Partner::Oas).await.unwrap();
-    let gw = TestGateway::start(&oas(&e, "", "")).await;
-    let plain = TestGateway::start(&oas(&e, "", "rewrite_links = false")).await;
+    let gw = TestGateway::start(&oas_upstream(&e, "")).await;
+    let plain = TestGateway::start(&oas_upstream(&e, "rewrite_links = false")).await;
     let c = client();
     // 25 seeded + 20 created = 45 organisations: 5 pages of 10.
     for i in 0..20 {
@@ -167,26 +144,28 @@ async fn location_content_location_and_link_are_rewritten() {
     }
 }
 
+/// URLs that resemble `origin` (`http://localhost:PORT`) but must never be rewritten.
+fn look_alikes(origin: &str) -> Vec<String> {
+    let port = origin.rsplit(':').next().unwrap();
+    vec![
+        format!("http://localhost.evil.net:{port}/v1/x"),
+        format!("http://evillocalhost:{port}/v1/x"),
+        "http://localhost:8443/v1/x".to_owned(),
+        format!("https://localhost:{port}/v1/x"),
+        format!("http://user@localhost:{port}/v1/x"),
+        format!("{origin}/v2/x"),
+        format!("{origin}/v10/x"),
+        "/v1/relative".to_owned(),
+        format!("see {origin}/v1/x here"),
+    ]
+}
+
 #[tokio::test]
 async fn other_origins_keys_and_partial_strings_are_left_alone() {
-    let variants = |origin: &str| {
-        let port = origin.rsplit(':').next().unwrap().to_owned();
-        vec![
-            format!("http://localhost.evil.net:{port}/v1/x"),
-            format!("http://evillocalhost:{port}/v1/x"),
-            "http://localhost:8443/v1/x".to_owned(),
-            format!("https://localhost:{port}/v1/x"),
-            format!("http://user@localhost:{port}/v1/x"),
-            format!("{origin}/v2/x"),
-            format!("{origin}/v10/x"),
-            "/v1/relative".to_owned(),
-            format!("see {origin}/v1/x here"),
-        ]
-    };
     let body = move |origin: &str| {
         serde_json::to_vec(&serde_json::json!({
             "same": format!("{origin}/v1/x?q=%20a"),
-            "variants": variants(origin),
+            "variants": look_alikes(origin),
             format!("{origin}/v1/key"): "keys stay",
         }))
         .unwrap()
@@ -213,19 +192,7 @@ async fn other_origins_keys_and_partial_strings_are_left_alone() {
     );
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["same"], format!("{}/x?q=%20a", gw.url("/p")).as_str());
-    let port = origin.rsplit(':').next().unwrap();
-    let expected: Vec<String> = vec![
-        format!("http://localhost.evil.net:{port}/v1/x"),
-        format!("http://evillocalhost:{port}/v1/x"),
-        "http://localhost:8443/v1/x".to_owned(),
-        format!("https://localhost:{port}/v1/x"),
-        format!("http://user@localhost:{port}/v1/x"),
-        format!("{origin}/v2/x"),
-        format!("{origin}/v10/x"),
-        "/v1/relative".to_owned(),
-        format!("see {origin}/v1/x here"),
-    ];
-    assert_eq!(v["variants"], serde_json::json!(expected));
+    assert_eq!(v["variants"], serde_json::json!(look_alikes(&origin)));
     assert_eq!(v[format!("{origin}/v1/key")], "keys stay");
 }
 

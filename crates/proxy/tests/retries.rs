@@ -5,34 +5,13 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{client, dead_addr, metric, TestGateway};
+use support::{client, dead_addr, metric, oas_upstream, TestGateway};
 use tollgate_sandbox::{Echo, Emulator, Partner};
-
-fn oas(e: &Emulator, upstream_extra: &str) -> String {
-    let c = e.credentials();
-    format!(
-        r#"
-[upstreams.oas]
-{upstream_extra}
-[upstreams.oas.sandbox]
-base_url = "{url}"
-headers = {{ "X-Api-Key" = "{key}" }}
-auth = {{ type = "jwt_login", login_url = "{url}/api/auth/login/", refresh_url = "{url}/api/auth/token/refresh/",
-         login_body = {{ username = "{user}", email = "{email}", password = "{password}" }},
-         token_headers = {{ "X-Api-Key" = "{key}" }} }}
-"#,
-        url = e.base_url(),
-        key = c.api_key,
-        user = c.username,
-        email = c.email,
-        password = c.password,
-    )
-}
 
 #[tokio::test]
 async fn idempotent_requests_are_retried_others_are_not() {
     let e = Emulator::start(Partner::Oas).await.unwrap();
-    let gw = TestGateway::start(&oas(&e, "")).await;
+    let gw = TestGateway::start(&oas_upstream(&e, "")).await;
     let c = client();
 
     e.fail_next_api_requests(2, 503, None);

@@ -243,3 +243,25 @@ pub async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bo
     }
     check()
 }
+
+/// OAS behind the gateway with JWT login against emulator `e`; `upstream_extra` goes in `[upstreams.oas]`.
+pub fn oas_upstream(e: &tollgate_sandbox::Emulator, upstream_extra: &str) -> String {
+    let c = e.credentials();
+    format!(
+        r#"
+[upstreams.oas]
+{upstream_extra}
+[upstreams.oas.sandbox]
+base_url = "{url}"
+headers = {{ "X-Api-Key" = "{key}" }}
+auth = {{ type = "jwt_login", login_url = "{url}/api/auth/login/", refresh_url = "{url}/api/auth/token/refresh/",
+         login_body = {{ username = "{user}", email = "{email}", password = "{password}" }},
+         token_headers = {{ "X-Api-Key" = "{key}" }} }}
+"#,
+        url = e.base_url(),
+        key = c.api_key,
+        user = c.username,
+        email = c.email,
+        password = c.password,
+    )
+}
