@@ -17,26 +17,29 @@ Tollgate's load benchmark: the same proxying work (route /ottimate/v1/... to the
 OAuth2 bearer token, add X-Request-Id, pooled keep-alive upstream connections) through nginx,
 HAProxy and Tollgate, each pinned to core 1, with wrk and the upstream (nginx `return 200`)
 pinned to core 0. Rows: direct (wrk straight to the upstream: the ceiling), nginx, haproxy,
-tollgate (--workers 1, pinned), tollgate-default (default runtime, not pinned).
+tollgate (--workers 1, pinned), tollgate-default (default runtime, not pinned), tollgate-shared
+(as tollgate, with its rate limit kept in Redis through [shared]: a limit high enough never to
+reject, the same limit as the local rows; Redis on core 0, persistence off).
 
 Writes bench/results/latest.md (medians over rounds, ratios to nginx, machine facts),
 bench/results/latest.png (throughput and p99) and bench/results/raw.json (every run).
-Needs root for apt-get when nginx, haproxy, wrk or python3-matplotlib are missing, and 2+ cores.
+Needs root for apt-get when nginx, haproxy, wrk, redis-server or python3-matplotlib are missing,
+and 2+ cores. Also writes bench/results/redis.md: Redis commands per request of tollgate-shared.
 
 Environment (defaults in brackets):
   DURATION        seconds per measured wrk run [10]
   ROUNDS          rounds; every peer is measured once per round and connection count [3]
   WARMUP          seconds of unmeasured wrk load before each measured run [1]
   CONNECTIONS     wrk connection counts ["16 64 256"]
-  PEERS           rows to measure ["direct nginx haproxy tollgate tollgate-default"]
+  PEERS           rows to measure ["direct nginx haproxy tollgate tollgate-default tollgate-shared"]
   WRK_THREADS     wrk threads (-t) [1]
   STARTUP_RUNS    Tollgate start-ups timed to /readyz 200, median reported [5]
-  BASE_PORT       first of the loopback ports used, BASE_PORT..BASE_PORT+12 [18080]
+  BASE_PORT       first of the loopback ports used, BASE_PORT..BASE_PORT+15 [18080]
   OUT             where the results go [bench/results]
   SKIP_INSTALL=1  do not apt-get anything;  SKIP_BUILD=1  use the existing release binary
   KEEP_WORK=1     keep the temporary directory (configs, logs, wrk output) after a success
 
-A default run measures 5 peers x 3 connection counts x 3 rounds x (1 + 10 s): about 9 minutes,
+A default run measures 6 peers x 3 connection counts x 3 rounds x (1 + 10 s): about 11 minutes,
 plus the release build (fat LTO: several minutes when anything changed).
 EOF
 }
@@ -54,7 +57,7 @@ DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-1}
 CONNECTIONS=${CONNECTIONS:-16 64 256}
-PEERS=${PEERS:-direct nginx haproxy tollgate tollgate-default}
+PEERS=${PEERS:-direct nginx haproxy tollgate tollgate-default tollgate-shared}
 WRK_THREADS=${WRK_THREADS:-1}
 STARTUP_RUNS=${STARTUP_RUNS:-5}
 BASE_PORT=${BASE_PORT:-18080}
@@ -86,7 +89,7 @@ for c in $CONNECTIONS; do
 done
 read -ra PEER_LIST <<<"$PEERS"
 for p in "${PEER_LIST[@]}"; do
-    case $p in direct | nginx | haproxy | tollgate | tollgate-default) ;;
+    case $p in direct | nginx | haproxy | tollgate | tollgate-default | tollgate-shared) ;;
         *) die "PEERS: unknown peer '$p'" ;; esac
 done
 wants() { [[ " $PEERS " == *" $1 "* ]]; }
@@ -100,6 +103,8 @@ P_TG=$((BASE_PORT + 3)) P_TG_ADMIN=$((BASE_PORT + 4))
 P_TGD=$((BASE_PORT + 5)) P_TGD_ADMIN=$((BASE_PORT + 6))
 P_START=$((BASE_PORT + 7)) P_START_ADMIN=$((BASE_PORT + 8))
 P_SANDBOX=$((BASE_PORT + 10)) # the emulators take P, P+1 (OAS) and P+2 (Osigu)
+P_TGS=$((BASE_PORT + 13)) P_TGS_ADMIN=$((BASE_PORT + 14))
+P_REDIS=$((BASE_PORT + 15))
 
 # ------------------------------------------------------------------- processes and clean-up
 PIDS=()  # every background process started here, stopped in reverse order on exit
@@ -234,6 +239,8 @@ install_deps() {
     command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
     command -v wrk >/dev/null 2>&1 || need+=(wrk)
     command -v curl >/dev/null 2>&1 || need+=(curl)
+    command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+    command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
     [[ -x $PY ]] && "$PY" -c 'import matplotlib' 2>/dev/null || need+=(python3-matplotlib)
     ((${#need[@]})) || return 0
     [[ $SKIP_INSTALL != 1 ]] || die "missing: ${need[*]} (SKIP_INSTALL=1 is set)"
@@ -249,7 +256,7 @@ install_deps() {
     done
     apt_get install -y -q --no-install-recommends "${pkgs[@]}"
     # The packages start system services on :80 and friends; this benchmark runs its own.
-    for p in nginx haproxy; do
+    for p in nginx haproxy redis-server; do
         [[ " ${need[*]} " == *" $p "* ]] || continue
         service "$p" stop >/dev/null 2>&1 || true
         systemctl disable --now "$p" >/dev/null 2>&1 || true
@@ -257,7 +264,7 @@ install_deps() {
     done
 }
 install_deps
-for t in nginx haproxy wrk curl taskset getconf; do
+for t in nginx haproxy wrk curl redis-server redis-cli taskset getconf; do
     command -v "$t" >/dev/null 2>&1 || die "$t is not on PATH"
 done
 CLK_TCK=$(getconf CLK_TCK)
@@ -373,6 +380,19 @@ if wants tollgate; then
     start_bg tollgate "${PIN[@]}" "$TOLLGATE" --workers 1 --log-level warn run --config "$WORK/tollgate.toml"
     wait_http_200 tollgate "$LAST_PID" "http://127.0.0.1:$P_TG_ADMIN/readyz"
     URL[tollgate]=http://127.0.0.1:$P_TG/ottimate$REQ_PATH PID[tollgate]=$LAST_PID PORT[tollgate]=$P_TG
+fi
+if wants tollgate-shared; then
+    start_bg redis taskset -c "$LOAD_CPU" redis-server --port "$P_REDIS" --bind 127.0.0.1 --save '' \
+        --appendonly no --dir "$WORK"
+    wait_tcp redis "$LAST_PID" "$P_REDIS"
+    tollgate_config "$WORK/tollgate-shared.toml" "$P_TGS" "$P_TGS_ADMIN"
+    printf '\n[shared]\nredis_url = "redis://127.0.0.1:%s/0"\nreplicas = 1\n' "$P_REDIS" >>"$WORK/tollgate-shared.toml"
+    "$TOLLGATE" check --config "$WORK/tollgate-shared.toml" >"$WORK/tollgate-check.log" 2>&1 ||
+        die "tollgate check refused the shared config: $(cat "$WORK/tollgate-check.log")"
+    start_bg tollgate-shared "${PIN[@]}" "$TOLLGATE" --workers 1 --log-level warn run --config "$WORK/tollgate-shared.toml"
+    wait_http_200 tollgate-shared "$LAST_PID" "http://127.0.0.1:$P_TGS_ADMIN/readyz"
+    URL[tollgate-shared]=http://127.0.0.1:$P_TGS/ottimate$REQ_PATH PID[tollgate-shared]=$LAST_PID
+    PORT[tollgate-shared]=$P_TGS
 fi
 if wants tollgate-default; then
     tollgate_config "$WORK/tollgate-default.toml" "$P_TGD" "$P_TGD_ADMIN"
@@ -502,5 +522,24 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 
 # ---------------------------------------------------------------------------------- 5. report
+# Redis round trips per request of the shared row: commands Redis processed during one more run,
+# over the requests wrk completed in it.
+if wants tollgate-shared; then
+    redis_commands() { redis-cli -p "$P_REDIS" INFO stats | tr -d '\r' | awk -F: '$1 == "total_commands_processed" { print $2 }'; }
+    rc0=$(redis_commands)
+    shared_out=$(taskset -c "$LOAD_CPU" wrk -t1 -c64 -d"${DURATION}s" "${CALLER_HEADERS[@]}" "${URL[tollgate-shared]}")
+    rc1=$(redis_commands)
+    shared_reqs=$(awk '/requests in/ { print $1 }' <<<"$shared_out")
+    {
+        echo "# Redis round trips per request (tollgate-shared)"
+        echo
+        echo "One wrk run (64 connections, ${DURATION} s) through the shared row after the measurements:"
+        echo "$((rc1 - rc0)) Redis commands for $shared_reqs requests ="\
+            "$(awk -v c=$((rc1 - rc0)) -v r="$shared_reqs" 'BEGIN { printf "%.3f", c / r }') per request"\
+            "(the script call of the rate limit and pause; tokens are cached locally)."
+    } >"$OUT/redis.md"
+    log "$(tail -n 1 "$OUT/redis.md")"
+fi
+
 "$PY" "$BENCH/summarise.py" report --work "$WORK" --out "$OUT"
 log "wrote $OUT/latest.md, $OUT/latest.png and $OUT/raw.json"

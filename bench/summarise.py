@@ -27,13 +27,14 @@ import sys
 from datetime import datetime, timezone
 
 # Display order and colours; peers not listed here go last in the order they appear.
-PEER_ORDER = ["direct", "nginx", "haproxy", "tollgate", "tollgate-default"]
+PEER_ORDER = ["direct", "nginx", "haproxy", "tollgate", "tollgate-default", "tollgate-shared"]
 COLOURS = {
     "direct": "#9e9e9e",
     "nginx": "#2e7d32",
     "haproxy": "#1565c0",
     "tollgate": "#e65100",
     "tollgate-default": "#ffb74d",
+    "tollgate-shared": "#8d6e63",
 }
 NOT_PROXIES = {"direct"}  # rows with no proxy process: no RSS / CPU figures
 # A run is "noisy" when processes outside the measurement (parallel builds...) used more than this
@@ -278,7 +279,10 @@ def markdown(raw: dict, agg: dict, peers: list[str], conns: list[int], png_name:
                  "`X-Request-Id` added upstream and returned, pooled keep-alive upstream connections. "
                  "nginx: 1 worker, upstream `keepalive 128`; HAProxy: `nbthread 1`, `http-reuse always`; "
                  "`tollgate`: `--workers 1`, an OAuth2 token fetched from the emulator and cached; "
-                 "`tollgate-default`: the default runtime (one worker per core), not pinned. "
+                 "`tollgate-default`: the default runtime (one worker per core), not pinned; "
+                 "`tollgate-shared`: as `tollgate`, its rate limit and pause kept in a local Redis "
+                 "(`[shared]`; Redis on core 0). Every Tollgate row has the same high rate limit, "
+                 "which never rejects here. "
                  "Configs: `bench/*.conf`, `bench/haproxy.cfg`, `bench/tollgate.toml`.")
     lines.append("- Peers interleaved within each round (order rotated every round); each measured run "
                  "is preceded by an unmeasured warm-up at the same connection count.")
