@@ -8,7 +8,7 @@
 //! - `response.rs`: distrust of what token endpoints answer.
 //! - `backoff.rs`: the pure retry schedule after token failures.
 
-mod backoff;
+pub(crate) mod backoff;
 mod cache;
 mod fetch;
 mod response;
