@@ -37,6 +37,9 @@ use crate::config::{OnLimit, RateLimit, Upstream};
 use crate::error::GatewayError;
 use crate::shared::{SharedLimiter, SharedState, Verdict};
 
+/// `[shared]`: a pause with at most this left is waited out rather than answered with 429.
+const PAUSE_GRACE: Duration = Duration::from_millis(50);
+
 /// The GCRA quota for a limit (see the module doc for why the period is not `per / requests`).
 pub fn quota(limit: &RateLimit) -> Quota {
     let requests = limit.requests.get();
@@ -268,10 +271,20 @@ impl Admission {
         deadline: Instant,
     ) -> Result<Duration, GatewayError> {
         let start = Instant::now();
-        let wait = match self.ask(shared).await {
-            None => return self.admit_local(shared.degraded.as_ref(), deadline).await,
-            Some(Verdict::Admitted) => return Ok(start.elapsed()),
-            Some(Verdict::Wait { wait, .. }) => wait,
+        let wait = loop {
+            match self.ask(shared).await {
+                None => return self.admit_local(shared.degraded.as_ref(), deadline).await,
+                Some(Verdict::Admitted) => return Ok(start.elapsed()),
+                // A pause about to end is waited out, not refused: the replica that saw the
+                // partner's answer writes the pause a moment after taking it, so its own retry can
+                // meet the last milliseconds of it in Redis.
+                Some(Verdict::Wait { wait, paused: true })
+                    if wait <= PAUSE_GRACE && Instant::now() + wait < deadline =>
+                {
+                    tokio::time::sleep(wait).await;
+                }
+                Some(Verdict::Wait { wait, .. }) => break wait,
+            }
         };
         let Some(rate) = &self.rate else {
             // No rate limit: only a pause can refuse, and there is nothing to queue in.
