@@ -103,7 +103,7 @@ impl Gateway {
     }
 
     /// `[shared]`: connects to Redis once (a replica that cannot starts degraded and keeps
-    /// serving), then starts the reconnect loop.
+    /// serving), then starts the reconnect loop and the token-announcement listener.
     pub(crate) async fn start_shared(&self) -> Vec<tokio::task::JoinHandle<()>> {
         let Some(shared) = &self.shared else {
             return Vec::new();
@@ -111,7 +111,10 @@ impl Gateway {
         if let Err(e) = shared.connect().await {
             shared.failed_to_connect(&e);
         }
-        vec![tokio::spawn(shared.clone().run_reconnect())]
+        vec![
+            tokio::spawn(shared.clone().run_reconnect()),
+            tokio::spawn(shared.clone().run_subscriber()),
+        ]
     }
 
     /// `[shared]`: Redis in use or degraded, for `/status`.
@@ -155,11 +158,12 @@ impl UpstreamRuntime {
         }
         let upstream_metrics = metrics.upstream(&cfg.name, cfg.environment.as_str());
         let credentials = TokenCache::new(
-            &cfg.name,
+            (&cfg.name, cfg.environment.as_str()),
             &cfg.target.auth,
             client.clone(),
             cfg.request_timeout,
             upstream_metrics.clone(),
+            shared,
         );
         Ok(Self {
             links: cfg

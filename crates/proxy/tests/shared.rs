@@ -1,4 +1,4 @@
-//! `[shared]`: replicas sharing one budget and one pause through a real Redis
+//! `[shared]`: replicas sharing one budget, one pause and one token through a real Redis
 //! (`redis-server` from Debian, started by each test on a free loopback port, persistence off).
 //!
 //! Timing here is Redis's own (`TIME` in the script) and the emulator's arrival log; nothing
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use redis::AsyncCommands;
 use support::redis_server::RedisServer;
-use support::{client, metric, TestGateway};
+use support::{client, eventually, metric, TestGateway};
 use tollgate_sandbox::{Emulator, Partner};
 
 /// 32 bytes (0..=31), base64: a test key, never a real one.
@@ -41,6 +41,26 @@ auth = {{ type = "oauth2_client_credentials", token_url = "{url}/oauth/token", c
          client_secret = "{secret}" }}
 "#,
         url = e.base_url(),
+        id = c.client_id,
+        secret = c.client_secret,
+    )
+}
+
+/// Ottimate (API key + OAuth2) behind a gateway.
+fn ottimate(e: &Emulator) -> String {
+    let c = e.credentials();
+    format!(
+        r#"
+[upstreams.ottimate]
+request_timeout = "20s"
+[upstreams.ottimate.sandbox]
+base_url = "{url}/v1"
+headers = {{ "X-API-Key" = "{key}" }}
+auth = {{ type = "oauth2_client_credentials", token_url = "{url}/oauth/token", client_id = "{id}",
+         client_secret = "{secret}", token_headers = {{ "X-API-Key" = "{key}" }} }}
+"#,
+        url = e.base_url(),
+        key = c.api_key,
         id = c.client_id,
         secret = c.client_secret,
     )
@@ -206,6 +226,130 @@ async fn three_replicas_keep_the_partner_inside_one_shared_budget() {
         .await;
         assert_eq!(partner_4xx, 0.0, "the partner never answered 429");
         assert_eq!(metric(gw, "tollgate_shared_state_up").await, 1.0);
+    }
+}
+
+/// One token for the fleet (and one more after a revocation), pauses for everyone, one Redis round
+/// trip per request in steady state, and nothing secret in Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_cold_replicas_fetch_one_token_share_pauses_and_store_nothing_in_clear() {
+    let redis = RedisServer::start();
+    let e = Emulator::start(Partner::Ottimate).await.unwrap();
+    e.set_token_delay(Duration::from_millis(200));
+    let gws = replicas(3, &format!("{}{}", ottimate(&e), shared(&redis, 3))).await;
+    let h2 = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let wave = |n: usize| {
+        let calls = (0..n).map(|i| {
+            let h2 = h2.clone();
+            let url = gws[i % 3].url("/ottimate/invoices");
+            async move { h2.get(url).send().await.unwrap().status().as_u16() }
+        });
+        join_all(calls)
+    };
+    let statuses = wave(300).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(e.token_requests().len(), 1, "one token request for the fleet");
+
+    e.revoke_tokens();
+    let statuses = wave(300).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(
+        e.token_requests().len(),
+        2,
+        "exactly one more after the revocation"
+    );
+
+    // Steady state: one script call per request, nothing else (the token is cached locally).
+    let mut conn = redis.connection().await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let c = client();
+    for i in 0..30 {
+        assert_eq!(get(c.clone(), gws[i % 3].url("/ottimate/invoices")).await.0, 200);
+    }
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    let calls = |cmd: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("cmdstat_{cmd}:calls=")))
+            .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+    };
+    assert_eq!(calls("evalsha"), 30, "one round trip per request:\n{stats}");
+    for other in ["get", "set", "eval", "publish"] {
+        assert_eq!(calls(other), 0, "no `{other}` on the request path:\n{stats}");
+    }
+
+    // A partner 429 with Retry-After: 2 seen by one replica pauses every replica.
+    e.fail_next_api_requests(1, 429, Some(2));
+    let seen_before = e.requests().len();
+    let first = tokio::spawn(get(c.clone(), gws[0].url("/ottimate/invoices")));
+    let limited = eventually(Duration::from_secs(5), || e.requests().len() > seen_before).await;
+    assert!(limited);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut refused = 0;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1200) {
+        for gw in &gws[1..] {
+            let (status, code, _) = get(c.clone(), gw.url("/ottimate/invoices")).await;
+            assert_eq!((status, code.as_deref()), (429, Some("rate_limited")));
+            refused += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused > 10);
+    assert_eq!(first.await.unwrap().0, 200, "retried after the pause");
+    let seen = e.requests();
+    let limited_at = seen[seen_before].at;
+    let next = seen[seen_before + 1].at;
+    assert!(
+        next.duration_since(limited_at) >= Duration::from_millis(1900),
+        "no replica sent during the pause ({:?})",
+        next.duration_since(limited_at)
+    );
+
+    // Every key Tollgate wrote: no token, client secret or API key in clear, in names or values.
+    let token = seen
+        .last()
+        .unwrap()
+        .header("authorization")
+        .unwrap()
+        .trim_start_matches("Bearer ")
+        .to_owned();
+    let creds = e.credentials();
+    let secrets = [
+        token.as_str(),
+        &creds.client_secret,
+        &creds.api_key,
+        &creds.client_id,
+    ];
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query_async(&mut conn).await.unwrap();
+    assert!(
+        keys.iter().any(|k| k.starts_with(b"tollgate:token:")),
+        "the token is stored"
+    );
+    for key in keys {
+        let value: Vec<u8> = match conn.get::<_, Vec<u8>>(&key).await {
+            Ok(v) => v,
+            Err(_) => continue, // expired between KEYS and GET
+        };
+        for secret in secrets {
+            let s = secret.as_bytes();
+            assert!(s.len() >= 8);
+            for hay in [&key, &value] {
+                assert!(
+                    !hay.windows(s.len()).any(|w| w == s),
+                    "key {} holds a secret in clear",
+                    String::from_utf8_lossy(&key)
+                );
+            }
+        }
     }
 }
 

@@ -31,6 +31,9 @@ pub struct Token {
     refresh_at: Instant,
     /// Tells apart tokens, so a 401 invalidates only the token that failed.
     id: u64,
+    /// `[shared]` with a key: the sealed blob this token was stored (or read) as in Redis, so a 401
+    /// deletes the shared token only if it is still this one.
+    origin: Option<std::sync::Arc<[u8]>>,
 }
 
 /// Why a caller got no token.

@@ -61,6 +61,11 @@ impl Health {
         }
     }
 
+    /// A failure that does not degrade (the pub/sub listener: polling covers for it).
+    pub fn counted(&self, op: RedisOp) {
+        self.metrics.redis_error(op);
+    }
+
     /// A fresh connection answered: shared mode again.
     pub fn recovered(&self) {
         if !self.up.swap(true, Ordering::AcqRel) {

@@ -2,32 +2,45 @@
 //!
 //! # Layout
 //! - `mod.rs`: [`SharedState`]: the connection, key names, the one wrapper every Redis call goes
-//!   through (`call`: `op_timeout`, error counting, degrading), reconnecting.
+//!   through (`call`: `op_timeout`, error counting, degrading), reconnecting, and the pub/sub
+//!   listener that announces new tokens.
 //! - `health.rs`: Redis in use or degraded, the last error, the `/status` view.
 //! - `gcra.rs` (+ `gcra.lua`, `pause.lua`): the shared GCRA limit with the pause folded in.
+//! - `token.rs` (+ `compare_delete.lua`): one token fetch per (upstream, environment) for the fleet.
+//! - `crypto.rs`: AES-256-GCM for tokens at rest in Redis.
 //!
-//! Keys (all under `key_prefix`): `rate:U:E` (GCRA state), `pause:U:E`. Redis never holds a
-//! credential: only limiter times and pause flags.
+//! Keys (all under `key_prefix`): `rate:U:E` and `token-rate:U:E` (GCRA state), `pause:U:E`,
+//! `token:U:E` (encrypted token), `lease:U:E` (who fetches), channel `tokens` (announcements).
+//! Redis never holds a credential in clear: only limiter times, pause flags, a random lease owner
+//! and sealed tokens.
 //!
 //! Degraded mode: any failed or slow call marks Redis down; from then on nothing on the request
-//! path waits for Redis: each replica uses local limiters at `1/replicas` of every budget, while `run_reconnect` tries a fresh connection on the token backoff schedule.
+//! path waits for Redis: each replica uses local limiters at `1/replicas` of every budget and
+//! its own tokens, while `run_reconnect` tries a fresh connection on the token backoff schedule.
 
+mod crypto;
 mod gcra;
 mod health;
+pub(crate) mod token;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
+use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::Notify;
 use tollgate_metrics::{RedisOp, SharedMetrics};
 
 pub use gcra::{SharedLimiter, Verdict};
 pub use health::SharedStatus;
+pub use token::SharedToken;
 
 use crate::config::{RateLimit, Shared};
+pub(crate) use crypto::Cipher;
 use health::Health;
 
 /// Opening a connection may take longer than one call (TCP + TLS + HELLO), but not much.
@@ -42,7 +55,11 @@ pub struct SharedState {
     prefix: String,
     op_timeout: Duration,
     replicas: NonZeroU32,
+    /// Present only with `encryption_key`: without it tokens stay per replica.
+    cipher: Option<Cipher>,
     health: Health,
+    /// Waiters for a token announcement, by token key.
+    announced: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
 impl std::fmt::Debug for SharedState {
@@ -65,13 +82,19 @@ impl SharedState {
             prefix: cfg.key_prefix.clone(),
             op_timeout: cfg.op_timeout,
             replicas: cfg.replicas,
+            cipher: cfg.encryption_key.as_ref().map(Cipher::new),
             health: Health::new(metrics),
+            announced: Mutex::new(HashMap::new()),
         }))
     }
 
     /// `<prefix><kind>:<upstream>:<environment>`.
     pub fn key(&self, kind: &str, upstream: &str, environment: &str) -> String {
         format!("{}{kind}:{upstream}:{environment}", self.prefix)
+    }
+
+    fn channel(&self) -> String {
+        format!("{}tokens", self.prefix)
     }
 
     pub fn status(&self) -> SharedStatus {
@@ -166,5 +189,44 @@ impl SharedState {
                 }
             }
         }
+    }
+
+    /// Listens for token announcements and wakes the replica's waiters. Polling covers the gaps
+    /// (this connection down, a message between a waiter's read and its wait). Runs until aborted.
+    pub async fn run_subscriber(self: Arc<Self>) {
+        let mut failures = 0;
+        loop {
+            if let Ok(Ok(mut pubsub)) =
+                tokio::time::timeout(CONNECT_TIMEOUT, self.client.get_async_pubsub()).await
+            {
+                if pubsub.subscribe(self.channel()).await.is_ok() {
+                    failures = 0;
+                    let mut messages = pubsub.on_message();
+                    while let Some(msg) = messages.next().await {
+                        if let Ok(key) = msg.get_payload::<String>() {
+                            self.announcement(&key).notify_waiters();
+                        }
+                    }
+                }
+            }
+            self.health.counted(RedisOp::Subscribe);
+            failures += 1;
+            tokio::time::sleep(crate::credentials::backoff::delay(
+                failures,
+                None,
+                rand::random::<f64>(),
+            ))
+            .await;
+        }
+    }
+
+    /// The notifier for announcements of the token at `key`.
+    fn announcement(&self, key: &str) -> Arc<Notify> {
+        self.announced
+            .lock()
+            .expect("announcement lock")
+            .entry(key.to_owned())
+            .or_default()
+            .clone()
     }
 }
