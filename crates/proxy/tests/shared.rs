@@ -465,6 +465,47 @@ async fn a_redis_outage_degrades_to_a_third_each_and_recovers_without_restart() 
     }
 }
 
+/// A replica whose Redis is not there at start-up starts degraded and serves anyway, its own token
+/// and its share of the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_starts_degraded_when_redis_is_unreachable() {
+    let dead = support::dead_addr().await;
+    let e = Emulator::start(Partner::Osigu).await.unwrap();
+    let limit = r#"rate_limit = { requests = 10, per = "1s", burst = 3, on_limit = "reject" }"#;
+    let gw = TestGateway::start(&format!(
+        "{}[shared]\nredis_url = \"redis://{dead}/0\"\nreplicas = 3\nencryption_key = \"{KEY}\"\n",
+        osigu(&e, limit)
+    ))
+    .await;
+    let c = client();
+    let statuses: Vec<u16> = join_all((0..5).map(|_| get(c.clone(), gw.url("/osigu/v1/sponsors"))))
+        .await
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    // Its share of burst 3 over 3 replicas is 1: one passes at once, the rest are refused.
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    assert_eq!(e.token_requests().len(), 1, "its own token");
+    assert_eq!(metric(&gw, "tollgate_shared_state_up").await, 0.0);
+    assert!(metric(&gw, r#"tollgate_redis_errors_total{op="connect"}"#).await >= 1.0);
+    let status: serde_json::Value = c
+        .get(gw.admin_url("/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["shared_state"], "degraded");
+    assert!(
+        status["redis_last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("connect: "),
+        "{status}"
+    );
+}
+
 #[test]
 fn bad_shared_config_names_the_key_and_never_echoes_a_secret() {
     let base = "[upstreams.p.sandbox]\nbase_url = \"http://127.0.0.1:1\"\n";
