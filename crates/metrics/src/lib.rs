@@ -3,6 +3,7 @@
 //! # Layout
 //! - `lib.rs`: [`Metrics`], the registry and metric families, and rendering for `/metrics`.
 //! - `upstream.rs`: [`UpstreamMetrics`], the per-(upstream, environment) handles the request path uses.
+//! - `shared.rs`: [`SharedMetrics`], Redis in use or degraded, and Redis errors (`[shared]` only).
 //!
 //! # Counting rules
 //! - `tollgate_requests_total`: every caller request exactly once, by the status class the caller
@@ -14,12 +15,14 @@
 //! fixed kinds): no path, id, host or caller-supplied value ever becomes a label. The request path
 //! only touches children resolved once at start-up, so it hashes no labels and allocates nothing.
 
+mod shared;
 mod upstream;
 
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+pub use shared::{RedisOp, SharedMetrics};
 pub use upstream::{
     ErrorKind, InflightGuard, Limited, RetryReason, RewriteSkip, TokenFailure, UpstreamMetrics,
 };
@@ -52,6 +55,8 @@ pub struct Metrics {
     pause_until: GaugeVec,
     links_rewritten: IntCounterVec,
     links_skipped: IntCounterVec,
+    shared_up: IntGaugeVec,
+    redis_errors: IntCounterVec,
 }
 
 impl Metrics {
@@ -160,6 +165,23 @@ impl Metrics {
             "Bodies or links left unrewritten, by reason (encoding, invalid_json, string_too_long, bad_host).",
             &["upstream", "environment", "reason"],
         );
+        // No labels: the one child appears only once `shared()` resolves it (see `shared.rs`).
+        let shared_up = IntGaugeVec::new(
+            Opts::new(
+                "tollgate_shared_state_up",
+                "1 while limits, pauses and tokens are shared through Redis; 0 while degraded to local.",
+            ),
+            &[],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(shared_up.clone()))
+            .expect("registered once");
+        let redis_errors = counter(
+            "tollgate_redis_errors_total",
+            "Redis calls that failed or took longer than shared.op_timeout, by operation.",
+            &["op"],
+        );
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "tollgate_build_info",
@@ -195,7 +217,14 @@ impl Metrics {
             pause_until,
             links_rewritten,
             links_skipped,
+            shared_up,
+            redis_errors,
         }
+    }
+
+    /// Resolves the shared-state children. Call once, only when `[shared]` is configured.
+    pub fn shared(&self) -> SharedMetrics {
+        SharedMetrics::resolve(self)
     }
 
     /// Resolves every child for one (upstream, environment) pair. Call once per upstream at start-up.

@@ -13,6 +13,9 @@ use crate::respond::error_response;
 #[derive(Serialize)]
 struct Status<'a> {
     ready: bool,
+    /// `[shared]` only: `shared_state` (`redis` or `degraded`), the Redis address, the last error.
+    #[serde(flatten)]
+    shared: Option<crate::shared::SharedStatus>,
     upstreams: Vec<UpstreamStatus<'a>>,
 }
 
@@ -37,6 +40,7 @@ pub fn handle<B>(gw: &Gateway, req: &Request<B>) -> Response<Body> {
         "/status" => {
             let status = Status {
                 ready: gw.is_ready(),
+                shared: gw.shared_status(),
                 upstreams: gw
                     .upstreams
                     .iter()

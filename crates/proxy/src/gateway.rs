@@ -3,6 +3,7 @@
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Uri};
@@ -14,6 +15,7 @@ use crate::forward::UpstreamClient;
 use crate::headers::Injected;
 use crate::limit::Admission;
 use crate::route::Routes;
+use crate::shared::SharedState;
 
 /// Everything the request path needs, shared by all connections.
 #[derive(Debug)]
@@ -26,6 +28,8 @@ pub struct Gateway {
     pub(crate) unrouted: UpstreamMetrics,
     /// `/readyz`: true while the listeners accept, false again once shutdown starts.
     pub(crate) ready: AtomicBool,
+    /// `[shared]`: the fleet's state in Redis; `None` keeps everything local.
+    pub(crate) shared: Option<Arc<SharedState>>,
 }
 
 /// One upstream, ready to forward to.
@@ -43,7 +47,7 @@ pub(crate) struct UpstreamRuntime {
     /// Retries may add at most 20% to first tries over 10 s, with a floor of 3 per second.
     pub budget: crate::retry::Budget,
     /// The token, for upstreams with `oauth2_client_credentials` or `jwt_login`.
-    pub credentials: Option<std::sync::Arc<TokenCache>>,
+    pub credentials: Option<Arc<TokenCache>>,
     /// Where the token goes (`Authorization` unless `inject_header` says otherwise).
     pub token_header: Option<http::HeaderName>,
     /// Link rewriting, when `rewrite_links` is on.
@@ -57,12 +61,18 @@ impl Gateway {
     /// Builds the runtime state. Fails only on things config validation cannot see (an unreadable
     /// or invalid `ca_file`).
     pub fn new(config: Config, metrics: Metrics) -> Result<Self, String> {
+        let shared = config
+            .shared
+            .as_ref()
+            .map(|s| SharedState::new(s, metrics.shared()))
+            .transpose()?;
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
         for up in &config.upstreams {
             upstreams.push(UpstreamRuntime::new(
                 up,
                 &metrics,
                 config.server.public_url.as_ref(),
+                shared.as_ref(),
             )?);
         }
         Ok(Self {
@@ -72,6 +82,7 @@ impl Gateway {
             metrics,
             config,
             ready: AtomicBool::new(false),
+            shared,
         })
     }
 
@@ -91,6 +102,26 @@ impl Gateway {
         self.ready.store(ready, Ordering::Release);
     }
 
+    /// `[shared]`: connects to Redis once (a replica that cannot starts degraded and keeps
+    /// serving), then starts the reconnect loop and the token-announcement listener.
+    pub(crate) async fn start_shared(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        let Some(shared) = &self.shared else {
+            return Vec::new();
+        };
+        if let Err(e) = shared.connect().await {
+            shared.failed_to_connect(&e);
+        }
+        vec![
+            tokio::spawn(shared.clone().run_reconnect()),
+            tokio::spawn(shared.clone().run_subscriber()),
+        ]
+    }
+
+    /// `[shared]`: Redis in use or degraded, for `/status`.
+    pub(crate) fn shared_status(&self) -> Option<crate::shared::SharedStatus> {
+        self.shared.as_ref().map(|s| s.status())
+    }
+
     /// Starts each token cache's refresher: tokens are fetched at start-up (warm start), then kept
     /// fresh. A failing upstream never blocks the others: each refresher is its own task.
     pub(crate) fn start_refreshers(&self) -> Vec<tokio::task::JoinHandle<()>> {
@@ -103,7 +134,12 @@ impl Gateway {
 }
 
 impl UpstreamRuntime {
-    fn new(cfg: &Upstream, metrics: &Metrics, public_url: Option<&url::Url>) -> Result<Self, String> {
+    fn new(
+        cfg: &Upstream,
+        metrics: &Metrics,
+        public_url: Option<&url::Url>,
+        shared: Option<&Arc<SharedState>>,
+    ) -> Result<Self, String> {
         let base = &cfg.target.base_url;
         let client = UpstreamClient::new(&cfg.target, cfg.connect_timeout)
             .map_err(|e| format!("upstreams.{}.{}: {e}", cfg.name, cfg.environment))?;
@@ -122,17 +158,18 @@ impl UpstreamRuntime {
         }
         let upstream_metrics = metrics.upstream(&cfg.name, cfg.environment.as_str());
         let credentials = TokenCache::new(
-            &cfg.name,
+            (&cfg.name, cfg.environment.as_str()),
             &cfg.target.auth,
             client.clone(),
             cfg.request_timeout,
             upstream_metrics.clone(),
+            shared,
         );
         Ok(Self {
             links: cfg
                 .rewrite_links
                 .then(|| crate::rewrite::Links::new(&cfg.target.base_url, &cfg.prefix, public_url)),
-            admission: Admission::new(cfg, upstream_metrics.clone()),
+            admission: Admission::new(cfg, upstream_metrics.clone(), shared),
             budget: crate::retry::Budget::new(std::time::Instant::now()),
             credentials,
             token_header: cfg.target.auth.injection().map(|i| i.header.clone()),

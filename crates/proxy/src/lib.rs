@@ -13,6 +13,8 @@
 //! - `retry_after.rs`: parsing and writing `Retry-After`.
 //! - `limit.rs`: per-upstream admission: concurrency, GCRA rate limit (queue/reject), pause.
 //! - `retry.rs`: the pure retry policy and backoff; the loop lives in `pipeline.rs`.
+//! - `shared/`: `[shared]`: limits, pauses and tokens shared by replicas through Redis, and the
+//!   degraded mode when Redis is unavailable.
 //! - `rewrite/`: link rewriting in `Location`, `Content-Location`, `Link` and streamed JSON bodies.
 //! - `error.rs` / `respond.rs`: gateway errors and their one mapping to JSON responses.
 //! - `admin.rs`: `/healthz`, `/readyz`, `/status`, `/metrics`.
@@ -38,6 +40,7 @@ pub mod rewrite;
 mod route;
 mod secret;
 mod server;
+mod shared;
 
 pub use config::{Config, ConfigError};
 pub use error::GatewayError;

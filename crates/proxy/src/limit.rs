@@ -10,6 +10,11 @@
 //! - **Pause**: a partner 429/503 with `Retry-After` (or `RateLimit-Remaining: 0` with a reset) stops
 //!   the upstream for everyone until then, capped at `max_pause`. Lock-free to read.
 //!
+//! With `[shared]` the rate limit and the pause are the fleet's, kept in Redis (`shared::gcra`): one
+//! script call per attempt checks both. While Redis is unavailable each replica falls back to a
+//! local limiter holding `1/replicas` of the budget. Without `[shared]` none of that code runs: the
+//! local path pays one `Option` check.
+//!
 //! `rate_limit = { requests, per, burst }` means: at most `requests` in any `per`-long window, up to
 //! `burst` of them back to back. Plain GCRA with rate `requests/per` would let `burst + requests`
 //! through in one window and trip a partner that counts per window, so cells are emitted every
@@ -30,6 +35,10 @@ use tollgate_metrics::{Limited, UpstreamMetrics};
 
 use crate::config::{OnLimit, RateLimit, Upstream};
 use crate::error::GatewayError;
+use crate::shared::{SharedLimiter, SharedState, Verdict};
+
+/// `[shared]`: a pause with at most this left is waited out rather than answered with 429.
+const PAUSE_GRACE: Duration = Duration::from_millis(50);
 
 /// The GCRA quota for a limit (see the module doc for why the period is not `per / requests`).
 pub fn quota(limit: &RateLimit) -> Quota {
@@ -55,6 +64,15 @@ pub struct Admission {
     /// Requests waiting for a slot or a cell right now.
     queued: AtomicUsize,
     metrics: UpstreamMetrics,
+    /// `[shared]` only: the fleet's limit and pause in Redis.
+    shared: Option<SharedAdmission>,
+}
+
+#[derive(Debug)]
+struct SharedAdmission {
+    limiter: Arc<SharedLimiter>,
+    /// This replica's share of the rate limit, used while Redis is unavailable.
+    degraded: Option<Rate>,
 }
 
 #[derive(Debug)]
@@ -117,18 +135,33 @@ impl Drop for InQueue<'_> {
     }
 }
 
+impl Rate {
+    fn new(config: RateLimit) -> Self {
+        let q = quota(&config);
+        Rate {
+            gcra: RateLimiter::direct(q),
+            interval: q.replenish_interval(),
+            config,
+            line: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
 impl Admission {
-    pub fn new(cfg: &Upstream, metrics: UpstreamMetrics) -> Self {
-        let rate = cfg.target.rate_limit.map(|config| {
-            let q = quota(&config);
-            Rate {
-                gcra: RateLimiter::direct(q),
-                interval: q.replenish_interval(),
-                config,
-                line: tokio::sync::Mutex::new(()),
-            }
+    pub fn new(cfg: &Upstream, metrics: UpstreamMetrics, shared: Option<&Arc<SharedState>>) -> Self {
+        let rate = cfg.target.rate_limit.map(Rate::new);
+        let env = cfg.environment.as_str();
+        let shared = shared.map(|state| SharedAdmission {
+            limiter: Arc::new(SharedLimiter::new(
+                state.clone(),
+                state.key("rate", &cfg.name, env),
+                Some(state.key("pause", &cfg.name, env)),
+                cfg.target.rate_limit.as_ref(),
+            )),
+            degraded: cfg.target.rate_limit.map(|l| Rate::new(state.share_of(&l))),
         });
         Self {
+            shared,
             max_wait: rate.as_ref().map_or(cfg.request_timeout, |r| r.config.max_wait),
             rate,
             slots: Arc::new(Semaphore::new(cfg.max_concurrency.get() as usize)),
@@ -164,9 +197,18 @@ impl Admission {
 
     /// Admits one attempt through the pause and the rate limit. Returns the time spent waiting.
     pub async fn admit(&self, deadline: Instant) -> Result<Duration, GatewayError> {
+        if let Some(shared) = &self.shared {
+            // Boxed so the local path's future does not grow by the shared one.
+            return Box::pin(self.admit_shared(shared, deadline)).await;
+        }
+        self.admit_local(self.rate.as_ref(), deadline).await
+    }
+
+    /// The local limiter: `rate` is the configured one, or this replica's share while degraded.
+    async fn admit_local(&self, rate: Option<&Rate>, deadline: Instant) -> Result<Duration, GatewayError> {
         let start = Instant::now();
         let paused = self.pause.remaining(start);
-        let Some(rate) = &self.rate else {
+        let Some(rate) = rate else {
             // No rate limit configured: nothing to queue in, so a pause is answered at once.
             return if paused.is_zero() {
                 Ok(Duration::ZERO)
@@ -219,6 +261,90 @@ impl Admission {
         }
     }
 
+    /// The fleet's limiter in Redis: same answers as `admit_local` (reject, or queue up to
+    /// `max_wait` with an up-front estimate), but the wait comes from the script. A queued request
+    /// sleeps for what the script said, then asks again; on this replica only the head of the
+    /// line asks. Falls back to this replica's share whenever Redis is unavailable.
+    async fn admit_shared(
+        &self,
+        shared: &SharedAdmission,
+        deadline: Instant,
+    ) -> Result<Duration, GatewayError> {
+        let start = Instant::now();
+        let wait = loop {
+            match self.ask(shared).await {
+                None => return self.admit_local(shared.degraded.as_ref(), deadline).await,
+                Some(Verdict::Admitted) => return Ok(start.elapsed()),
+                // A pause about to end is waited out, not refused: the replica that saw the
+                // partner's answer writes the pause a moment after taking it, so its own retry can
+                // meet the last milliseconds of it in Redis.
+                Some(Verdict::Wait { wait, paused: true })
+                    if wait <= PAUSE_GRACE && Instant::now() + wait < deadline =>
+                {
+                    tokio::time::sleep(wait).await;
+                }
+                Some(Verdict::Wait { wait, .. }) => break wait,
+            }
+        };
+        let Some(rate) = &self.rate else {
+            // No rate limit: only a pause can refuse, and there is nothing to queue in.
+            return Err(self.reject(wait));
+        };
+        if rate.config.on_limit == OnLimit::Reject {
+            return Err(self.reject(wait));
+        }
+        let until = deadline.min(start + rate.config.max_wait);
+        let interval = shared.limiter.interval();
+        let ahead = self.queued.fetch_add(1, Ordering::AcqRel);
+        let in_queue = InQueue(&self.queued);
+        // A lower bound: other replicas compete for the same cells.
+        let estimate = wait + interval.saturating_mul(u32::try_from(ahead).unwrap_or(u32::MAX));
+        if start + estimate > until {
+            return Err(self.reject(estimate));
+        }
+        self.metrics.limited(Limited::UpstreamQueued);
+        let turn = match tokio::time::timeout_at(until, rate.line.lock()).await {
+            Ok(turn) => turn,
+            Err(_) => return Err(self.reject(interval)),
+        };
+        let mut wait = wait;
+        loop {
+            if Instant::now() + wait > until {
+                return Err(self.reject(wait));
+            }
+            tokio::time::sleep(wait).await;
+            wait = match self.ask(shared).await {
+                Some(Verdict::Admitted) => return Ok(start.elapsed()),
+                Some(Verdict::Wait { wait, .. }) => wait,
+                None => {
+                    drop((turn, in_queue));
+                    let waited = start.elapsed();
+                    return self
+                        .admit_local(shared.degraded.as_ref(), deadline)
+                        .await
+                        .map(|w| w + waited);
+                }
+            };
+        }
+    }
+
+    /// One question to Redis, unless this replica already knows of a pause. A pause learnt from
+    /// Redis is kept locally, so this replica stops asking until it ends.
+    async fn ask(&self, shared: &SharedAdmission) -> Option<Verdict> {
+        let paused = self.pause.remaining(Instant::now());
+        if !paused.is_zero() {
+            return Some(Verdict::Wait {
+                wait: paused,
+                paused: true,
+            });
+        }
+        let verdict = shared.limiter.check().await?;
+        if let Verdict::Wait { wait, paused: true } = verdict {
+            self.pause_for(wait, "shared pause");
+        }
+        Some(verdict)
+    }
+
     fn reject(&self, retry_after: Duration) -> GatewayError {
         self.metrics.limited(Limited::UpstreamRejected);
         GatewayError::RateLimited { retry_after }
@@ -238,6 +364,12 @@ impl Admission {
         };
         if let Some((wait, reason)) = pause {
             self.pause_for(wait, reason);
+            if let Some(shared) = &self.shared {
+                // Every replica stops too; the response need not wait for that. The pause ends
+                // when this replica's does, however late the write lands.
+                let (limiter, until) = (shared.limiter.clone(), Instant::now() + wait.min(self.max_pause));
+                tokio::spawn(async move { limiter.pause_until(until).await });
+            }
         }
     }
 

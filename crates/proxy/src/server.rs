@@ -53,7 +53,9 @@ impl Listeners {
 pub async fn serve(gw: Arc<Gateway>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
     let builder = connection_builder();
     let graceful = GracefulShutdown::new();
-    let refreshers = gw.start_refreshers();
+    // Redis first, so the first token fetches already go through the fleet.
+    let mut background = gw.start_shared().await;
+    background.extend(gw.start_refreshers());
     gw.set_ready(true);
     tracing::info!(
         listen = %listeners.data.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -91,8 +93,8 @@ pub async fn serve(gw: Arc<Gateway>, listeners: Listeners, shutdown: impl Future
     }
     gw.set_ready(false);
     drop(listeners);
-    for r in refreshers {
-        r.abort();
+    for task in background {
+        task.abort();
     }
     let grace = gw.config().server.shutdown_timeout;
     tracing::info!(

@@ -263,9 +263,20 @@ fn shipped_configs_load() {
     let names: Vec<&str> = main.upstreams.iter().map(|u| u.name.as_str()).collect();
     assert_eq!(names, ["oas", "osigu", "ottimate"]);
     assert!(main.upstreams.iter().all(|u| u.environment.as_str() == "sandbox"));
-    let compose = Config::parse(&read("compose.toml"), &env(&pairs)).unwrap();
+    let mut compose_vars = pairs.clone();
+    compose_vars.push((
+        "TOLLGATE_SHARED_KEY",
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+    ));
+    let compose = Config::parse(&read("compose.toml"), &env(&compose_vars)).unwrap();
     assert_eq!(compose.upstreams.len(), 3);
     assert_eq!(compose.server.listen.to_string(), "0.0.0.0:8080");
+    let shared = compose.shared.expect("the compose replicas share state");
+    assert_eq!(
+        (shared.replicas.get(), shared.redis_display.as_str()),
+        (2, "redis://redis:6379/0")
+    );
+    assert!(shared.encryption_key.is_some());
 
     let secrets = tempfile::tempdir().unwrap();
     for f in [

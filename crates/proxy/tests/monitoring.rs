@@ -41,6 +41,8 @@ fn exported_names() -> BTreeSet<String> {
     // Families appear in the exposition once an upstream's children are resolved, as at start-up.
     let metrics = tollgate_proxy::Metrics::new("x");
     let _handles = metrics.upstream("u", "sandbox");
+    // `[shared]` families appear once resolved, as at start-up of a gateway with `[shared]`.
+    let _shared = metrics.shared();
     let text = metrics.render();
     let mut names: BTreeSet<String> = text
         .lines()
@@ -152,6 +154,7 @@ fn dashboard_and_alerts_reference_only_exported_metrics() {
         "TollgateRateLimitSaturated",
         "TollgateStalled",
         "TollgateDown",
+        "TollgateSharedStateDegraded",
     ] {
         assert!(
             alerts.iter().any(|a| a == required),
@@ -412,11 +415,13 @@ async fn scalar(p: &Prometheus, expr: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_answers_every_dashboard_and_alert_expression() {
+    // With `[shared]` (a real Redis), so the shared-state panels and alert have series too.
+    let redis = support::redis_server::RedisServer::start();
     let oas = Emulator::start(Partner::Oas).await.unwrap();
     let ott = Emulator::start(Partner::Ottimate).await.unwrap();
     ott.fail_next_token_requests(1, 500, None);
     let o = ott.credentials();
-    let gw = TestGateway::start(&format!(
+    let gw = TestGateway::start(&(format!(
         r#"
 [upstreams.oas]
 retry = {{ attempts = 2, backoff = "10ms" }}
@@ -441,7 +446,7 @@ auth = {{ type = "oauth2_client_credentials", token_url = "{ott}/oauth/token", c
         okey = o.api_key,
         oid = o.client_id,
         osec = o.client_secret
-    ))
+    ) + &format!("[shared]\nredis_url = \"{}\"\nreplicas = 1\nop_timeout = \"1s\"\n", redis.url())))
     .await;
     let prom = start_prometheus(gw.admin).await;
     let c = client();

@@ -36,6 +36,8 @@ pub(crate) struct Knobs {
     /// Requests per client per 60 s; 0 means unlimited.
     pub(crate) api_per_min: u32,
     pub(crate) token_per_min: u32,
+    /// The width of the rate windows: a minute, as the partners count, unless a test scales it.
+    pub(crate) rate_window: Duration,
 }
 
 /// OAS's sample token lives 7200 s (`exp - iat`); OAuth partners conventionally answer 3600 s.
@@ -61,6 +63,7 @@ impl Knobs {
             token_fault: None,
             api_per_min,
             token_per_min,
+            rate_window: crate::limits::WINDOW,
         }
     }
 

@@ -1,4 +1,5 @@
-//! Per-client sliding 60 s windows, the way the partners count "N requests per minute".
+//! Per-client sliding windows (60 s unless a test scales them), the way the partners count "N
+//! requests per minute".
 //!
 //! A window keeps the instants of the requests it admitted; a request is admitted while fewer than
 //! `limit` of them are younger than 60 s. Refused requests do not count, so a client that keeps
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::state::lock;
 
-/// The width of every window: the partners' limits are "per minute".
+/// The width of a window by default: the partners' limits are "per minute".
 pub(crate) const WINDOW: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Default)]
@@ -22,13 +23,13 @@ pub(crate) struct SlidingWindow {
 impl SlidingWindow {
     /// Admits one request of `client`, or tells how many whole seconds until a slot frees.
     /// A `limit` of 0 admits everything.
-    pub(crate) fn admit(&self, client: &str, limit: u32, now: Instant) -> Result<(), u64> {
+    pub(crate) fn admit(&self, client: &str, limit: u32, window: Duration, now: Instant) -> Result<(), u64> {
         if limit == 0 {
             return Ok(());
         }
         let mut clients = lock(&self.clients);
         let seen = clients.entry(client.to_owned()).or_default();
-        while seen.front().is_some_and(|t| now.duration_since(*t) >= WINDOW) {
+        while seen.front().is_some_and(|t| now.duration_since(*t) >= window) {
             seen.pop_front();
         }
         if seen.len() < limit as usize {
@@ -36,7 +37,7 @@ impl SlidingWindow {
             return Ok(());
         }
         // The oldest admitted request is the next to leave the window.
-        let frees_at = seen[seen.len() - limit as usize] + WINDOW;
+        let frees_at = seen[seen.len() - limit as usize] + window;
         Err(ceil_secs(frees_at.saturating_duration_since(now)).max(1))
     }
 }
@@ -54,22 +55,22 @@ mod tests {
         let w = SlidingWindow::default();
         let t0 = Instant::now();
         for i in 0..3 {
-            assert_eq!(w.admit("a", 3, t0 + Duration::from_secs(i)), Ok(()));
+            assert_eq!(w.admit("a", 3, WINDOW, t0 + Duration::from_secs(i)), Ok(()));
         }
         // The first slot frees 60 s after t0; 10 s later that is 50 s away.
-        assert_eq!(w.admit("a", 3, t0 + Duration::from_secs(10)), Err(50));
-        assert_eq!(w.admit("a", 3, t0 + Duration::from_secs(60)), Ok(()));
+        assert_eq!(w.admit("a", 3, WINDOW, t0 + Duration::from_secs(10)), Err(50));
+        assert_eq!(w.admit("a", 3, WINDOW, t0 + Duration::from_secs(60)), Ok(()));
     }
 
     #[test]
     fn clients_are_counted_apart_and_zero_is_unlimited() {
         let w = SlidingWindow::default();
         let t0 = Instant::now();
-        assert_eq!(w.admit("a", 1, t0), Ok(()));
-        assert_eq!(w.admit("b", 1, t0), Ok(()));
-        assert!(w.admit("a", 1, t0).is_err());
+        assert_eq!(w.admit("a", 1, WINDOW, t0), Ok(()));
+        assert_eq!(w.admit("b", 1, WINDOW, t0), Ok(()));
+        assert!(w.admit("a", 1, WINDOW, t0).is_err());
         for _ in 0..100 {
-            assert_eq!(w.admit("a", 0, t0), Ok(()));
+            assert_eq!(w.admit("a", 0, WINDOW, t0), Ok(()));
         }
     }
 
@@ -77,8 +78,11 @@ mod tests {
     fn retry_after_is_rounded_up_and_at_least_one() {
         let w = SlidingWindow::default();
         let t0 = Instant::now();
-        w.admit("a", 1, t0).unwrap();
-        assert_eq!(w.admit("a", 1, t0 + Duration::from_millis(500)), Err(60));
-        assert_eq!(w.admit("a", 1, t0 + Duration::from_millis(59_999)), Err(1));
+        w.admit("a", 1, WINDOW, t0).unwrap();
+        assert_eq!(w.admit("a", 1, WINDOW, t0 + Duration::from_millis(500)), Err(60));
+        assert_eq!(
+            w.admit("a", 1, WINDOW, t0 + Duration::from_millis(59_999)),
+            Err(1)
+        );
     }
 }

@@ -50,17 +50,23 @@ impl Shared {
 
     /// Charges one API request to `client`; `Err` carries the `Retry-After` seconds.
     pub(crate) fn admit_api(&self, client: &str) -> Result<(), (u32, u64)> {
-        let limit = self.knobs().api_per_min;
+        let (limit, window) = {
+            let k = self.knobs();
+            (k.api_per_min, k.rate_window)
+        };
         self.api_window
-            .admit(client, limit, Instant::now())
+            .admit(client, limit, window, Instant::now())
             .map_err(|wait| (limit, wait))
     }
 
     /// Charges one token request to `client`; `Err` carries the limit and `Retry-After` seconds.
     pub(crate) fn admit_token(&self, client: &str) -> Result<(), (u32, u64)> {
-        let limit = self.knobs().token_per_min;
+        let (limit, window) = {
+            let k = self.knobs();
+            (k.token_per_min, k.rate_window)
+        };
         self.token_window
-            .admit(client, limit, Instant::now())
+            .admit(client, limit, window, Instant::now())
             .map_err(|wait| (limit, wait))
     }
 

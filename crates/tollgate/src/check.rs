@@ -7,8 +7,25 @@ use tollgate_proxy::Config;
 pub fn check(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     print!("{}", render(&config));
+    if let Some(line) = shared(&config) {
+        println!("{line}");
+    }
     println!("{}: ok", path.display());
     Ok(())
+}
+
+/// What `[shared]` shares, in one line (the Redis address without credentials); `None` when local.
+pub fn shared(config: &Config) -> Option<String> {
+    let s = config.shared.as_ref()?;
+    let tokens = if s.encryption_key.is_some() {
+        "tokens shared (encrypted)".to_owned()
+    } else {
+        "tokens stay per replica: shared.encryption_key is not set".to_owned()
+    };
+    Some(format!(
+        "shared state: {} (key prefix {}, {} replicas; limits and pauses shared; {tokens})",
+        s.redis_display, s.key_prefix, s.replicas
+    ))
 }
 
 /// One row per upstream: name, prefix, environment, base URL, auth type, injected header names.

@@ -161,3 +161,59 @@ headers = {{ "X-Api-Key" = "{prod_key}" }}
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("production"));
 }
+
+#[test]
+fn check_says_what_shared_state_shares_and_prints_no_redis_password_or_key() {
+    let key_file = config_file("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n");
+    let with_key = config_file(&format!(
+        "{}\n[shared]\nredis_url = \"redis://:{SECRET}@127.0.0.1:6379/1\"\nreplicas = 3\nencryption_key = \"${{file:{}}}\"\n",
+        good_config(),
+        key_file.path.display()
+    ));
+    let out = tollgate(
+        &["check", "--config", with_key.path.to_str().unwrap()],
+        &[("OSIGU_SECRET", "other")],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("shared state: redis://127.0.0.1:6379/1")
+            && stdout.contains("tokens shared (encrypted)"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains(SECRET) && !stdout.contains("AAECAwQF"),
+        "{stdout}"
+    );
+
+    let without_key = config_file(&format!(
+        "{}\n[shared]\nredis_url = \"redis://127.0.0.1:6379/0\"\nreplicas = 2\n",
+        good_config()
+    ));
+    let out = tollgate(
+        &["check", "--config", without_key.path.to_str().unwrap()],
+        &[("OSIGU_SECRET", "other")],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("tokens stay per replica: shared.encryption_key is not set"),
+        "{stdout}"
+    );
+
+    let bad = config_file(&format!(
+        "{}\n[shared]\nredis_url = \"redis://127.0.0.1:6379/0\"\nreplicas = 2\nencryption_key = \"c2hvcnQ=\"\n",
+        good_config()
+    ));
+    let out = tollgate(
+        &["check", "--config", bad.path.to_str().unwrap()],
+        &[("OSIGU_SECRET", "other")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("shared.encryption_key: must decode to 32 bytes"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("c2hvcnQ="), "{stderr}");
+}

@@ -46,6 +46,25 @@ pub struct Config {
     pub server: Server,
     /// In file order of their names; routing picks by longest prefix, not by this order.
     pub upstreams: Vec<Upstream>,
+    /// `[shared]`: replicas share limits, pauses and tokens through Redis. `None`: all local.
+    pub shared: Option<Shared>,
+}
+
+/// `[shared]`: state shared by every replica through one Redis.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// `redis://` or `rediss://`; a secret because it may carry a password.
+    pub redis_url: Secret<String>,
+    /// The URL without user or password, for logs, `/status` and `tollgate check`.
+    pub redis_display: String,
+    /// Every key Tollgate writes starts with this, so one Redis can serve several fleets.
+    pub key_prefix: String,
+    /// A Redis call slower than this counts as Redis being down.
+    pub op_timeout: Duration,
+    /// The expected fleet size: with Redis down each replica keeps `1/replicas` of every budget.
+    pub replicas: NonZeroU32,
+    /// AES-256-GCM key for tokens stored in Redis. Without it tokens stay per replica.
+    pub encryption_key: Option<Secret<[u8; 32]>>,
 }
 
 /// `[server]`.

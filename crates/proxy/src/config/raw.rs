@@ -13,6 +13,17 @@ pub struct RawConfig {
     pub server: RawServer,
     #[serde(default)]
     pub upstreams: BTreeMap<String, RawUpstream>,
+    pub shared: Option<RawShared>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShared {
+    pub redis_url: String,
+    pub key_prefix: Option<String>,
+    pub op_timeout: Option<String>,
+    pub replicas: Option<u32>,
+    pub encryption_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

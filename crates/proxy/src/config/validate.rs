@@ -12,7 +12,7 @@ use http::{HeaderName, HeaderValue};
 use url::{Host, Url};
 
 use super::interpolate::{self, Lookup};
-use super::raw::{RawAuth, RawConfig, RawEnv, RawRateLimit, RawServer, RawUpstream};
+use super::raw::{RawAuth, RawConfig, RawEnv, RawRateLimit, RawServer, RawShared, RawUpstream};
 use super::units;
 use super::*;
 
@@ -183,7 +183,85 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
         }
         upstreams.push(up);
     }
-    Ok(Config { server, upstreams })
+    let shared = raw.shared.map(shared).transpose()?;
+    Ok(Config {
+        server,
+        upstreams,
+        shared,
+    })
+}
+
+/// `[shared]`. Neither the URL (it may hold a password) nor the key is ever echoed in an error.
+fn shared(raw: RawShared) -> Result<Shared, ConfigError> {
+    let bad_url = || {
+        ConfigError::new(
+            "shared.redis_url",
+            "is not a URL like \"redis://127.0.0.1:6379/0\" (scheme redis or rediss, a host, a database number)",
+        )
+    };
+    let u = Url::parse(&raw.redis_url).map_err(|_| bad_url())?;
+    if !matches!(u.scheme(), "redis" | "rediss") || u.host_str().is_none_or(str::is_empty) {
+        return Err(bad_url());
+    }
+    let db = u.path().trim_start_matches('/');
+    if !(db.is_empty() || db.parse::<u16>().is_ok()) || u.query().is_some() || u.fragment().is_some() {
+        return Err(bad_url());
+    }
+    let redis_display = format!(
+        "{}://{}:{}/{}",
+        u.scheme(),
+        u.host_str().unwrap_or_default(),
+        u.port().unwrap_or(6379),
+        if db.is_empty() { "0" } else { db }
+    );
+    let key_prefix = raw.key_prefix.unwrap_or_else(|| "tollgate:".to_owned());
+    if key_prefix.is_empty() || key_prefix.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        return Err(ConfigError::new(
+            "shared.key_prefix",
+            "must be non-empty, without spaces or control characters",
+        ));
+    }
+    let op_timeout = dur("shared.op_timeout", raw.op_timeout, "50ms")?;
+    if op_timeout.is_zero() {
+        return Err(ConfigError::new("shared.op_timeout", "must be longer than zero"));
+    }
+    let replicas = match raw.replicas {
+        None => {
+            return Err(ConfigError::new(
+                "shared.replicas",
+                "is required: the expected number of replicas (with Redis down each keeps 1/replicas of every budget)",
+            ))
+        }
+        Some(n) => NonZeroU32::new(n).ok_or_else(|| {
+            ConfigError::new("shared.replicas", "must be at least 1 (the expected fleet size)")
+        })?,
+    };
+    let encryption_key = raw
+        .encryption_key
+        .map(|k| {
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(k.trim())
+                .map_err(|_| ConfigError::new("shared.encryption_key", "is not valid base64"))?;
+            <[u8; 32]>::try_from(bytes.as_slice()).map(Secret::new).map_err(|_| {
+                ConfigError::new(
+                    "shared.encryption_key",
+                    format!(
+                        "must decode to 32 bytes (AES-256), not {}; make one with `head -c 32 /dev/urandom | base64`",
+                        bytes.len()
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    Ok(Shared {
+        redis_url: Secret::new(raw.redis_url),
+        redis_display,
+        key_prefix,
+        op_timeout,
+        replicas,
+        encryption_key,
+    })
 }
 
 fn server(raw: RawServer) -> Result<Server, ConfigError> {

@@ -6,6 +6,12 @@
 //! `expires_at - refresh_before` (with jitter) while the current one keeps serving. After a failure
 //! the endpoint is left alone until the backoff passes, and callers that need a token meanwhile get
 //! an error at once instead of queueing. All token calls pass `token_rate_limit`.
+//!
+//! With `[shared]`, `token_rate_limit` is the fleet's (in Redis), and with an `encryption_key` the
+//! token is too: a fetch first looks in Redis, and only the replica holding the lease calls the
+//! partner (`fetch_shared`). The token is still cached here until its expiry, so the request path
+//! never asks Redis for it. While Redis is unavailable each replica fetches its own, at its share
+//! of the token limit.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,6 +31,7 @@ use super::{backoff, Token, TokenError};
 use crate::config::{Auth, JwtLogin, OAuth2};
 use crate::forward::UpstreamClient;
 use crate::secret::Secret;
+use crate::shared::{SharedLimiter, SharedState, SharedToken, Verdict};
 
 type Flight = Shared<BoxFuture<'static, Result<Arc<Token>, String>>>;
 
@@ -56,7 +63,14 @@ pub struct TokenCache {
     state: Mutex<State>,
     /// JWT login: the refresh token and its own expiry (unix seconds), if any.
     refresh: Mutex<Option<(Secret, Option<f64>)>>,
+    /// The token limit; with `[shared]`, this replica's share, used while Redis is unavailable.
     limiter: Option<DefaultDirectRateLimiter>,
+    /// `[shared]`: the fleet's token limit.
+    shared_limit: Option<SharedLimiter>,
+    /// `[shared]` with `encryption_key`: the fleet's token.
+    shared_token: Option<SharedToken>,
+    /// The blob of a token a partner refused, deleted from Redis by the next fetch before it reads.
+    refused: Mutex<Option<Arc<[u8]>>>,
     metrics: UpstreamMetrics,
     next_id: AtomicU64,
     /// Wakes the refresher when the schedule changed (new token, failure).
@@ -83,11 +97,12 @@ pub struct TokenStatus {
 impl TokenCache {
     /// A cache for `auth`, or `None` when the upstream has no token.
     pub fn new(
-        upstream: &str,
+        (upstream, environment): (&str, &str),
         auth: &Auth,
         client: UpstreamClient,
         call_timeout: Duration,
         metrics: UpstreamMetrics,
+        shared: Option<&Arc<SharedState>>,
     ) -> Option<Arc<Self>> {
         let (source, refresh_before, limit, prefix) = match auth {
             Auth::None => return None,
@@ -115,7 +130,20 @@ impl TokenCache {
             flight: Mutex::new(None),
             state: Mutex::new(State::default()),
             refresh: Mutex::new(None),
-            limiter: limit.map(|l| RateLimiter::direct(crate::limit::quota(&l))),
+            limiter: limit.map(|l| {
+                let l = shared.map_or(l, |s| s.share_of(&l));
+                RateLimiter::direct(crate::limit::quota(&l))
+            }),
+            shared_limit: shared.zip(limit).map(|(s, l)| {
+                SharedLimiter::new(
+                    s.clone(),
+                    s.key("token-rate", upstream, environment),
+                    None,
+                    Some(&l),
+                )
+            }),
+            shared_token: shared.and_then(|s| SharedToken::new(s, upstream, environment, call_timeout)),
+            refused: Mutex::new(None),
             metrics,
             next_id: AtomicU64::new(1),
             changed: Notify::new(),
@@ -154,6 +182,12 @@ impl TokenCache {
         if held.as_ref().is_some_and(|t| t.id == token.id) {
             let prev = self.current.compare_and_swap(&held, None);
             if prev.as_ref().is_some_and(|t| t.id == token.id) {
+                if self.shared_token.is_some() {
+                    self.refused
+                        .lock()
+                        .expect("refused lock")
+                        .clone_from(&token.origin);
+                }
                 self.metrics.token_cleared();
                 tracing::info!(upstream = %self.upstream, "partner refused the token (401); fetching a new one");
             }
@@ -204,22 +238,96 @@ impl TokenCache {
             .filter(|d| !d.is_zero())
     }
 
-    /// One token call (two for a JWT refresh that falls back to a login), through the token limit.
+    /// A new token: the fleet's when shared, else one token call (two for a JWT refresh that
+    /// falls back to a login), through the token limit.
     async fn fetch_once(self: &Arc<Self>) -> Result<Arc<Token>, String> {
-        let result = match &self.source {
+        if let Some(shared) = &self.shared_token {
+            if let Some(result) = self.fetch_shared(shared).await {
+                return result;
+            }
+            // Redis unavailable: this replica fetches its own token, within its share of the limit.
+        }
+        let result = self.call_partner().await;
+        self.settle(result.and_then(|f| self.install(f, None)))
+    }
+
+    fn settle(&self, result: Result<Arc<Token>, FetchError>) -> Result<Arc<Token>, String> {
+        result.map_err(|e| {
+            self.fail(&e);
+            e.message
+        })
+    }
+
+    async fn call_partner(&self) -> Result<Fetched, FetchError> {
+        match &self.source {
             Source::OAuth2(cfg) => {
                 self.pass_limit().await;
                 fetch::oauth2(&self.client, cfg, self.call_timeout).await
             }
             Source::Jwt(cfg) => self.jwt(cfg).await,
-        };
-        match result.and_then(|f| self.install(f)) {
-            Ok(token) => Ok(token),
-            Err(e) => {
-                self.fail(&e);
-                Err(e.message)
-            }
         }
+    }
+
+    /// The fleet's token: adopt the one in Redis unless it is the one held here (a refresh) or
+    /// expired; else fetch it if this replica wins the lease, or wait for the replica that did.
+    /// `None` as soon as Redis is unavailable.
+    async fn fetch_shared(&self, shared: &SharedToken) -> Option<Result<Arc<Token>, String>> {
+        let refused = self.refused.lock().expect("refused lock").take();
+        if let Some(blob) = refused {
+            shared.invalidate(&blob).await?;
+        }
+        let held = self.current.load_full().and_then(|t| t.origin.clone());
+        let adoptable = |s: &crate::shared::token::Stored| {
+            held.as_deref() != Some(&*s.blob) && s.expires_unix > now_unix() + 1.0
+        };
+        let until = Instant::now() + self.call_timeout;
+        loop {
+            if let Some(stored) = shared.read().await?.filter(adoptable) {
+                return Some(self.adopt(stored));
+            }
+            if shared.try_lease().await? {
+                // Another replica may have stored one between the read and the lease.
+                let again = shared.read().await.flatten().filter(adoptable);
+                let result = match again {
+                    Some(stored) => self.adopt(stored),
+                    None => {
+                        let fetched = self.call_partner().await;
+                        let result = match fetched {
+                            Ok(f) => {
+                                let blob = match f.expires_unix {
+                                    Some(exp) => shared.store(&f.access, exp).await,
+                                    None => None,
+                                };
+                                self.install(f, blob)
+                            }
+                            Err(e) => Err(e),
+                        };
+                        self.settle(result)
+                    }
+                };
+                shared.release().await;
+                return Some(result);
+            }
+            if Instant::now() >= until {
+                return Some(Err(
+                    "another replica is fetching the token and it did not arrive within request_timeout"
+                        .to_owned(),
+                ));
+            }
+            shared.wait(until).await;
+        }
+    }
+
+    /// Installs a token another replica stored.
+    fn adopt(&self, stored: crate::shared::token::Stored) -> Result<Arc<Token>, String> {
+        let fetched = Fetched {
+            access: stored.access,
+            expires_unix: Some(stored.expires_unix),
+            refresh: None,
+        };
+        let token = self.install(fetched, Some(stored.blob)).map_err(|e| e.message)?;
+        tracing::debug!(upstream = %self.upstream, "token taken from the shared state");
+        Ok(token)
     }
 
     /// Refresh with the refresh token while it is valid; log in again when there is none or the
@@ -246,6 +354,20 @@ impl TokenCache {
 
     /// Waits for `token_rate_limit`; waiting here is the limit doing its job, counted as queued.
     async fn pass_limit(&self) {
+        if let Some(shared) = &self.shared_limit {
+            let mut queued = false;
+            while let Some(verdict) = shared.check().await {
+                let Verdict::Wait { wait, .. } = verdict else {
+                    return;
+                };
+                if !queued {
+                    self.metrics.limited(Limited::TokenQueued);
+                    queued = true;
+                }
+                tokio::time::sleep(wait).await;
+            }
+            // Redis unavailable: this replica's share, below.
+        }
         if let Some(limiter) = &self.limiter {
             if limiter.check().is_err() {
                 self.metrics.limited(Limited::TokenQueued);
@@ -254,7 +376,7 @@ impl TokenCache {
         }
     }
 
-    fn install(&self, fetched: Fetched) -> Result<Arc<Token>, FetchError> {
+    fn install(&self, fetched: Fetched, origin: Option<Arc<[u8]>>) -> Result<Arc<Token>, FetchError> {
         let now_u = now_unix();
         let exp = fetched.expires_unix.unwrap_or(now_u);
         let lifetime = Duration::from_secs_f64((exp - now_u).max(0.0));
@@ -287,6 +409,7 @@ impl TokenCache {
             expires_at,
             refresh_at: now + early,
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            origin,
         });
         if let Some(refresh) = fetched.refresh {
             *self.refresh.lock().expect("refresh lock") = Some(refresh);

@@ -8,7 +8,7 @@
 //! - `response.rs`: distrust of what token endpoints answer.
 //! - `backoff.rs`: the pure retry schedule after token failures.
 
-mod backoff;
+pub(crate) mod backoff;
 mod cache;
 mod fetch;
 mod response;
@@ -31,6 +31,9 @@ pub struct Token {
     refresh_at: Instant,
     /// Tells apart tokens, so a 401 invalidates only the token that failed.
     id: u64,
+    /// `[shared]` with a key: the sealed blob this token was stored (or read) as in Redis, so a 401
+    /// deletes the shared token only if it is still this one.
+    origin: Option<std::sync::Arc<[u8]>>,
 }
 
 /// Why a caller got no token.

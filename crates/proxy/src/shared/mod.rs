@@ -1,0 +1,232 @@
+//! `[shared]`: replicas share rate limits, pauses and tokens through one Redis.
+//!
+//! # Layout
+//! - `mod.rs`: [`SharedState`]: the connection, key names, the one wrapper every Redis call goes
+//!   through (`call`: `op_timeout`, error counting, degrading), reconnecting, and the pub/sub
+//!   listener that announces new tokens.
+//! - `health.rs`: Redis in use or degraded, the last error, the `/status` view.
+//! - `gcra.rs` (+ `gcra.lua`, `pause.lua`): the shared GCRA limit with the pause folded in.
+//! - `token.rs` (+ `compare_delete.lua`): one token fetch per (upstream, environment) for the fleet.
+//! - `crypto.rs`: AES-256-GCM for tokens at rest in Redis.
+//!
+//! Keys (all under `key_prefix`): `rate:U:E` and `token-rate:U:E` (GCRA state), `pause:U:E`,
+//! `token:U:E` (encrypted token), `lease:U:E` (who fetches), channel `tokens` (announcements).
+//! Redis never holds a credential in clear: only limiter times, pause flags, a random lease owner
+//! and sealed tokens.
+//!
+//! Degraded mode: any failed or slow call marks Redis down; from then on nothing on the request
+//! path waits for Redis: each replica uses local limiters at `1/replicas` of every budget and
+//! its own tokens, while `run_reconnect` tries a fresh connection on the token backoff schedule.
+
+mod crypto;
+mod gcra;
+mod health;
+pub(crate) mod token;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::Notify;
+use tollgate_metrics::{RedisOp, SharedMetrics};
+
+pub use gcra::{SharedLimiter, Verdict};
+pub use health::SharedStatus;
+pub use token::SharedToken;
+
+use crate::config::{RateLimit, Shared};
+pub(crate) use crypto::Cipher;
+use health::Health;
+
+/// Opening a connection may take longer than one call (TCP + TLS + HELLO), but not much.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The fleet's shared state, one per gateway.
+pub struct SharedState {
+    client: redis::Client,
+    /// `None` until the first connection answered.
+    conn: ArcSwapOption<ConnectionManager>,
+    redis_display: String,
+    prefix: String,
+    op_timeout: Duration,
+    replicas: NonZeroU32,
+    /// Present only with `encryption_key`: without it tokens stay per replica.
+    cipher: Option<Cipher>,
+    health: Health,
+    /// Waiters for a token announcement, by token key.
+    announced: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl std::fmt::Debug for SharedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedState")
+            .field("redis", &self.redis_display)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedState {
+    /// Builds the client (no connection yet: `connect` runs when the gateway starts serving).
+    pub fn new(cfg: &Shared, metrics: SharedMetrics) -> Result<Arc<Self>, String> {
+        let client = redis::Client::open(cfg.redis_url.expose().as_str())
+            .map_err(|e| format!("shared.redis_url: {e}"))?;
+        Ok(Arc::new(Self {
+            client,
+            conn: ArcSwapOption::empty(),
+            redis_display: cfg.redis_display.clone(),
+            prefix: cfg.key_prefix.clone(),
+            op_timeout: cfg.op_timeout,
+            replicas: cfg.replicas,
+            cipher: cfg.encryption_key.as_ref().map(Cipher::new),
+            health: Health::new(metrics),
+            announced: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// `<prefix><kind>:<upstream>:<environment>`.
+    pub fn key(&self, kind: &str, upstream: &str, environment: &str) -> String {
+        format!("{}{kind}:{upstream}:{environment}", self.prefix)
+    }
+
+    fn channel(&self) -> String {
+        format!("{}tokens", self.prefix)
+    }
+
+    pub fn status(&self) -> SharedStatus {
+        self.health.status(&self.redis_display)
+    }
+
+    /// This replica's share of `limit` while degraded: `1/replicas` of the requests and of the
+    /// burst, rounded down but at least one, so the fleet together never exceeds the budget
+    /// (unless it has more replicas than the budget has requests).
+    pub fn share_of(&self, limit: &RateLimit) -> RateLimit {
+        let n = self.replicas.get();
+        let requests = NonZeroU32::new(limit.requests.get() / n).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new((limit.burst.get() / n).min(requests.get())).unwrap_or(NonZeroU32::MIN);
+        RateLimit {
+            requests,
+            burst,
+            ..*limit
+        }
+    }
+
+    /// Every Redis call goes through here: skipped while degraded, bounded by `op_timeout`, and a
+    /// failure degrades. `None` means "decide locally".
+    pub async fn call<T, Fut>(&self, op: RedisOp, f: impl FnOnce(ConnectionManager) -> Fut) -> Option<T>
+    where
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        if !self.health.is_up() {
+            return None;
+        }
+        let conn = self.conn.load_full()?;
+        match tokio::time::timeout(self.op_timeout, f(ConnectionManager::clone(&conn))).await {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) => {
+                self.health.failed(op, &e.to_string());
+                None
+            }
+            Err(_) => {
+                self.health.failed(op, "slower than shared.op_timeout");
+                None
+            }
+        }
+    }
+
+    /// Opens a fresh connection and checks it answers; on success Redis is in use again.
+    pub async fn connect(&self) -> Result<(), String> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(CONNECT_TIMEOUT)
+            .set_number_of_retries(0);
+        let open = ConnectionManager::new_with_config(self.client.clone(), config);
+        let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, open).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err("connecting took longer than 1s".to_owned()),
+        };
+        let cmd = redis::cmd("PING");
+        let ping = cmd.query_async::<String>(&mut conn);
+        match tokio::time::timeout(CONNECT_TIMEOUT, ping).await {
+            Ok(Ok(_)) => {
+                self.conn.store(Some(Arc::new(conn)));
+                self.health.recovered();
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("PING took longer than 1s".to_owned()),
+        }
+    }
+
+    /// The first connection failed: counted and shown; the replica serves degraded meanwhile.
+    pub fn failed_to_connect(&self, error: &str) {
+        self.health.failed(RedisOp::Connect, error);
+        tracing::warn!(redis = %self.redis_display, error, "cannot reach Redis: starting degraded");
+    }
+
+    /// While degraded, tries a fresh connection on the token backoff schedule (2 s, 4 s, ... 60 s);
+    /// sleeps while Redis is in use. Runs until aborted.
+    pub async fn run_reconnect(self: Arc<Self>) {
+        let mut failures = 0;
+        loop {
+            if self.health.is_up() {
+                failures = 0;
+                self.health.went_down.notified().await;
+                continue;
+            }
+            if let Err(e) = self.connect().await {
+                self.health.failed(RedisOp::Connect, &e);
+                failures += 1;
+                let wait = crate::credentials::backoff::delay(failures, None, rand::random::<f64>());
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    // Not woken by `went_down` while already down: that permit is consumed here.
+                    () = self.health.went_down.notified() => {}
+                }
+            }
+        }
+    }
+
+    /// Listens for token announcements and wakes the replica's waiters. Polling covers the gaps
+    /// (this connection down, a message between a waiter's read and its wait). Runs until aborted.
+    pub async fn run_subscriber(self: Arc<Self>) {
+        let mut failures = 0;
+        loop {
+            if let Ok(Ok(mut pubsub)) =
+                tokio::time::timeout(CONNECT_TIMEOUT, self.client.get_async_pubsub()).await
+            {
+                if pubsub.subscribe(self.channel()).await.is_ok() {
+                    failures = 0;
+                    let mut messages = pubsub.on_message();
+                    while let Some(msg) = messages.next().await {
+                        if let Ok(key) = msg.get_payload::<String>() {
+                            self.announcement(&key).notify_waiters();
+                        }
+                    }
+                }
+            }
+            self.health.counted(RedisOp::Subscribe);
+            failures += 1;
+            tokio::time::sleep(crate::credentials::backoff::delay(
+                failures,
+                None,
+                rand::random::<f64>(),
+            ))
+            .await;
+        }
+    }
+
+    /// The notifier for announcements of the token at `key`.
+    fn announcement(&self, key: &str) -> Arc<Notify> {
+        self.announced
+            .lock()
+            .expect("announcement lock")
+            .entry(key.to_owned())
+            .or_default()
+            .clone()
+    }
+}

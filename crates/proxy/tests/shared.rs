@@ -1,0 +1,557 @@
+//! `[shared]`: replicas sharing one budget, one pause and one token through a real Redis
+//! (`redis-server` from Debian, started by each test on a free loopback port, persistence off).
+//!
+//! Timing here is Redis's own (`TIME` in the script) and the emulator's arrival log; nothing
+//! asserts speed, and every bound is generous.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use redis::AsyncCommands;
+use support::redis_server::RedisServer;
+use support::{client, eventually, metric, TestGateway};
+use tollgate_sandbox::{Emulator, Partner};
+
+/// 32 bytes (0..=31), base64: a test key, never a real one.
+const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// `[shared]` for `replicas` gateways. A generous `op_timeout`: two cores under test load must
+/// not look like Redis being down (the outage test stops Redis for real).
+fn shared(redis: &RedisServer, replicas: u32) -> String {
+    format!(
+        "[shared]\nredis_url = \"{}\"\nreplicas = {replicas}\nop_timeout = \"1s\"\nencryption_key = \"{KEY}\"\n",
+        redis.url()
+    )
+}
+
+/// Osigu (OAuth2, limited per client) behind a gateway with `rate_limit`.
+fn osigu(e: &Emulator, rate_limit: &str) -> String {
+    let c = e.credentials();
+    format!(
+        r#"
+[upstreams.osigu]
+request_timeout = "20s"
+retry = {{ attempts = 1 }}
+[upstreams.osigu.sandbox]
+base_url = "{url}"
+{rate_limit}
+auth = {{ type = "oauth2_client_credentials", token_url = "{url}/oauth/token", client_id = "{id}",
+         client_secret = "{secret}" }}
+"#,
+        url = e.base_url(),
+        id = c.client_id,
+        secret = c.client_secret,
+    )
+}
+
+/// Ottimate (API key + OAuth2) behind a gateway.
+fn ottimate(e: &Emulator) -> String {
+    let c = e.credentials();
+    format!(
+        r#"
+[upstreams.ottimate]
+request_timeout = "20s"
+[upstreams.ottimate.sandbox]
+base_url = "{url}/v1"
+headers = {{ "X-API-Key" = "{key}" }}
+auth = {{ type = "oauth2_client_credentials", token_url = "{url}/oauth/token", client_id = "{id}",
+         client_secret = "{secret}", token_headers = {{ "X-API-Key" = "{key}" }} }}
+"#,
+        url = e.base_url(),
+        key = c.api_key,
+        id = c.client_id,
+        secret = c.client_secret,
+    )
+}
+
+async fn replicas(n: usize, toml: &str) -> Vec<TestGateway> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(TestGateway::start(toml).await);
+    }
+    out
+}
+
+/// The largest number of arrivals inside any window of `len`.
+fn max_in_window(mut at: Vec<Instant>, len: Duration) -> usize {
+    at.sort();
+    (0..at.len())
+        .map(|i| at[i..].iter().take_while(|t| **t < at[i] + len).count())
+        .max()
+        .unwrap_or(0)
+}
+
+/// What one caller got: status, `X-Tollgate-Error`, `Retry-After`.
+async fn get(c: reqwest::Client, url: String) -> (u16, Option<String>, Option<String>) {
+    let r = c.get(url).send().await.unwrap();
+    let h = |n: &str| r.headers().get(n).map(|v| v.to_str().unwrap().to_owned());
+    (r.status().as_u16(), h("x-tollgate-error"), h("retry-after"))
+}
+
+async fn gcra(
+    conn: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+    interval_us: u64,
+    burst: u64,
+) -> (i64, i64, i64) {
+    redis::Script::new(include_str!("../src/shared/gcra.lua"))
+        .key(key)
+        .arg(interval_us)
+        .arg(interval_us * (burst - 1))
+        .invoke_async(conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_gcra_script_admits_the_burst_then_one_per_interval_on_redis_time() {
+    let redis = RedisServer::start();
+    let mut conn = redis.connection().await;
+    let interval = 200_000; // 200 ms
+    for i in 0..3 {
+        assert_eq!(
+            gcra(&mut conn, "t:rate", interval, 3).await.0,
+            1,
+            "burst cell {i}"
+        );
+    }
+    let (admitted, wait_us, paused) = gcra(&mut conn, "t:rate", interval, 3).await;
+    assert_eq!((admitted, paused), (0, 0));
+    assert!(wait_us > 0 && wait_us <= interval as i64, "{wait_us}");
+    // Waiting exactly what the script said is enough, and then one cell only.
+    tokio::time::sleep(Duration::from_micros(wait_us as u64)).await;
+    assert_eq!(gcra(&mut conn, "t:rate", interval, 3).await.0, 1);
+    let (admitted, wait_us, _) = gcra(&mut conn, "t:rate", interval, 3).await;
+    assert_eq!(admitted, 0);
+    assert!(
+        wait_us > interval as i64 / 2 && wait_us <= interval as i64,
+        "{wait_us}"
+    );
+    // The state expires by itself once it is worthless.
+    let ttl: i64 = conn.pttl("t:rate").await.unwrap();
+    // (at most burst × interval ahead)
+    assert!(ttl > 0 && ttl <= 3 * interval as i64 / 1000 + 1, "{ttl}");
+
+    // A pause key, when given, answers first, with its remaining time.
+    let _: () = conn.pset_ex("t:pause", "1", 1500).await.unwrap();
+    let (admitted, wait_us, paused): (i64, i64, i64) =
+        redis::Script::new(include_str!("../src/shared/gcra.lua"))
+            .key("t:other")
+            .key("t:pause")
+            .arg(interval)
+            .arg(0)
+            .invoke_async(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!((admitted, paused), (0, 1));
+    assert!(wait_us > 1_000_000 && wait_us <= 1_500_000, "{wait_us}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shared_refusal_carries_the_scripts_retry_after() {
+    let redis = RedisServer::start();
+    let e = Emulator::start(Partner::Osigu).await.unwrap();
+    let limit = r#"rate_limit = { requests = 1, per = "3s", burst = 1, on_limit = "reject" }"#;
+    let gws = replicas(2, &format!("{}{}", osigu(&e, limit), shared(&redis, 2))).await;
+    let c = client();
+    assert_eq!(get(c.clone(), gws[0].url("/osigu/v1/sponsors")).await.0, 200);
+    // The other replica is refused: the budget is the fleet's.
+    let (status, code, retry_after) = get(c.clone(), gws[1].url("/osigu/v1/sponsors")).await;
+    assert_eq!((status, code.as_deref()), (429, Some("rate_limited")));
+    let retry_after: u64 = retry_after.unwrap().parse().unwrap();
+    // What the script says now, in whole seconds rounded up, is what the caller was told (the
+    // script's answer can only have shrunk since, by less than a second).
+    let mut conn = redis.connection().await;
+    let (admitted, wait_us, _) = gcra(&mut conn, "tollgate:rate:osigu:sandbox", 3_000_000, 1).await;
+    assert_eq!(admitted, 0);
+    let now_secs = (wait_us as u64).div_ceil(1_000_000);
+    assert!(
+        retry_after == now_secs || retry_after == now_secs + 1,
+        "Retry-After {retry_after}, script {wait_us} µs"
+    );
+    assert!((1..=3).contains(&retry_after));
+    assert_eq!(e.requests().len(), 1);
+}
+
+/// Three replicas, each configured with the partner's own limit, driven at three times that limit:
+/// the partner never has to refuse, and no second holds more than limit + burst.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_keep_the_partner_inside_one_shared_budget() {
+    let redis = RedisServer::start();
+    let e = Emulator::start(Partner::Osigu).await.unwrap();
+    e.set_rate_window(Duration::from_secs(1));
+    e.set_rate_limits(10, 10);
+    let limit =
+        r#"rate_limit = { requests = 10, per = "1s", burst = 2, on_limit = "queue", max_wait = "1s" }"#;
+    let gws = replicas(3, &format!("{}{}", osigu(&e, limit), shared(&redis, 3))).await;
+    let c = client();
+    // Warm: every replica holds the (one) token before the clock starts.
+    for gw in &gws {
+        assert_eq!(get(c.clone(), gw.url("/osigu/v1/sponsors")).await.0, 200);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = e.requests().len();
+
+    // 30 requests a second (3 × 10/s) for 10 s, spread over the replicas.
+    let started = Instant::now();
+    let mut calls = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    while started.elapsed() < Duration::from_secs(10) {
+        tick.tick().await;
+        for gw in &gws {
+            calls.push(tokio::spawn(get(c.clone(), gw.url("/osigu/v1/sponsors"))));
+        }
+    }
+    let results: Vec<_> = join_all(calls).await.into_iter().map(Result::unwrap).collect();
+    let ok = results.iter().filter(|r| r.0 == 200).count();
+    for r in results.iter().filter(|r| r.0 != 200) {
+        assert_eq!(
+            (r.0, r.1.as_deref()),
+            (429, Some("rate_limited")),
+            "only Tollgate refuses, never the partner"
+        );
+    }
+    assert!(ok >= 50, "the budget is used: {ok} of {} passed", results.len());
+    let arrivals: Vec<Instant> = e.requests()[before..].iter().map(|r| r.at).collect();
+    assert_eq!(arrivals.len(), ok);
+    let peak = max_in_window(arrivals, Duration::from_secs(1));
+    assert!(peak <= 12, "{peak} arrivals in one second (limit 10 + burst 2)");
+    for gw in &gws {
+        let partner_4xx = metric(
+            gw,
+            r#"tollgate_upstream_responses_total{environment="sandbox",status_class="4xx",upstream="osigu"}"#,
+        )
+        .await;
+        assert_eq!(partner_4xx, 0.0, "the partner never answered 429");
+        assert_eq!(metric(gw, "tollgate_shared_state_up").await, 1.0);
+    }
+}
+
+/// One token for the fleet (and one more after a revocation), pauses for everyone, one Redis round
+/// trip per request in steady state, and nothing secret in Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_cold_replicas_fetch_one_token_share_pauses_and_store_nothing_in_clear() {
+    let redis = RedisServer::start();
+    let e = Emulator::start(Partner::Ottimate).await.unwrap();
+    e.set_token_delay(Duration::from_millis(200));
+    let gws = replicas(3, &format!("{}{}", ottimate(&e), shared(&redis, 3))).await;
+    let h2 = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let wave = |n: usize| {
+        let calls = (0..n).map(|i| {
+            let h2 = h2.clone();
+            let url = gws[i % 3].url("/ottimate/invoices");
+            async move { h2.get(url).send().await.unwrap().status().as_u16() }
+        });
+        join_all(calls)
+    };
+    let statuses = wave(300).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(e.token_requests().len(), 1, "one token request for the fleet");
+
+    e.revoke_tokens();
+    let statuses = wave(300).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(
+        e.token_requests().len(),
+        2,
+        "exactly one more after the revocation"
+    );
+
+    // Steady state: one script call per request, nothing else (the token is cached locally).
+    let mut conn = redis.connection().await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let c = client();
+    for i in 0..30 {
+        assert_eq!(get(c.clone(), gws[i % 3].url("/ottimate/invoices")).await.0, 200);
+    }
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    let calls = |cmd: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("cmdstat_{cmd}:calls=")))
+            .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+    };
+    assert_eq!(calls("evalsha"), 30, "one round trip per request:\n{stats}");
+    for other in ["get", "set", "eval", "publish"] {
+        assert_eq!(calls(other), 0, "no `{other}` on the request path:\n{stats}");
+    }
+
+    // A partner 429 with Retry-After: 2 seen by one replica pauses every replica.
+    e.fail_next_api_requests(1, 429, Some(2));
+    let seen_before = e.requests().len();
+    let first = tokio::spawn(get(c.clone(), gws[0].url("/ottimate/invoices")));
+    let limited = eventually(Duration::from_secs(5), || e.requests().len() > seen_before).await;
+    assert!(limited);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut refused = 0;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1200) {
+        for gw in &gws[1..] {
+            let (status, code, _) = get(c.clone(), gw.url("/ottimate/invoices")).await;
+            assert_eq!((status, code.as_deref()), (429, Some("rate_limited")));
+            refused += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused > 10);
+    assert_eq!(first.await.unwrap().0, 200, "retried after the pause");
+    let seen = e.requests();
+    let limited_at = seen[seen_before].at;
+    let next = seen[seen_before + 1].at;
+    assert!(
+        next.duration_since(limited_at) >= Duration::from_millis(1900),
+        "no replica sent during the pause ({:?})",
+        next.duration_since(limited_at)
+    );
+
+    // Every key Tollgate wrote: no token, client secret or API key in clear, in names or values.
+    let token = seen
+        .last()
+        .unwrap()
+        .header("authorization")
+        .unwrap()
+        .trim_start_matches("Bearer ")
+        .to_owned();
+    let creds = e.credentials();
+    let secrets = [
+        token.as_str(),
+        &creds.client_secret,
+        &creds.api_key,
+        &creds.client_id,
+    ];
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query_async(&mut conn).await.unwrap();
+    assert!(
+        keys.iter().any(|k| k.starts_with(b"tollgate:token:")),
+        "the token is stored"
+    );
+    for key in keys {
+        let value: Vec<u8> = match conn.get::<_, Vec<u8>>(&key).await {
+            Ok(v) => v,
+            Err(_) => continue, // expired between KEYS and GET
+        };
+        for secret in secrets {
+            let s = secret.as_bytes();
+            assert!(s.len() >= 8);
+            for hay in [&key, &value] {
+                assert!(
+                    !hay.windows(s.len()).any(|w| w == s),
+                    "key {} holds a secret in clear",
+                    String::from_utf8_lossy(&key)
+                );
+            }
+        }
+    }
+}
+
+/// Redis goes away mid-run and comes back: callers keep getting answers, each replica keeps to its
+/// third of the budget meanwhile, and shared mode returns by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_outage_degrades_to_a_third_each_and_recovers_without_restart() {
+    let mut redis = RedisServer::start();
+    let e = Emulator::start(Partner::Osigu).await.unwrap();
+    e.set_rate_limits(0, 0);
+    let limit =
+        r#"rate_limit = { requests = 10, per = "1s", burst = 1, on_limit = "queue", max_wait = "500ms" }"#;
+    let gws = replicas(3, &format!("{}{}", osigu(&e, limit), shared(&redis, 3))).await;
+    let c = client();
+    for gw in &gws {
+        assert_eq!(get(c.clone(), gw.url("/osigu/v1/sponsors")).await.0, 200);
+        assert_eq!(metric(gw, "tollgate_shared_state_up").await, 1.0);
+    }
+
+    // Callers at 3 × 10/s the whole time.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let driver = tokio::spawn({
+        let (stop, c) = (stop.clone(), c.clone());
+        let urls: Vec<String> = gws.iter().map(|g| g.url("/osigu/v1/sponsors")).collect();
+        async move {
+            let mut calls = Vec::new();
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                tick.tick().await;
+                for url in &urls {
+                    calls.push(tokio::spawn(get(c.clone(), url.clone())));
+                }
+            }
+            join_all(calls)
+                .await
+                .into_iter()
+                .map(Result::unwrap)
+                .collect::<Vec<_>>()
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    redis.stop();
+    let stopped = Instant::now();
+    let mut degraded = false;
+    for _ in 0..100 {
+        let mut down = 0;
+        for gw in &gws {
+            down += usize::from(metric(gw, "tollgate_shared_state_up").await == 0.0);
+        }
+        if down == 3 {
+            degraded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(degraded, "every replica noticed");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let restarted = Instant::now();
+    redis.restart();
+    let mut recovered = false;
+    for _ in 0..600 {
+        let mut up = 0;
+        for gw in &gws {
+            up += usize::from(metric(gw, "tollgate_shared_state_up").await == 1.0);
+        }
+        if up == 3 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "shared mode came back without a restart");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let results = driver.await.unwrap();
+
+    for r in &results {
+        assert!(
+            r.0 == 200 || (r.0 == 429 && r.1.as_deref() == Some("rate_limited")),
+            "callers keep getting answers: {r:?}"
+        );
+    }
+    // Degraded (from a second after the stop to the restart): each replica at 1/3 of 10/s.
+    let outage: Vec<Instant> = e
+        .requests()
+        .iter()
+        .map(|r| r.at)
+        .filter(|at| *at >= stopped + Duration::from_secs(1) && *at < restarted)
+        .collect();
+    assert!(
+        !outage.is_empty(),
+        "the partner was still reached while Redis was down"
+    );
+    let peak = max_in_window(outage, Duration::from_secs(1));
+    assert!(
+        peak <= 10,
+        "{peak} arrivals in one second while degraded (budget 10)"
+    );
+    for gw in &gws {
+        let errors = metric(gw, r#"tollgate_redis_errors_total{op="admit"}"#).await
+            + metric(gw, r#"tollgate_redis_errors_total{op="connect"}"#).await;
+        assert!(errors >= 1.0, "the outage is counted");
+        let status: serde_json::Value = client()
+            .get(gw.admin_url("/status"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(status["shared_state"], "redis");
+        assert!(status["redis_last_error"].is_string(), "{status}");
+    }
+}
+
+/// A replica whose Redis is not there at start-up starts degraded and serves anyway, its own token
+/// and its share of the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_starts_degraded_when_redis_is_unreachable() {
+    let dead = support::dead_addr().await;
+    let e = Emulator::start(Partner::Osigu).await.unwrap();
+    let limit = r#"rate_limit = { requests = 10, per = "1s", burst = 3, on_limit = "reject" }"#;
+    let gw = TestGateway::start(&format!(
+        "{}[shared]\nredis_url = \"redis://{dead}/0\"\nreplicas = 3\nencryption_key = \"{KEY}\"\n",
+        osigu(&e, limit)
+    ))
+    .await;
+    let c = client();
+    let statuses: Vec<u16> = join_all((0..5).map(|_| get(c.clone(), gw.url("/osigu/v1/sponsors"))))
+        .await
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    // Its share of burst 3 over 3 replicas is 1: one passes at once, the rest are refused.
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    assert_eq!(e.token_requests().len(), 1, "its own token");
+    assert_eq!(metric(&gw, "tollgate_shared_state_up").await, 0.0);
+    assert!(metric(&gw, r#"tollgate_redis_errors_total{op="connect"}"#).await >= 1.0);
+    let status: serde_json::Value = c
+        .get(gw.admin_url("/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["shared_state"], "degraded");
+    assert!(
+        status["redis_last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("connect: "),
+        "{status}"
+    );
+}
+
+#[test]
+fn bad_shared_config_names_the_key_and_never_echoes_a_secret() {
+    let base = "[upstreams.p.sandbox]\nbase_url = \"http://127.0.0.1:1\"\n";
+    let err = |shared: &str| {
+        tollgate_proxy::Config::parse(&format!("{base}[shared]\n{shared}"), &|_| None)
+            .unwrap_err()
+            .to_string()
+    };
+    let e = err("redis_url = \"http://:hunter2@h:6379\"\nreplicas = 2\n");
+    assert!(e.starts_with("shared.redis_url: "), "{e}");
+    assert!(!e.contains("hunter2"), "{e}");
+    let e = err("redis_url = \"redis://h\"\nreplicas = 0\n");
+    assert!(e.starts_with("shared.replicas: "), "{e}");
+    let e = err("redis_url = \"redis://h\"\n");
+    assert!(e.starts_with("shared.replicas: "), "{e}");
+    let short = "c2hvcnQta2V5LXNlY3JldA=="; // "short-key-secret"
+    let e = err(&format!(
+        "redis_url = \"redis://h\"\nreplicas = 2\nencryption_key = \"{short}\"\n"
+    ));
+    assert!(e.starts_with("shared.encryption_key: "), "{e}");
+    assert!(
+        e.contains("32 bytes") && !e.contains(short) && !e.contains("short-key"),
+        "{e}"
+    );
+    let e = err("redis_url = \"redis://h\"\nreplicas = 2\nencryption_key = \"not base64!\"\n");
+    assert!(e.starts_with("shared.encryption_key: "), "{e}");
+    let e = err("redis_url = \"redis://h\"\nreplicas = 2\nop_timeout = \"soon\"\n");
+    assert!(e.starts_with("shared.op_timeout: "), "{e}");
+    let e = err("redis_url = \"redis://h\"\nreplicas = 2\nreplica = 3\n");
+    assert!(e.contains("replica"), "unknown keys are errors: {e}");
+
+    let ok = tollgate_proxy::Config::parse(
+        &format!("{base}[shared]\nredis_url = \"rediss://:pw@redis.internal:6380/2\"\nreplicas = 3\nencryption_key = \"{KEY}\"\n"),
+        &|_| None,
+    )
+    .unwrap();
+    let s = ok.shared.unwrap();
+    assert_eq!(s.redis_display, "rediss://redis.internal:6380/2");
+    assert_eq!(s.key_prefix, "tollgate:");
+    assert_eq!(s.op_timeout, Duration::from_millis(50));
+    assert!(!format!("{s:?}").contains("pw@"), "the URL is a secret");
+    assert!(
+        tollgate_proxy::Config::parse(base, &|_| None)
+            .unwrap()
+            .shared
+            .is_none(),
+        "no [shared]: all local"
+    );
+}
