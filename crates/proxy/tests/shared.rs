@@ -393,35 +393,17 @@ async fn a_redis_outage_degrades_to_a_third_each_and_recovers_without_restart() 
     tokio::time::sleep(Duration::from_secs(2)).await;
     redis.stop();
     let stopped = Instant::now();
-    let mut degraded = false;
-    for _ in 0..100 {
-        let mut down = 0;
-        for gw in &gws {
-            down += usize::from(metric(gw, "tollgate_shared_state_up").await == 0.0);
-        }
-        if down == 3 {
-            degraded = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(degraded, "every replica noticed");
+    assert!(
+        shared_state_everywhere(&gws, 0.0, 100).await,
+        "every replica noticed"
+    );
     tokio::time::sleep(Duration::from_secs(4)).await;
     let restarted = Instant::now();
     redis.restart();
-    let mut recovered = false;
-    for _ in 0..600 {
-        let mut up = 0;
-        for gw in &gws {
-            up += usize::from(metric(gw, "tollgate_shared_state_up").await == 1.0);
-        }
-        if up == 3 {
-            recovered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(recovered, "shared mode came back without a restart");
+    assert!(
+        shared_state_everywhere(&gws, 1.0, 600).await,
+        "shared mode came back without a restart"
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let results = driver.await.unwrap();
@@ -554,4 +536,19 @@ fn bad_shared_config_names_the_key_and_never_echoes_a_secret() {
             .is_none(),
         "no [shared]: all local"
     );
+}
+
+/// Polls every 100 ms, at most `tries` times, until every gateway's `tollgate_shared_state_up` is `value`.
+async fn shared_state_everywhere(gws: &[TestGateway], value: f64, tries: usize) -> bool {
+    for _ in 0..tries {
+        let mut all = true;
+        for gw in gws {
+            all &= metric(gw, "tollgate_shared_state_up").await == value;
+        }
+        if all {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
