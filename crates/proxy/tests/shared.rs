@@ -229,6 +229,41 @@ async fn three_replicas_keep_the_partner_inside_one_shared_budget() {
     }
 }
 
+/// Without an `encryption_key` each replica holds its own token, but every token call still passes
+/// the fleet's `token_rate_limit` in Redis: three cold replicas under a limit of one call a minute
+/// make exactly one call between them (three with per-replica limits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn token_calls_pass_the_fleets_token_rate_limit() {
+    let redis = RedisServer::start();
+    let e = Emulator::start(Partner::Ottimate).await.unwrap();
+    let upstream = ottimate(&e)
+        .replace("request_timeout = \"20s\"", "request_timeout = \"2s\"")
+        .replace(
+            "token_headers =",
+            "token_rate_limit = { requests = 1, per = \"1m\" }, token_headers =",
+        );
+    assert!(upstream.contains("token_rate_limit"), "{upstream}");
+    let no_key = format!(
+        "[shared]\nredis_url = \"{}\"\nreplicas = 3\nop_timeout = \"1s\"\n",
+        redis.url()
+    );
+    let gws = replicas(3, &format!("{upstream}{no_key}")).await;
+    assert!(eventually(Duration::from_secs(10), || !e.token_requests().is_empty()).await);
+    // Every replica warms up at start; two of them now wait a minute for the fleet's next call.
+    let c = client();
+    let answers = join_all(gws.iter().map(|gw| get(c.clone(), gw.url("/ottimate/invoices")))).await;
+    let served = answers.iter().filter(|(status, ..)| *status == 200).count();
+    assert_eq!(
+        served, 1,
+        "only the replica holding the one token serves: {answers:?}"
+    );
+    assert_eq!(
+        e.token_requests().len(),
+        1,
+        "one token call for the whole fleet within the minute"
+    );
+}
+
 /// One token for the fleet (and one more after a revocation), pauses for everyone, one Redis round
 /// trip per request in steady state, and nothing secret in Redis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
