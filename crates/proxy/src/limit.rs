@@ -271,19 +271,29 @@ impl Admission {
         deadline: Instant,
     ) -> Result<Duration, GatewayError> {
         let start = Instant::now();
-        let wait = loop {
-            match self.ask(shared).await {
-                None => return self.admit_local(shared.degraded.as_ref(), deadline).await,
-                Some(Verdict::Admitted) => return Ok(start.elapsed()),
-                // A pause about to end is waited out, not refused: the replica that saw the
-                // partner's answer writes the pause a moment after taking it, so its own retry can
-                // meet the last milliseconds of it in Redis.
-                Some(Verdict::Wait { wait, paused: true })
-                    if wait <= PAUSE_GRACE && Instant::now() + wait < deadline =>
-                {
-                    tokio::time::sleep(wait).await;
+        let queueing = self
+            .rate
+            .as_ref()
+            .is_some_and(|r| r.config.on_limit == OnLimit::Queue);
+        let wait = if queueing && self.queued.load(Ordering::Acquire) > 0 {
+            // Others on this replica are already in line: join it rather than take the next cell
+            // before them (the local limiter keeps the same order).
+            Duration::ZERO
+        } else {
+            loop {
+                match self.ask(shared).await {
+                    None => return self.admit_local(shared.degraded.as_ref(), deadline).await,
+                    Some(Verdict::Admitted) => return Ok(start.elapsed()),
+                    // A pause about to end is waited out, not refused: the replica that saw the
+                    // partner's answer writes the pause a moment after taking it, so its own retry
+                    // can meet the last milliseconds of it in Redis.
+                    Some(Verdict::Wait { wait, paused: true })
+                        if wait <= PAUSE_GRACE && Instant::now() + wait < deadline =>
+                    {
+                        tokio::time::sleep(wait).await;
+                    }
+                    Some(Verdict::Wait { wait, .. }) => break wait,
                 }
-                Some(Verdict::Wait { wait, .. }) => break wait,
             }
         };
         let Some(rate) = &self.rate else {
@@ -312,7 +322,9 @@ impl Admission {
             if Instant::now() + wait > until {
                 return Err(self.reject(wait));
             }
-            tokio::time::sleep(wait).await;
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
             wait = match self.ask(shared).await {
                 Some(Verdict::Admitted) => return Ok(start.elapsed()),
                 Some(Verdict::Wait { wait, .. }) => wait,

@@ -274,7 +274,11 @@ impl TokenCache {
     async fn fetch_shared(&self, shared: &SharedToken) -> Option<Result<Arc<Token>, String>> {
         let refused = self.refused.lock().expect("refused lock").take();
         if let Some(blob) = refused {
-            shared.invalidate(&blob).await?;
+            if shared.invalidate(&blob).await.is_none() {
+                // Redis is unavailable: keep the refusal so the bad token is deleted once it is back.
+                self.refused.lock().expect("refused lock").get_or_insert(blob);
+                return None;
+            }
         }
         let held = self.current.load_full().and_then(|t| t.origin.clone());
         let adoptable = |s: &crate::shared::token::Stored| {

@@ -46,6 +46,9 @@ use health::Health;
 /// Opening a connection may take longer than one call (TCP + TLS + HELLO), but not much.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Shared mode must last this long after a reconnect before the backoff starts from the beginning.
+const STABLE: Duration = Duration::from_secs(30);
+
 /// The fleet's shared state, one per gateway.
 pub struct SharedState {
     client: redis::Client,
@@ -151,14 +154,16 @@ impl SharedState {
         };
         let cmd = redis::cmd("PING");
         let ping = cmd.query_async::<String>(&mut conn);
-        match tokio::time::timeout(CONNECT_TIMEOUT, ping).await {
+        // Judged like every other call: a Redis that answers, but slower than `op_timeout`, would
+        // only be degraded again by the next call.
+        match tokio::time::timeout(self.op_timeout, ping).await {
             Ok(Ok(_)) => {
                 self.conn.store(Some(Arc::new(conn)));
                 self.health.recovered();
                 Ok(())
             }
             Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("PING took longer than 1s".to_owned()),
+            Err(_) => Err("PING slower than shared.op_timeout".to_owned()),
         }
     }
 
@@ -174,8 +179,17 @@ impl SharedState {
         let mut failures = 0;
         loop {
             if self.health.is_up() {
-                failures = 0;
+                let up_since = tokio::time::Instant::now();
                 self.health.went_down.notified().await;
+                if up_since.elapsed() < STABLE {
+                    // Down again right after coming back: a flapping Redis is backed off like an
+                    // unreachable one instead of being reconnected at once, over and over.
+                    failures += 1;
+                    let wait = crate::credentials::backoff::delay(failures, None, rand::random::<f64>());
+                    tokio::time::sleep(wait).await;
+                } else {
+                    failures = 0;
+                }
                 continue;
             }
             if let Err(e) = self.connect().await {
