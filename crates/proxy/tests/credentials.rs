@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use support::{client, eventually, metric, Fixed, TestGateway};
+use support::{admin_text, client, eventually, metric, status_json, Fixed, TestGateway};
 use tollgate_sandbox::{Emulator, Partner};
 
 /// Ottimate behind the gateway; `auth_extra` is appended inside the auth table.
@@ -47,6 +47,17 @@ auth = {{ type = "jwt_login", login_url = "{url}/api/auth/login/", refresh_url =
         email = c.email,
         password = c.password,
     )
+}
+
+/// The status of one GET to `url` every `every_ms`, for `run`.
+async fn statuses_for(c: &reqwest::Client, url: &str, run: Duration, every_ms: u64) -> Vec<u16> {
+    let started = Instant::now();
+    let mut statuses = Vec::new();
+    while started.elapsed() < run {
+        statuses.push(c.get(url).send().await.unwrap().status().as_u16());
+        tokio::time::sleep(Duration::from_millis(every_ms)).await;
+    }
+    statuses
 }
 
 fn status_counts(statuses: &[u16]) -> std::collections::BTreeMap<u16, usize> {
@@ -92,19 +103,7 @@ async fn steady_traffic_is_refreshed_early_and_never_carries_an_expired_token() 
     e.set_token_ttl(Duration::from_secs(3));
     let gw = TestGateway::start(&ottimate(&e, r#", refresh_before = "1s""#, "")).await;
     let c = client();
-    let started = Instant::now();
-    let mut statuses = Vec::new();
-    while started.elapsed() < Duration::from_secs(10) {
-        statuses.push(
-            c.get(gw.url("/ottimate/invoices"))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16(),
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let statuses = statuses_for(&c, &gw.url("/ottimate/invoices"), Duration::from_secs(10), 50).await;
     assert!(
         statuses.iter().all(|s| *s == 200),
         "{:?}",
@@ -274,19 +273,7 @@ async fn failing_early_refresh_keeps_the_valid_token_serving() {
         200
     );
     e.fail_next_token_requests(1, 503, None);
-    let started = Instant::now();
-    let mut statuses = Vec::new();
-    while started.elapsed() < Duration::from_secs(8) {
-        statuses.push(
-            c.get(gw.url("/ottimate/invoices"))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16(),
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let statuses = statuses_for(&c, &gw.url("/ottimate/invoices"), Duration::from_secs(8), 100).await;
     assert!(
         statuses.iter().all(|s| *s == 200),
         "{:?}",
@@ -375,18 +362,18 @@ async fn oas_logs_in_once_refreshes_and_logs_in_again_when_refresh_is_refused() 
             .filter(|r| r.path == "/api/auth/token/refresh/")
             .count()
     };
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(5) {
-        assert_eq!(
-            c.get(gw.url("/oas/api/organisations/"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let statuses = statuses_for(
+        &c,
+        &gw.url("/oas/api/organisations/"),
+        Duration::from_secs(5),
+        100,
+    )
+    .await;
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "{:?}",
+        status_counts(&statuses)
+    );
     assert_eq!(logins(), 1, "one login");
     assert!(refreshes() >= 1, "short-lived access tokens are refreshed");
     let key = e.credentials().api_key.clone();
@@ -537,15 +524,7 @@ auth = {{ type = "oauth2_client_credentials", token_url = "{token}/oauth/token",
         )
         .await;
         assert!(invalid >= 1.0, "{name}: counted as invalid_response");
-        let status = client()
-            .get(gw.admin_url("/status"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+        let v = status_json(&gw).await;
         assert_eq!(v["upstreams"][0]["token"]["state"], "failing", "{name}");
         assert!(v["upstreams"][0]["token"]["last_error"]
             .as_str()
@@ -610,14 +589,7 @@ auth = {{ type = "oauth2_client_credentials", token_url = "{url}/oauth/token", c
     std::fs::write(&secret_file, "").unwrap();
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(e.token_requests().len(), 1, "an empty secret sends nothing");
-    let status = http
-        .get(gw.admin_url("/status"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let status = admin_text(&gw, "/status").await;
     assert!(status.contains("empty"), "{status}");
 
     // The rotation lands: the next scheduled retry reads the new secret.

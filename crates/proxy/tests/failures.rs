@@ -5,7 +5,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{client, dead_addr, raw, status_of, TestGateway};
+use support::{admin_text, client, dead_addr, raw, status_of, TestGateway};
 use tollgate_sandbox::{Echo, Emulator, Partner};
 
 fn echo_config(base: &str, extra: &str) -> String {
@@ -24,14 +24,7 @@ async fn unreachable_upstream_is_502_upstream_unreachable() {
     assert_eq!(v["error"]["upstream"], "echo");
     assert!(v["error"]["message"].as_str().unwrap().contains("reached"), "{v}");
     // A connect error sends no byte, so the default policy retries it: 3 attempts in all.
-    let metrics = client()
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = admin_text(&gw, "/metrics").await;
     assert!(
         metrics.contains(
             r#"tollgate_upstream_errors_total{environment="sandbox",kind="connect",upstream="echo"} 3"#

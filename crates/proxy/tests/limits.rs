@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use support::{client, metric, Fixed, TestGateway};
+use support::{client, metric, status_json, Fixed, TestGateway};
 use tollgate_sandbox::{Emulator, Partner};
 
 /// OAS `/helloworld` needs only the API key: a fast, unlimited partner endpoint.
@@ -234,15 +234,7 @@ async fn http_date_retry_after_pauses_too() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(partner.hits(), 1, "no request reached the partner while paused");
-    let status = c
-        .get(gw.admin_url("/status"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let v = status_json(&gw).await;
     assert!(
         v["upstreams"][0]["limits"]["paused_for_seconds"]
             .as_f64()

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{client, metric, TestGateway};
+use support::{admin_text, client, metric, TestGateway};
 use tollgate_sandbox::{Emulator, Partner};
 
 fn repo() -> PathBuf {
@@ -261,14 +261,7 @@ async fn series_stay_constant_under_random_paths_and_the_exposition_is_valid() {
             .filter(|l| !l.starts_with('#') && !l.starts_with("process_"))
             .count()
     };
-    let before = c
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let before = admin_text(&gw, "/metrics").await;
     for i in 0..10_000u32 {
         let id = format!("{:08x}", i.wrapping_mul(2_654_435_761));
         let path = match i % 4 {
@@ -283,14 +276,7 @@ async fn series_stay_constant_under_random_paths_and_the_exposition_is_valid() {
             .await
             .unwrap();
     }
-    let after = c
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let after = admin_text(&gw, "/metrics").await;
     assert_eq!(
         series(&before),
         series(&after),

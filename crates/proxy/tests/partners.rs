@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{client, TestGateway};
+use support::{admin_text, client, TestGateway};
 use tollgate_sandbox::{Credentials, Emulator, Options, Partner};
 
 fn partners_config(ott: &Emulator, oas: &Emulator, osigu: &Emulator) -> String {
@@ -236,14 +236,7 @@ async fn admin_endpoints_report_routes_without_secrets() {
         c.get(w.gw.admin_url("/readyz")).send().await.unwrap().status(),
         200
     );
-    let status = c
-        .get(w.gw.admin_url("/status"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let status = admin_text(&w.gw, "/status").await;
     let v: serde_json::Value = serde_json::from_str(&status).unwrap();
     let ups = v["upstreams"].as_array().unwrap();
     assert_eq!(ups.len(), 3);
@@ -264,14 +257,7 @@ async fn admin_endpoints_report_routes_without_secrets() {
         assert!(!status.contains(secret.as_str()), "/status leaked a secret");
     }
     c.get(w.gw.url("/oas/helloworld")).send().await.unwrap();
-    let metrics = c
-        .get(w.gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = admin_text(&w.gw, "/metrics").await;
     assert!(
         metrics.contains(
             r#"tollgate_requests_total{environment="sandbox",status_class="2xx",upstream="oas"} 1"#

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use redis::AsyncCommands;
 use support::redis_server::RedisServer;
-use support::{client, eventually, metric, TestGateway};
+use support::{client, eventually, metric, status_json, TestGateway};
 use tollgate_sandbox::{Emulator, Partner};
 
 /// 32 bytes (0..=31), base64: a test key, never a real one.
@@ -469,14 +469,7 @@ async fn a_redis_outage_degrades_to_a_third_each_and_recovers_without_restart() 
         let errors = metric(gw, r#"tollgate_redis_errors_total{op="admit"}"#).await
             + metric(gw, r#"tollgate_redis_errors_total{op="connect"}"#).await;
         assert!(errors >= 1.0, "the outage is counted");
-        let status: serde_json::Value = client()
-            .get(gw.admin_url("/status"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let status = status_json(gw).await;
         assert_eq!(status["shared_state"], "redis");
         assert!(status["redis_last_error"].is_string(), "{status}");
     }
@@ -505,14 +498,7 @@ async fn a_replica_starts_degraded_when_redis_is_unreachable() {
     assert_eq!(e.token_requests().len(), 1, "its own token");
     assert_eq!(metric(&gw, "tollgate_shared_state_up").await, 0.0);
     assert!(metric(&gw, r#"tollgate_redis_errors_total{op="connect"}"#).await >= 1.0);
-    let status: serde_json::Value = c
-        .get(gw.admin_url("/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = status_json(&gw).await;
     assert_eq!(status["shared_state"], "degraded");
     assert!(
         status["redis_last_error"]

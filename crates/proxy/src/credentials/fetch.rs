@@ -216,18 +216,7 @@ pub async fn jwt_login(
 ) -> Result<Fetched, FetchError> {
     let login_body = cfg.login_body.current().map_err(|e| empty_secret(&e))?;
     let payload = serde_json::to_vec(login_body.expose()).expect("a JSON value serialises");
-    let sent = now_unix();
-    let body = post(
-        client,
-        &cfg.login_url,
-        &cfg.token_headers,
-        "application/json",
-        None,
-        payload,
-        timeout,
-    )
-    .await?;
-    jwt_answer(&body, cfg, sent)
+    jwt_post(client, cfg, &cfg.login_url, payload, timeout).await
 }
 
 /// `{"<refresh_field>": token}` to `refresh_url`.
@@ -240,6 +229,17 @@ pub async fn jwt_refresh(
 ) -> Result<Fetched, FetchError> {
     let payload = serde_json::to_vec(&serde_json::json!({ cfg.refresh_field.as_str(): refresh.expose() }))
         .expect("a JSON value serialises");
+    jwt_post(client, cfg, url, payload, timeout).await
+}
+
+/// A JSON login or refresh call and its answer.
+async fn jwt_post(
+    client: &UpstreamClient,
+    cfg: &JwtLogin,
+    url: &Url,
+    payload: Vec<u8>,
+    timeout: Duration,
+) -> Result<Fetched, FetchError> {
     let sent = now_unix();
     let body = post(
         client,

@@ -219,17 +219,28 @@ impl Drop for Fixed {
     }
 }
 
-/// The value of one sample line of the gateway's `/metrics`, or 0 when absent.
-pub async fn metric(gw: &TestGateway, series: &str) -> f64 {
-    let text = client()
-        .get(gw.admin_url("/metrics"))
+/// The body of one admin endpoint (`/metrics`, `/status`, ...).
+pub async fn admin_text(gw: &TestGateway, path: &str) -> String {
+    client()
+        .get(gw.admin_url(path))
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
-    text.lines()
+        .unwrap()
+}
+
+/// `/status`, parsed.
+pub async fn status_json(gw: &TestGateway) -> serde_json::Value {
+    serde_json::from_str(&admin_text(gw, "/status").await).unwrap()
+}
+
+/// The value of one sample line of the gateway's `/metrics`, or 0 when absent.
+pub async fn metric(gw: &TestGateway, series: &str) -> f64 {
+    admin_text(gw, "/metrics")
+        .await
+        .lines()
         .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
         .unwrap_or(0.0)
 }
