@@ -4,26 +4,30 @@
 //! when the partner offers it by ALPN. Redirects are never followed: a 3xx is the partner's answer
 //! and goes back to the caller as is.
 
-use std::error::Error as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
-use hyper::body::Incoming;
+use http::header::HOST;
+use http::uri::PathAndQuery;
+use http::{Request, Response, Uri};
+use hyper::client::conn::{http1, http2};
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::client::legacy::connect::{Connection as _, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::RootCertStore;
 use rustls_pki_types::{pem::PemObject, CertificateDer};
 use tollgate_metrics::ErrorKind;
+use tower_service::Service as _;
 
-use crate::body::Body;
+use crate::body::{self, Body};
 use crate::config::Target;
+use crate::pool::{Conn, Origin, Pool, PooledBody};
 
 /// A pooled client for one upstream; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct UpstreamClient {
-    client: Client<HttpsConnector<HttpConnector>, Body>,
+    connector: HttpsConnector<HttpConnector>,
+    pool: Arc<Pool>,
 }
 
 /// An attempt that got no response.
@@ -69,42 +73,164 @@ impl UpstreamClient {
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(https);
-        Ok(Self { client })
+        Ok(Self {
+            connector: https,
+            pool: Arc::default(),
+        })
     }
 
     /// Sends one attempt and waits for the response headers; the body streams afterwards.
-    pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, ForwardError> {
-        self.client.request(req).await.map_err(|e| {
-            let mut kind = if e.is_connect() {
-                ErrorKind::Connect
-            } else {
-                ErrorKind::Protocol
+    ///
+    /// `req` carries an absolute URI. A request that a reused connection never sent (the partner
+    /// closed it while idle) goes out on the next one; one that a new connection refused is an error.
+    pub async fn send(&self, mut req: Request<Body>) -> Result<Response<Body>, ForwardError> {
+        let origin = self.pool.origin(req.uri()).ok_or_else(|| ForwardError {
+            kind: ErrorKind::Connect,
+            body_too_large: false,
+            before_send: true,
+            message: format!("`{}` is not an absolute URI", req.uri()),
+        })?;
+        loop {
+            let (conn, reused) = match origin.checkout() {
+                Some(conn) => (conn, true),
+                None => (self.connect(&origin, req.uri()).await?, false),
             };
-            let mut body_too_large = false;
-            let mut message = e.to_string();
-            let mut source = e.source();
-            while let Some(s) = source {
-                if s.is::<rustls::Error>() {
-                    kind = ErrorKind::Tls;
+            let mut failed = match conn {
+                Conn::H1(mut tx) => {
+                    if tx.ready().await.is_err() {
+                        if reused {
+                            continue;
+                        }
+                        return Err(ForwardError::unsent("the new connection closed at once"));
+                    }
+                    origin_form(&mut req, &origin);
+                    match tx.try_send_request(req).await {
+                        Ok(resp) => {
+                            return Ok(resp.map(|b| body::stream(PooledBody::new(b, tx, origin))));
+                        }
+                        Err(e) => e,
+                    }
                 }
-                if s.is::<http_body_util::LengthLimitError>() {
-                    body_too_large = true;
+                Conn::H2(mut tx) => {
+                    absolute_form(&mut req, &origin);
+                    match tx.try_send_request(req).await {
+                        Ok(resp) => return Ok(resp.map(body::stream)),
+                        Err(e) => e,
+                    }
                 }
-                message.push_str(": ");
-                message.push_str(&s.to_string());
-                source = s.source();
+            };
+            match failed.take_message() {
+                Some(unsent) if reused => req = unsent,
+                unsent => return Err(ForwardError::sending(failed.into_error(), unsent.is_none())),
             }
-            ForwardError {
-                kind,
-                body_too_large,
-                before_send: e.is_connect(),
-                message,
+        }
+    }
+
+    /// Opens a connection to `origin` (TCP, TLS with ALPN) and starts its driver task.
+    async fn connect(&self, origin: &Origin, uri: &Uri) -> Result<Conn, ForwardError> {
+        let io = self
+            .connector
+            .clone()
+            .call(uri.clone())
+            .await
+            .map_err(|e| ForwardError::connect(&*e))?;
+        if io.connected().is_negotiated_h2() {
+            let (tx, conn) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .handshake(io)
+                .await
+                .map_err(|e| ForwardError::connect(&e))?;
+            tokio::spawn(drive(conn));
+            origin.share_h2(&tx);
+            return Ok(Conn::H2(tx));
+        }
+        let (tx, conn) = http1::handshake(io)
+            .await
+            .map_err(|e| ForwardError::connect(&e))?;
+        tokio::spawn(drive(conn));
+        Ok(Conn::H1(tx))
+    }
+}
+
+/// Runs one connection until it closes.
+async fn drive<C: std::future::Future<Output = Result<(), hyper::Error>>>(conn: C) {
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "upstream connection ended with an error");
+    }
+}
+
+/// HTTP/1 wants `Host` and the origin-form target.
+fn origin_form(req: &mut Request<Body>, origin: &Origin) {
+    if !req.headers().contains_key(HOST) {
+        req.headers_mut().insert(HOST, origin.host().clone());
+    }
+    if req.uri().authority().is_some() {
+        let pq = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *req.uri_mut() = Uri::from(pq);
+    }
+}
+
+/// HTTP/2 carries scheme and authority as pseudo-headers, from the absolute URI.
+fn absolute_form(req: &mut Request<Body>, origin: &Origin) {
+    if req.uri().authority().is_none() {
+        let mut parts = req.uri().clone().into_parts();
+        parts.scheme = Some(origin.scheme().clone());
+        parts.authority = Some(origin.authority().clone());
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+}
+
+impl ForwardError {
+    /// TCP connect or TLS handshake failed: nothing was sent.
+    fn connect(e: &(dyn std::error::Error + 'static)) -> Self {
+        let mut err = Self::from_chain(ErrorKind::Connect, e);
+        err.before_send = true;
+        err
+    }
+
+    /// The connection failed while (or before) the request was written or the answer read.
+    fn sending(e: hyper::Error, sent: bool) -> Self {
+        let mut err = Self::from_chain(ErrorKind::Protocol, &e);
+        err.before_send = !sent;
+        err
+    }
+
+    fn unsent(message: &str) -> Self {
+        Self {
+            kind: ErrorKind::Connect,
+            body_too_large: false,
+            before_send: true,
+            message: message.to_owned(),
+        }
+    }
+
+    /// The whole error chain in the message; TLS and body-limit errors recognised at any depth.
+    fn from_chain(kind: ErrorKind, e: &(dyn std::error::Error + 'static)) -> Self {
+        let mut err = Self {
+            kind,
+            body_too_large: false,
+            before_send: false,
+            message: e.to_string(),
+        };
+        let chain = std::iter::successors(Some(e), |&s| s.source());
+        for (depth, s) in chain.enumerate() {
+            if s.is::<rustls::Error>() {
+                err.kind = ErrorKind::Tls;
             }
-        })
+            if s.is::<http_body_util::LengthLimitError>() {
+                err.body_too_large = true;
+            }
+            if depth > 0 {
+                err.message.push_str(": ");
+                err.message.push_str(&s.to_string());
+            }
+        }
+        err
     }
 }

@@ -33,6 +33,7 @@ mod gateway;
 pub mod headers;
 mod limit;
 mod pipeline;
+mod pool;
 mod respond;
 mod retry;
 mod retry_after;

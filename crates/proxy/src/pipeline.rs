@@ -312,7 +312,7 @@ async fn attempt(
         Ok(Ok(resp)) => {
             let elapsed = sent.elapsed();
             up.metrics.upstream_response(resp.status().as_u16(), elapsed);
-            let mut resp = resp.map(body::stream);
+            let mut resp = resp;
             headers::clean_response_headers(resp.headers_mut());
             Ok((resp, elapsed))
         }

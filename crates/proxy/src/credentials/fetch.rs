@@ -13,7 +13,7 @@ use tollgate_metrics::TokenFailure;
 use url::Url;
 
 use super::response::{self, Invalid};
-use crate::body;
+use crate::body::{self, Body};
 use crate::config::{ClientAuth, JwtLogin, OAuth2};
 use crate::forward::UpstreamClient;
 use crate::secret::Secret;
@@ -107,12 +107,7 @@ async fn post(
             status: Some(status),
         });
     }
-    match tokio::time::timeout(
-        timeout,
-        Limited::new(resp.into_body(), response::MAX_RESPONSE_BYTES).collect(),
-    )
-    .await
-    {
+    match tokio::time::timeout(timeout, collect_limited(resp.into_body())).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
             Err(FetchError::invalid(Invalid("the body is larger than 64 KiB")))
@@ -277,4 +272,13 @@ fn jwt_answer(body: &[u8], cfg: &JwtLogin, sent: f64) -> Result<Fetched, FetchEr
         expires_unix: Some(expires_unix),
         refresh,
     })
+}
+
+/// The answer's body, up to `MAX_RESPONSE_BYTES`. A plain function naming a `Send` future: awaited
+/// directly in an `async fn`, `Limited`'s `Into<BoxError>` bound trips rustc's higher-ranked check.
+fn collect_limited(
+    body: Body,
+) -> impl std::future::Future<Output = Result<http_body_util::Collected<Bytes>, crate::body::BoxError>> + Send
+{
+    Limited::new(body, response::MAX_RESPONSE_BYTES).collect()
 }
