@@ -73,9 +73,14 @@ impl UpstreamClient {
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
+        let base: Uri = target
+            .base_url
+            .as_str()
+            .parse()
+            .map_err(|e| format!("base_url `{}`: {e}", target.base_url))?;
         Ok(Self {
             connector: https,
-            pool: Arc::default(),
+            pool: Arc::new(Pool::new(&base)),
         })
     }
 
@@ -93,7 +98,8 @@ impl UpstreamClient {
         loop {
             let (conn, reused) = match origin.checkout() {
                 Some(conn) => (conn, true),
-                None => (self.connect(&origin, req.uri()).await?, false),
+                // Boxed: the handshakes would grow every request's future, reused or not.
+                None => (Box::pin(self.connect(&origin, req.uri())).await?, false),
             };
             let mut failed = match conn {
                 Conn::H1(mut tx) => {

@@ -68,13 +68,17 @@ pub fn upstream_request_headers(
 }
 
 /// Drops the partner response's hop-by-hop headers and the ones its `Connection` names.
+///
+/// One pass over the names the response has (a handful) rather than a removal per hop-by-hop
+/// name: each removal hashes, and this runs for every response.
 pub fn clean_response_headers(headers: &mut HeaderMap) {
-    if let Ok(named) = connection_named(headers) {
-        for name in named {
-            headers.remove(name.as_str());
-        }
-    }
-    for name in &HOP_BY_HOP {
+    let named = connection_named(headers).unwrap_or_default();
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_hop_by_hop(name) || named.iter().any(|n| n == name.as_str()))
+        .cloned()
+        .collect();
+    for name in doomed {
         headers.remove(name);
     }
 }
@@ -88,6 +92,11 @@ fn connection_named(headers: &HeaderMap) -> Result<Vec<String>, GatewayError> {
             return Err(GatewayError::BadRequest("the Connection header is not ASCII"));
         };
         for token in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            // Connection options, not header names (`Keep-Alive` is hop-by-hop anyway): the
+            // common case allocates nothing.
+            if token.eq_ignore_ascii_case("keep-alive") || token.eq_ignore_ascii_case("close") {
+                continue;
+            }
             let token = token.to_ascii_lowercase();
             if token == "content-length" || token == "transfer-encoding" {
                 return Err(GatewayError::BadRequest(

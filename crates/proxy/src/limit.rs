@@ -182,6 +182,11 @@ impl Admission {
         if let Ok(permit) = self.slots.clone().try_acquire_owned() {
             return Ok(Slot(permit));
         }
+        // Boxed: every request's future would otherwise carry the waiting state (see `admit`).
+        Box::pin(self.wait_for_slot(deadline)).await
+    }
+
+    async fn wait_for_slot(&self, deadline: Instant) -> Result<Slot, GatewayError> {
         self.queued.fetch_add(1, Ordering::AcqRel);
         let _in_queue = InQueue(&self.queued);
         self.metrics.limited(Limited::UpstreamQueued);
@@ -198,7 +203,8 @@ impl Admission {
     /// Admits one attempt through the pause and the rate limit. Returns the time spent waiting.
     pub async fn admit(&self, deadline: Instant) -> Result<Duration, GatewayError> {
         if let Some(shared) = &self.shared {
-            // Boxed so the local path's future does not grow by the shared one.
+            // Boxed so the local path's future does not grow by the shared one: the pipeline's
+            // future is moved into hyper's connection slot for every request, so size is time.
             return Box::pin(self.admit_shared(shared, deadline)).await;
         }
         self.admit_local(self.rate.as_ref(), deadline).await
@@ -228,6 +234,18 @@ impl Admission {
         if paused.is_zero() && self.queued.load(Ordering::Acquire) == 0 && rate.gcra.check().is_ok() {
             return Ok(Duration::ZERO);
         }
+        // Boxed: only a queued request pays for the waiting state in its future.
+        Box::pin(self.queue_for_cell(rate, deadline, start, paused)).await
+    }
+
+    /// Waits in line for a cell (and out any pause), up to `max_wait` and the deadline.
+    async fn queue_for_cell(
+        &self,
+        rate: &Rate,
+        deadline: Instant,
+        start: Instant,
+        paused: Duration,
+    ) -> Result<Duration, GatewayError> {
         let until = deadline.min(start + rate.config.max_wait);
         let ahead = self.queued.fetch_add(1, Ordering::AcqRel);
         let _in_queue = InQueue(&self.queued);
@@ -365,7 +383,7 @@ impl Admission {
     /// Learns from a partner response: 429/503 with `Retry-After`, a 429 without one (one cell),
     /// or `RateLimit-Remaining: 0` / `X-RateLimit-Remaining: 0` with a reset, pause the upstream.
     pub fn observe(&self, status: u16, headers: &HeaderMap) {
-        let retry_after = crate::retry_after::parse(headers, SystemTime::now());
+        let retry_after = crate::retry_after::parse(headers, SystemTime::now);
         let pause = match (status, retry_after) {
             (429 | 503, Some(wait)) => Some((wait, "partner Retry-After")),
             (429, None) => Some((

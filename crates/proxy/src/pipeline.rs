@@ -57,7 +57,7 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
     let _inflight = up.metrics.inflight();
     let rest = rest.into_owned();
     let host = up.links.as_ref().and_then(|_| caller_host(&req));
-    let (resp, partner_time) = match forward(up, req, &rest, &request_id).await {
+    let (resp, partner_time) = match forward(up, req, &rest, &request_id, started).await {
         Ok((resp, waited)) => match &up.links {
             Some(links) => (links.rewrite(host.as_ref(), &up.metrics, resp), waited),
             None => (resp, waited),
@@ -114,8 +114,9 @@ async fn forward(
     req: Request<Incoming>,
     rest: &str,
     request_id: &HeaderValue,
+    started: Instant,
 ) -> Result<(Response<Body>, Duration), GatewayError> {
-    let deadline = tokio::time::Instant::now() + up.cfg.request_timeout;
+    let deadline = tokio::time::Instant::from_std(started) + up.cfg.request_timeout;
     let (parts, incoming) = req.into_parts();
     let max_body = up.cfg.max_body;
     let declared = content_length(&parts.headers);
@@ -135,10 +136,11 @@ async fn forward(
     let mut waited = Duration::ZERO;
     let queued = Instant::now();
     let _slot = up.admission.enter(deadline).await?;
-    waited += queued.elapsed();
+    let entered = Instant::now();
+    waited += entered - queued;
+    up.budget.deposit(entered);
     let mut body = Outgoing::new(incoming, declared, up.cfg.replay_buffer, max_body).await?;
     let policy = retry::Request::new(&parts.method, &parts.headers, body.replayable());
-    up.budget.deposit(Instant::now());
 
     let mut attempt_no = 1;
     let mut replayed = false;
@@ -156,9 +158,16 @@ async fn forward(
         };
         let token = match (&up.credentials, &up.token_header) {
             (Some(creds), Some(name)) => {
-                let asked = Instant::now();
-                let token = creds.get(deadline).await.map_err(token_unavailable)?;
-                waited += asked.elapsed();
+                let token = match creds.valid() {
+                    Some(held) => held,
+                    None => {
+                        let asked = Instant::now();
+                        // Boxed: the single flight's state would grow every request's future.
+                        let fetched = Box::pin(creds.get(deadline)).await;
+                        waited += asked.elapsed();
+                        fetched.map_err(token_unavailable)?
+                    }
+                };
                 attempt_headers.insert(name.clone(), token.header.clone());
                 Some((creds, token))
             }
@@ -179,7 +188,7 @@ async fn forward(
                 up.admission.observe(resp.status().as_u16(), resp.headers());
                 retry::Outcome::Status {
                     status: resp.status().as_u16(),
-                    retry_after: crate::retry_after::parse(resp.headers(), std::time::SystemTime::now()),
+                    retry_after: crate::retry_after::parse(resp.headers(), std::time::SystemTime::now),
                 }
             }
             Err(Failure {
@@ -199,10 +208,11 @@ async fn forward(
                 continue;
             }
         }
-        let time_left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let time_left = || deadline.saturating_duration_since(tokio::time::Instant::now());
         let Some(reason) = retry::should_retry(policy, outcome, attempt_no, &up.cfg.retry, time_left) else {
             return sent.map_err(|f| f.error);
         };
+        let time_left = time_left();
         let retry_after = match outcome {
             retry::Outcome::Status { retry_after, .. } => retry_after,
             _ => None,
@@ -218,7 +228,7 @@ async fn forward(
         up.metrics.retry(reason);
         tracing::debug!(upstream = %up.cfg.name, reason = reason.label(), attempt = attempt_no, wait_ms = wait.as_millis() as u64, "retrying");
         last = Some(sent);
-        tokio::time::sleep(wait).await;
+        Box::pin(tokio::time::sleep(wait)).await;
         waited += wait;
         attempt_no += 1;
     }
@@ -241,8 +251,7 @@ impl Outgoing {
             return Ok(Outgoing::Kept(Bytes::new()));
         }
         if declared.is_some_and(|len| len <= keep) {
-            let collected = Limited::new(incoming, limit(keep))
-                .collect()
+            let collected = Box::pin(Limited::new(incoming, limit(keep)).collect())
                 .await
                 .map_err(|_| GatewayError::BadRequest("the request body could not be read"))?;
             return Ok(Outgoing::Kept(collected.to_bytes()));

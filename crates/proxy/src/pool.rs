@@ -26,10 +26,12 @@ use crate::body::Body;
 /// Idle connections older than this are closed rather than reused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// Every origin one client has talked to (the API and, for credentials, the token endpoint).
-#[derive(Debug, Default)]
+/// Every origin one client has talked to: the API's, found without a lock, and any other
+/// (the token endpoint's, when it lives elsewhere).
+#[derive(Debug)]
 pub struct Pool {
-    origins: Mutex<Vec<Arc<Origin>>>,
+    api: Option<Arc<Origin>>,
+    others: Mutex<Vec<Arc<Origin>>>,
 }
 
 /// The connections to one scheme + authority.
@@ -62,33 +64,47 @@ pub enum Conn {
 }
 
 impl Pool {
+    /// A pool for the API at `base` (an absolute URI).
+    pub fn new(base: &Uri) -> Self {
+        Self {
+            api: Origin::of(base).map(Arc::new),
+            others: Mutex::default(),
+        }
+    }
+
     /// The origin of an absolute URI; `None` when it has no scheme or authority.
     pub fn origin(&self, uri: &Uri) -> Option<Arc<Origin>> {
         let (scheme, authority) = (uri.scheme()?, uri.authority()?);
-        let mut origins = lock(&self.origins);
-        if let Some(found) = origins
-            .iter()
-            .find(|o| o.scheme == *scheme && o.authority == *authority)
-        {
+        let same = |o: &Arc<Origin>| o.scheme == *scheme && o.authority == *authority;
+        if let Some(api) = self.api.as_ref().filter(|o| same(o)) {
+            return Some(api.clone());
+        }
+        let mut others = lock(&self.others);
+        if let Some(found) = others.iter().find(|o| same(o)) {
             return Some(found.clone());
         }
-        let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
-        let host = match authority.port_u16() {
-            Some(port) if port != default_port => authority.as_str().to_owned(),
-            _ => authority.host().to_owned(),
-        };
-        let origin = Arc::new(Origin {
-            scheme: scheme.clone(),
-            authority: authority.clone(),
-            host: HeaderValue::from_str(&host).ok()?,
-            state: Mutex::default(),
-        });
-        origins.push(origin.clone());
+        let origin = Arc::new(Origin::of(uri)?);
+        others.push(origin.clone());
         Some(origin)
     }
 }
 
 impl Origin {
+    fn of(uri: &Uri) -> Option<Self> {
+        let (scheme, authority) = (uri.scheme()?, uri.authority()?);
+        let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
+        let host = match authority.port_u16() {
+            Some(port) if port != default_port => authority.as_str().to_owned(),
+            _ => authority.host().to_owned(),
+        };
+        Some(Self {
+            scheme: scheme.clone(),
+            authority: authority.clone(),
+            host: HeaderValue::from_str(&host).ok()?,
+            state: Mutex::default(),
+        })
+    }
+
     pub fn scheme(&self) -> &Scheme {
         &self.scheme
     }

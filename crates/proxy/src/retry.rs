@@ -56,7 +56,7 @@ pub fn should_retry(
     outcome: Outcome,
     attempt: u32,
     policy: &Retry,
-    time_left: Duration,
+    time_left: impl FnOnce() -> Duration,
 ) -> Option<RetryReason> {
     if attempt >= policy.attempts.get() || !req.replayable {
         return None;
@@ -70,7 +70,7 @@ pub fn should_retry(
         Outcome::Status {
             status: 429,
             retry_after: Some(wait),
-        } if wait < time_left => RetryReason::Status429,
+        } if wait < time_left() => RetryReason::Status429,
         Outcome::Status { .. } => return None,
     };
     req.idempotent.then_some(reason)
@@ -260,7 +260,7 @@ mod tests {
         ];
         for (req, outcome, want) in cases {
             assert_eq!(
-                should_retry(req, outcome, 1, &policy(), LONG),
+                should_retry(req, outcome, 1, &policy(), || LONG),
                 want,
                 "{req:?} {outcome:?}"
             );
@@ -273,8 +273,8 @@ mod tests {
             idempotent: true,
             replayable: true,
         };
-        assert!(should_retry(get, status(503), 2, &policy(), LONG).is_some());
-        assert!(should_retry(get, status(503), 3, &policy(), LONG).is_none());
+        assert!(should_retry(get, status(503), 2, &policy(), || LONG).is_some());
+        assert!(should_retry(get, status(503), 3, &policy(), || LONG).is_none());
     }
 
     #[test]

@@ -4,14 +4,15 @@ use std::time::{Duration, SystemTime};
 
 use http::{header, HeaderMap};
 
-/// The wait a response asks for, if it carries a parseable `Retry-After`.
-pub fn parse(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+/// The wait a response asks for, if it carries a parseable `Retry-After`. The clock is read only
+/// for an HTTP-date: most responses carry no `Retry-After` and should not pay for one.
+pub fn parse(headers: &HeaderMap, now: impl FnOnce() -> SystemTime) -> Option<Duration> {
     let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
     let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    Some(at.duration_since(now()).unwrap_or(Duration::ZERO))
 }
 
 /// Whole seconds, rounded up, for a `Retry-After` we send.
@@ -33,13 +34,13 @@ mod tests {
     #[test]
     fn parses_seconds_and_dates() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(parse(&with("7"), now), Some(Duration::from_secs(7)));
+        assert_eq!(parse(&with("7"), || now), Some(Duration::from_secs(7)));
         let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        assert_eq!(parse(&with(&later), now), Some(Duration::from_secs(30)));
+        assert_eq!(parse(&with(&later), || now), Some(Duration::from_secs(30)));
         let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
-        assert_eq!(parse(&with(&past), now), Some(Duration::ZERO));
-        assert_eq!(parse(&with("soon"), now), None);
-        assert_eq!(parse(&HeaderMap::new(), now), None);
+        assert_eq!(parse(&with(&past), || now), Some(Duration::ZERO));
+        assert_eq!(parse(&with("soon"), || now), None);
+        assert_eq!(parse(&HeaderMap::new(), || now), None);
     }
 
     #[test]

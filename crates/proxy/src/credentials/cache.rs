@@ -150,7 +150,8 @@ impl TokenCache {
         }))
     }
 
-    /// A valid token, waiting (until `deadline`) for a fetch when none is held.
+    /// A valid token, waiting (until `deadline`) for a fetch when none is held. The request path
+    /// asks `valid` first and comes here only when there is none.
     pub async fn get(self: &Arc<Self>, deadline: Instant) -> Result<Arc<Token>, TokenError> {
         if let Some(token) = self.valid() {
             return Ok(token);
@@ -170,7 +171,7 @@ impl TokenCache {
     }
 
     /// The held token if it has not expired (the hard cutoff).
-    fn valid(&self) -> Option<Arc<Token>> {
+    pub fn valid(&self) -> Option<Arc<Token>> {
         let token = self.current.load_full()?;
         (Instant::now() < token.expires_at).then_some(token)
     }

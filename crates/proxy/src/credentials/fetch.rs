@@ -94,7 +94,7 @@ async fn post(
     };
     let status = resp.status();
     if !status.is_success() {
-        let retry_after = crate::retry_after::parse(resp.headers(), SystemTime::now());
+        let retry_after = crate::retry_after::parse(resp.headers(), SystemTime::now);
         let reason = match status.as_u16() {
             429 => TokenFailure::RateLimited,
             400..=499 => TokenFailure::Http4xx,
