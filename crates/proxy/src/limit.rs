@@ -61,8 +61,12 @@ pub struct Admission {
     max_wait: Duration,
     max_pause: Duration,
     pause: Pause,
-    /// Requests waiting for a slot or a cell right now.
+    /// Requests in line for a cell right now: a request finding others here queues behind them.
     queued: AtomicUsize,
+    /// Requests waiting for a concurrency slot right now. Kept apart from `queued`: they are not
+    /// ahead of anyone in the rate limit's line, and counting them there made a request that got a
+    /// slot expect their cells too and refuse itself with 429.
+    waiting_for_slot: AtomicUsize,
     metrics: UpstreamMetrics,
     /// `[shared]` only: the fleet's limit and pause in Redis.
     shared: Option<SharedAdmission>,
@@ -173,6 +177,7 @@ impl Admission {
                 reason: Mutex::new(""),
             },
             queued: AtomicUsize::new(0),
+            waiting_for_slot: AtomicUsize::new(0),
             metrics,
         }
     }
@@ -187,8 +192,8 @@ impl Admission {
     }
 
     async fn wait_for_slot(&self, deadline: Instant) -> Result<Slot, GatewayError> {
-        self.queued.fetch_add(1, Ordering::AcqRel);
-        let _in_queue = InQueue(&self.queued);
+        self.waiting_for_slot.fetch_add(1, Ordering::AcqRel);
+        let _in_queue = InQueue(&self.waiting_for_slot);
         self.metrics.limited(Limited::UpstreamQueued);
         let until = deadline.min(Instant::now() + self.max_wait);
         match tokio::time::timeout_at(until, self.slots.clone().acquire_owned()).await {
@@ -442,7 +447,7 @@ impl Admission {
             }),
             max_concurrency: self.max_concurrency,
             in_flight: self.max_concurrency - u32::try_from(self.slots.available_permits()).unwrap_or(0),
-            queued: self.queued.load(Ordering::Acquire),
+            queued: self.queued.load(Ordering::Acquire) + self.waiting_for_slot.load(Ordering::Acquire),
             paused_for_seconds: (!paused.is_zero()).then_some(paused.as_secs_f64()),
             pause_reason: (!paused.is_zero()).then(|| *self.pause.reason.lock().expect("reason lock")),
         }

@@ -215,6 +215,60 @@ async fn partner_429_with_retry_after_pauses_the_upstream_for_everyone() {
 }
 
 #[tokio::test]
+async fn requests_waiting_for_a_slot_are_not_ahead_in_the_rate_limit_line() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let partner = Fixed::start(200, "text/plain", b"ok".to_vec()).await;
+    // One cell a second past the burst: a request that believed one other was ahead of it in the
+    // line would expect a 2 s wait, over max_wait, and refuse itself with 429.
+    let toml = format!(
+        "[upstreams.p]\nmax_concurrency = 1\n[upstreams.p.sandbox]\nbase_url = \"{}\"\nrate_limit = {{ requests = 1000, per = \"1s\", burst = 1000, on_limit = \"queue\", max_wait = \"1500ms\" }}\n",
+        partner.url()
+    );
+    let gw = TestGateway::start(&toml).await;
+    // A holds the only slot while its body has not arrived yet.
+    let mut a = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    a.write_all(b"POST /p/a HTTP/1.1\r\nhost: gw\r\ncontent-length: 5\r\n\r\n")
+        .await
+        .unwrap();
+    let limits = |v: serde_json::Value, key: &str| v["upstreams"][0]["limits"][key].as_u64();
+    let mut holding = false;
+    for _ in 0..500 {
+        if limits(status_json(&gw).await, "in_flight") == Some(1) {
+            holding = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(holding, "A holds the slot");
+    let b = tokio::spawn({
+        let url = gw.url("/p/b");
+        async move { client().get(url).send().await.unwrap().status().as_u16() }
+    });
+    let mut waiting = false;
+    for _ in 0..500 {
+        if limits(status_json(&gw).await, "queued") == Some(1) {
+            waiting = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(waiting, "B waits for the slot");
+    a.write_all(b"hello").await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = a.read(&mut buf).await.unwrap();
+        assert!(n > 0, "A got an answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&answer);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    drop(a);
+    assert_eq!(b.await.unwrap(), 200);
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn http_date_retry_after_pauses_too() {
     let at = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(4));
     let partner = Fixed::start_with(429, "application/json", vec![("retry-after", at)], b"{}".to_vec()).await;
