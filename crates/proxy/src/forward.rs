@@ -133,7 +133,7 @@ impl UpstreamClient {
     }
 
     /// Opens a connection to `origin` (TCP, TLS with ALPN) and starts its driver task.
-    async fn connect(&self, origin: &Origin, uri: &Uri) -> Result<Conn, ForwardError> {
+    async fn connect(&self, origin: &Arc<Origin>, uri: &Uri) -> Result<Conn, ForwardError> {
         let io = self
             .connector
             .clone()
@@ -143,6 +143,10 @@ impl UpstreamClient {
         if io.connected().is_negotiated_h2() {
             let (tx, conn) = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
+                // A partner gone silent mid-request (no FIN, no GOAWAY) closes the connection
+                // instead of holding every later request to this origin.
+                .keep_alive_interval(H2_PING_EVERY)
+                .keep_alive_timeout(H2_PING_TIMEOUT)
                 .handshake(io)
                 .await
                 .map_err(|e| ForwardError::connect(&e))?;
@@ -157,6 +161,9 @@ impl UpstreamClient {
         Ok(Conn::H1(tx))
     }
 }
+
+const H2_PING_EVERY: Duration = Duration::from_secs(30);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Runs one connection until it closes.
 async fn drive<C: std::future::Future<Output = Result<(), hyper::Error>>>(conn: C) {

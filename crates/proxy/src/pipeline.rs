@@ -138,9 +138,10 @@ async fn forward(
     let _slot = up.admission.enter(deadline).await?;
     let entered = Instant::now();
     waited += entered - queued;
-    up.budget.deposit(entered);
     let mut body = Outgoing::new(incoming, declared, up.cfg.replay_buffer, max_body).await?;
     let policy = retry::Request::new(&parts.method, &parts.headers, body.replayable());
+    // Only a request whose body could be read earns retries for others.
+    up.budget.deposit(entered);
 
     let mut attempt_no = 1;
     let mut replayed = false;

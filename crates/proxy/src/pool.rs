@@ -2,17 +2,19 @@
 //!
 //! A request takes the most recently used idle HTTP/1 connection (or the origin's HTTP/2 one) and
 //! its HTTP/1 connection goes back on the stack the moment its response body ends, from inside the
-//! body. hyper-util's legacy client, used before, sent every request through a dispatch channel
-//! and spawned a task per request to hand the connection back; the load benchmark measured both
-//! (see BENCHMARKS.md). What a pool must still get right is here: a request that a reused
-//! connection never sent (the partner closed it while idle) goes out on another one, and idle
-//! connections older than `IDLE_TIMEOUT` are closed.
+//! body, provided the connection can take a request at once (otherwise a task waits for it, so no
+//! request ever queues behind another's upload). hyper-util's legacy client, used before, sent every
+//! request through a dispatch channel and spawned a task per request to hand the connection back;
+//! the load benchmark measured both (see BENCHMARKS.md). What a pool must still get right is here
+//! or in `forward.rs`: a request that a reused connection never sent goes out on another one, and a
+//! sweeper closes connections idle for `IDLE_TIMEOUT` (HTTP/2 included), counting sweeps rather than
+//! reading the clock on the request path.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::{Authority, Scheme};
@@ -23,8 +25,10 @@ use hyper::client::conn::{http1, http2};
 
 use crate::body::Body;
 
-/// Idle connections older than this are closed rather than reused.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// How often the sweeper looks at an origin's idle connections.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+/// Connections left unused for this many sweeps (90 to 100 s) are closed.
+const IDLE_SWEEPS: u8 = 9;
 
 /// Every origin one client has talked to: the API's, found without a lock, and any other
 /// (the token endpoint's, when it lives elsewhere).
@@ -48,13 +52,15 @@ pub struct Origin {
 struct State {
     /// Most recently used at the back.
     idle: VecDeque<Idle>,
-    h2: Option<http2::SendRequest<Body>>,
+    h2: Option<Idle<http2::SendRequest<Body>>>,
+    sweeper: bool,
 }
 
+/// A connection and the sweeps it has been idle through (HTTP/2: unused through).
 #[derive(Debug)]
-struct Idle {
-    tx: http1::SendRequest<Body>,
-    since: Instant,
+struct Idle<T = http1::SendRequest<Body>> {
+    tx: T,
+    sweeps: u8,
 }
 
 /// A connection taken from the pool (or just opened) for one request.
@@ -120,14 +126,15 @@ impl Origin {
     /// An open connection, if one is idle: HTTP/2 first (it multiplexes), then the newest HTTP/1.
     pub fn checkout(&self) -> Option<Conn> {
         let mut state = lock(&self.state);
-        if let Some(h2) = &state.h2 {
-            if !h2.is_closed() {
-                return Some(Conn::H2(h2.clone()));
+        if let Some(h2) = &mut state.h2 {
+            if !h2.tx.is_closed() {
+                h2.sweeps = 0;
+                return Some(Conn::H2(h2.tx.clone()));
             }
             state.h2 = None;
         }
         while let Some(idle) = state.idle.pop_back() {
-            if !idle.tx.is_closed() && idle.since.elapsed() < IDLE_TIMEOUT {
+            if !idle.tx.is_closed() {
                 return Some(Conn::H1(idle.tx));
             }
         }
@@ -135,26 +142,75 @@ impl Origin {
     }
 
     /// Keeps a new HTTP/2 connection for every later request to this origin.
-    pub fn share_h2(&self, tx: &http2::SendRequest<Body>) {
-        lock(&self.state).h2 = Some(tx.clone());
+    pub fn share_h2(self: &Arc<Self>, tx: &http2::SendRequest<Body>) {
+        let mut state = lock(&self.state);
+        state.h2 = Some(Idle {
+            tx: tx.clone(),
+            sweeps: 0,
+        });
+        self.start_sweeper(&mut state);
     }
 
     /// Returns an HTTP/1 connection whose response has been read to the end.
-    fn checkin(&self, tx: http1::SendRequest<Body>) {
+    fn checkin(self: &Arc<Self>, mut tx: http1::SendRequest<Body>) {
         if tx.is_closed() {
             return;
         }
-        let now = Instant::now();
-        let mut state = lock(&self.state);
-        // The stack's bottom is the longest idle: close what a busy spell left behind.
-        while state
-            .idle
-            .front()
-            .is_some_and(|oldest| now.duration_since(oldest.since) >= IDLE_TIMEOUT)
-        {
-            state.idle.pop_front();
+        if !tx.is_ready() {
+            // The request body may still be going out (the partner answered before reading it
+            // all): the connection joins the pool only once it can take a request.
+            let origin = self.clone();
+            tokio::spawn(async move {
+                if tx.ready().await.is_ok() {
+                    origin.push_idle(tx);
+                }
+            });
+            return;
         }
-        state.idle.push_back(Idle { tx, since: now });
+        self.push_idle(tx);
+    }
+
+    fn push_idle(self: &Arc<Self>, tx: http1::SendRequest<Body>) {
+        let mut state = lock(&self.state);
+        state.idle.push_back(Idle { tx, sweeps: 0 });
+        self.start_sweeper(&mut state);
+    }
+
+    fn start_sweeper(self: &Arc<Self>, state: &mut State) {
+        if !state.sweeper {
+            state.sweeper = true;
+            tokio::spawn(sweep(Arc::downgrade(self)));
+        }
+    }
+
+    /// One sweep: closes what has been idle (or closed) too long.
+    fn expire(&self) {
+        let mut state = lock(&self.state);
+        state.idle.retain_mut(|idle| {
+            idle.sweeps += 1;
+            idle.sweeps < IDLE_SWEEPS && !idle.tx.is_closed()
+        });
+        if let Some(h2) = &mut state.h2 {
+            h2.sweeps += 1;
+            if h2.sweeps >= IDLE_SWEEPS || h2.tx.is_closed() {
+                // Requests still on it finish: they hold their own handles.
+                state.h2 = None;
+            }
+        }
+    }
+}
+
+/// Sweeps one origin every `SWEEP_EVERY` for as long as its client exists.
+async fn sweep(origin: Weak<Origin>) {
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        match origin.upgrade() {
+            Some(origin) => origin.expire(),
+            None => return,
+        }
     }
 }
 
@@ -218,5 +274,102 @@ impl http_body::Body for PooledBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    use super::*;
+
+    /// A client connection to an in-memory server that answers 200 (HTTP/1, or HTTP/2).
+    async fn connection(h2: bool) -> Conn {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let svc = hyper::service::service_fn(|_req| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<Bytes>::new()))
+        });
+        tokio::spawn(
+            hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(server), svc)
+                .into_owned(),
+        );
+        let io = TokioIo::new(client);
+        if h2 {
+            let (tx, conn) = http2::handshake(TokioExecutor::new(), io).await.unwrap();
+            tokio::spawn(conn);
+            Conn::H2(tx)
+        } else {
+            let (tx, conn) = http1::handshake(io).await.unwrap();
+            tokio::spawn(conn);
+            Conn::H1(tx)
+        }
+    }
+
+    fn origin() -> Arc<Origin> {
+        Arc::new(Origin::of(&Uri::from_static("http://partner.test")).unwrap())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_connections_close_after_nine_sweeps_and_a_used_one_stays() {
+        let origin = origin();
+        let (Conn::H1(mut old), Conn::H1(mut young)) = (connection(false).await, connection(false).await)
+        else {
+            unreachable!()
+        };
+        old.ready().await.unwrap();
+        young.ready().await.unwrap();
+        origin.push_idle(old);
+        tokio::time::sleep(SWEEP_EVERY * 5 + SWEEP_EVERY / 2).await;
+        origin.push_idle(young);
+        tokio::time::sleep(SWEEP_EVERY * 3).await;
+        assert_eq!(lock(&origin.state).idle.len(), 2, "8 and 3 sweeps: both kept");
+        tokio::time::sleep(SWEEP_EVERY).await;
+        assert_eq!(
+            lock(&origin.state).idle.len(),
+            1,
+            "9 sweeps: the older one is closed"
+        );
+        assert!(matches!(origin.checkout(), Some(Conn::H1(_))));
+        assert!(origin.checkout().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_shared_h2_connection_is_dropped_after_nine_unused_sweeps() {
+        let origin = origin();
+        let Conn::H2(tx) = connection(true).await else {
+            unreachable!()
+        };
+        origin.share_h2(&tx);
+        drop(tx);
+        tokio::time::sleep(SWEEP_EVERY * 8 + SWEEP_EVERY / 2).await;
+        // Used: its idle count starts again.
+        assert!(matches!(origin.checkout(), Some(Conn::H2(_))));
+        tokio::time::sleep(SWEEP_EVERY * 8).await;
+        assert!(lock(&origin.state).h2.is_some(), "8 sweeps since it was used");
+        tokio::time::sleep(SWEEP_EVERY).await;
+        assert!(lock(&origin.state).h2.is_none(), "9 unused sweeps");
+        assert!(origin.checkout().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_connection_still_busy_joins_the_pool_only_when_ready() {
+        let origin = origin();
+        let Conn::H1(tx) = connection(false).await else {
+            unreachable!()
+        };
+        // Not ready yet: the connection task has not run. It must not be handed out before.
+        assert!(!tx.is_ready());
+        origin.checkin(tx);
+        assert!(lock(&origin.state).idle.is_empty());
+        let joined = async {
+            while lock(&origin.state).idle.is_empty() {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), joined)
+            .await
+            .unwrap();
+        assert!(matches!(origin.checkout(), Some(Conn::H1(_))));
     }
 }

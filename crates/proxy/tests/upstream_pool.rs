@@ -228,3 +228,68 @@ async fn a_connection_the_partner_closed_while_idle_is_never_used() {
     gw.stop().await;
     task.abort();
 }
+
+/// A partner that answers every request as soon as its head arrives, and after answering a POST
+/// stops reading that connection (its body stays unread).
+async fn early_answering_partner() -> (SocketAddr, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tcp.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    let post = got.starts_with(b"POST");
+                    got.drain(..head_end);
+                    let _ = tcp
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                    if post {
+                        // Hold the connection, never read the body.
+                        std::future::pending::<()>().await;
+                    }
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn no_request_waits_behind_an_upload_the_partner_answered_early() {
+    let (addr, task) = early_answering_partner().await;
+    let toml = format!(
+        "[upstreams.p]\nrequest_timeout = \"3s\"\nmax_body = \"64MiB\"\n[upstreams.p.sandbox]\nbase_url = \"http://{addr}\"\n"
+    );
+    let gw = TestGateway::start(&toml).await;
+    // 32 MiB streamed: far more than the socket buffers hold while the partner does not read.
+    let chunks = futures_util::stream::iter(
+        (0..512).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'x'; 64 * 1024]))),
+    );
+    let upload = client()
+        .post(gw.url("/p/upload"))
+        .header("content-length", (512 * 64 * 1024).to_string())
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send();
+    // The early answer comes back whole while the upload is still stuck.
+    let answered = upload.await.unwrap();
+    assert_eq!(answered.status(), 200);
+    assert_eq!(answered.text().await.unwrap(), "ok");
+    // Its connection is still sending the body: the GET must not wait for it (request_timeout
+    // would make that a 504).
+    let resp = client().get(gw.url("/p/next")).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{:?}", resp.headers().get("x-tollgate-error"));
+    assert_eq!(resp.text().await.unwrap(), "ok");
+    task.abort();
+}
