@@ -214,6 +214,17 @@ async fn partner_429_with_retry_after_pauses_the_upstream_for_everyone() {
     );
 }
 
+/// Polls `/status` for up to 10 s until the upstream's `limits.<key>` reads `value`.
+async fn limits_show(gw: &TestGateway, key: &str, value: u64) -> bool {
+    for _ in 0..1000 {
+        if status_json(gw).await["upstreams"][0]["limits"][key].as_u64() == Some(value) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
 #[tokio::test]
 async fn requests_waiting_for_a_slot_are_not_ahead_in_the_rate_limit_line() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -230,29 +241,12 @@ async fn requests_waiting_for_a_slot_are_not_ahead_in_the_rate_limit_line() {
     a.write_all(b"POST /p/a HTTP/1.1\r\nhost: gw\r\ncontent-length: 5\r\n\r\n")
         .await
         .unwrap();
-    let limits = |v: serde_json::Value, key: &str| v["upstreams"][0]["limits"][key].as_u64();
-    let mut holding = false;
-    for _ in 0..500 {
-        if limits(status_json(&gw).await, "in_flight") == Some(1) {
-            holding = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(holding, "A holds the slot");
+    assert!(limits_show(&gw, "in_flight", 1).await, "A holds the slot");
     let b = tokio::spawn({
         let url = gw.url("/p/b");
         async move { client().get(url).send().await.unwrap().status().as_u16() }
     });
-    let mut waiting = false;
-    for _ in 0..500 {
-        if limits(status_json(&gw).await, "queued") == Some(1) {
-            waiting = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(waiting, "B waits for the slot");
+    assert!(limits_show(&gw, "queued", 1).await, "B waits for the slot");
     a.write_all(b"hello").await.unwrap();
     let mut answer = Vec::new();
     let mut buf = [0u8; 1024];
