@@ -310,6 +310,30 @@ mod tests {
         Arc::new(Origin::of(&Uri::from_static("http://partner.test")).unwrap())
     }
 
+    #[test]
+    fn origins_are_found_by_scheme_and_authority_with_host_as_http1_wants_it() {
+        let pool = Pool::new(&Uri::from_static("https://api.partner.test:443/v1"));
+        let api = pool
+            .origin(&Uri::from_static("https://api.partner.test:443/v1/x?y=1"))
+            .unwrap();
+        assert!(Arc::ptr_eq(&api, pool.api.as_ref().unwrap()));
+        assert_eq!(api.host(), "api.partner.test", "the default port is left out");
+        let token = pool
+            .origin(&Uri::from_static("https://auth.partner.test:8443/token"))
+            .unwrap();
+        assert!(!Arc::ptr_eq(&api, &token));
+        assert_eq!(token.host(), "auth.partner.test:8443");
+        let again = pool
+            .origin(&Uri::from_static("https://auth.partner.test:8443/other"))
+            .unwrap();
+        assert!(Arc::ptr_eq(&token, &again), "one origin, one set of connections");
+        let plain = pool
+            .origin(&Uri::from_static("http://api.partner.test:443/v1"))
+            .unwrap();
+        assert!(!Arc::ptr_eq(&api, &plain), "the scheme is part of the origin");
+        assert!(pool.origin(&Uri::from_static("/relative")).is_none());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn idle_connections_close_after_nine_sweeps_and_a_used_one_stays() {
         let origin = origin();
