@@ -233,7 +233,7 @@ impl ForwardError {
         };
         let chain = std::iter::successors(Some(e), |&s| s.source());
         for (depth, s) in chain.enumerate() {
-            if s.is::<rustls::Error>() {
+            if is_tls(s) {
                 err.kind = ErrorKind::Tls;
             }
             if s.is::<http_body_util::LengthLimitError>() {
@@ -245,5 +245,22 @@ impl ForwardError {
             }
         }
         err
+    }
+}
+
+/// Whether `e` is a rustls error, also when wrapped in `io::Error`s: hyper-rustls hands the
+/// handshake error over two `io::Error`s deep, and `io::Error::source` skips what it wraps.
+fn is_tls(mut e: &(dyn std::error::Error + 'static)) -> bool {
+    loop {
+        if e.is::<rustls::Error>() {
+            return true;
+        }
+        match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            Some(inner) => e = inner,
+            None => return false,
+        }
     }
 }

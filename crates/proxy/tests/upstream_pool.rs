@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use support::{admin_text, client, TestGateway};
+use support::{admin_text, client, metric, TestGateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -117,7 +117,13 @@ async fn an_h2_partner_gets_every_request_on_one_tls_connection() {
         async move { get_ok(gw, &format!("/tls/n/{i}")).await }
     });
     let bodies = futures_util::future::join_all(calls).await;
-    assert_eq!(bodies[7], r#"{"path":"/api/n/7"}"#);
+    for (i, body) in bodies.iter().enumerate() {
+        assert_eq!(
+            *body,
+            format!(r#"{{"path":"/api/n/{i}"}}"#),
+            "each caller its own answer"
+        );
+    }
     assert_eq!(partner.connections.load(Ordering::SeqCst), 1);
     let seen = partner.seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 21);
@@ -164,12 +170,12 @@ async fn an_untrusted_certificate_is_a_tls_error() {
     let resp = client().get(gw.url("/tls/x")).send().await.unwrap();
     assert_eq!(resp.status(), 502);
     assert_eq!(resp.headers()["x-tollgate-error"], "upstream_unreachable");
-    let metrics = admin_text(&gw, "/metrics").await;
-    assert!(
-        metrics
-            .contains(r#"tollgate_upstream_errors_total{environment="sandbox",kind="tls",upstream="tls"}"#),
-        "{metrics}"
-    );
+    let series = |kind: &str| {
+        format!(r#"tollgate_upstream_errors_total{{environment="sandbox",kind="{kind}",upstream="tls"}}"#)
+    };
+    // A connect failure is retried: three attempts, each a TLS error, none a plain connect error.
+    assert_eq!(metric(&gw, &series("tls")).await, 3.0);
+    assert_eq!(metric(&gw, &series("connect")).await, 0.0);
     gw.stop().await;
 }
 
