@@ -32,7 +32,7 @@ pub fn upstream_headers(
 pub async fn token(gw: &Gateway, upstream: usize) -> Option<HeaderValue> {
     let creds = gw.upstreams[upstream].credentials.as_ref()?;
     let deadline = Instant::now() + Duration::from_secs(5);
-    creds.get(deadline).await.ok().map(|t| t.header.clone())
+    creds.get(deadline).await.ok().map(|(t, _)| t.header.clone())
 }
 
 /// One pass through the upstream's pause check and rate limiter.

@@ -72,7 +72,7 @@ pub fn upstream_request_headers(
 /// One pass over the names the response has (a handful) rather than a removal per hop-by-hop
 /// name: each removal hashes, and this runs for every response.
 pub fn clean_response_headers(headers: &mut HeaderMap) {
-    let named = connection_named(headers).unwrap_or_default();
+    let named = connection_tokens(headers);
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|name| is_hop_by_hop(name) || named.iter().any(|n| n == name.as_str()))
@@ -83,30 +83,43 @@ pub fn clean_response_headers(headers: &mut HeaderMap) {
     }
 }
 
-/// Lower-cased names listed in `Connection`. Naming a framing header is an attack on the
-/// partner's framing (request smuggling), not a preference: refuse it.
+/// Lower-cased names listed in a caller's `Connection`. Naming a framing header is an attack on
+/// the partner's framing (request smuggling), not a preference: refuse it.
 fn connection_named(headers: &HeaderMap) -> Result<Vec<String>, GatewayError> {
-    let mut named = Vec::new();
-    for value in headers.get_all(header::CONNECTION) {
-        let Ok(value) = value.to_str() else {
-            return Err(GatewayError::BadRequest("the Connection header is not ASCII"));
-        };
-        for token in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            // Connection options, not header names (`Keep-Alive` is hop-by-hop anyway): the
-            // common case allocates nothing.
-            if token.eq_ignore_ascii_case("keep-alive") || token.eq_ignore_ascii_case("close") {
-                continue;
-            }
-            let token = token.to_ascii_lowercase();
-            if token == "content-length" || token == "transfer-encoding" {
-                return Err(GatewayError::BadRequest(
-                    "the Connection header may not name Content-Length or Transfer-Encoding",
-                ));
-            }
-            named.push(token);
-        }
+    if headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|v| v.to_str().is_err())
+    {
+        return Err(GatewayError::BadRequest("the Connection header is not ASCII"));
+    }
+    let named = connection_tokens(headers);
+    if named
+        .iter()
+        .any(|t| t == "content-length" || t == "transfer-encoding")
+    {
+        return Err(GatewayError::BadRequest(
+            "the Connection header may not name Content-Length or Transfer-Encoding",
+        ));
     }
     Ok(named)
+}
+
+/// Lower-cased header names listed in `Connection` (values that are not ASCII are skipped).
+/// `close` and `keep-alive` are connection options, not names (`Keep-Alive` is hop-by-hop anyway),
+/// so the common case allocates nothing.
+fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| {
+            !t.is_empty() && !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close")
+        })
+        .map(str::to_ascii_lowercase)
+        .collect()
 }
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
@@ -225,6 +238,18 @@ mod tests {
 
     #[test]
     fn response_hop_by_hop_is_dropped() {
+        let mut h = map(&[
+            ("connection", "x-secret-hop"),
+            ("x-secret-hop", "1"),
+            ("transfer-encoding", "chunked"),
+            ("content-type", "text/plain"),
+        ]);
+        clean_response_headers(&mut h);
+        assert!(!h.contains_key("x-secret-hop"));
+        // A partner's Connection naming a framing header still removes what else it names.
+        let mut h = map(&[("connection", "content-length, x-hop"), ("x-hop", "1")]);
+        clean_response_headers(&mut h);
+        assert!(!h.contains_key("x-hop"));
         let mut h = map(&[
             ("connection", "x-secret-hop"),
             ("x-secret-hop", "1"),

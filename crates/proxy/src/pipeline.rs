@@ -159,16 +159,8 @@ async fn forward(
         };
         let token = match (&up.credentials, &up.token_header) {
             (Some(creds), Some(name)) => {
-                let token = match creds.valid() {
-                    Some(held) => held,
-                    None => {
-                        let asked = Instant::now();
-                        // Boxed: the single flight's state would grow every request's future.
-                        let fetched = Box::pin(creds.get(deadline)).await;
-                        waited += asked.elapsed();
-                        fetched.map_err(token_unavailable)?
-                    }
-                };
+                let (token, wait) = creds.get(deadline).await.map_err(token_unavailable)?;
+                waited += wait;
                 attempt_headers.insert(name.clone(), token.header.clone());
                 Some((creds, token))
             }

@@ -15,7 +15,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use tollgate_metrics::{Limited, UpstreamMetrics};
 
 use super::fetch::{self, FetchError, Fetched};
-use super::{backoff, Token, TokenError};
+use super::{backoff, now_unix, Token, TokenError};
 use crate::config::{Auth, JwtLogin, OAuth2};
 use crate::forward::UpstreamClient;
 use crate::secret::Secret;
@@ -150,12 +150,19 @@ impl TokenCache {
         }))
     }
 
-    /// A valid token, waiting (until `deadline`) for a fetch when none is held. The request path
-    /// asks `valid` first and comes here only when there is none.
-    pub async fn get(self: &Arc<Self>, deadline: Instant) -> Result<Arc<Token>, TokenError> {
+    /// A valid token, and how long getting it took: nothing (and no clock read) when one is held,
+    /// else the wait (until `deadline`) for a fetch.
+    pub async fn get(self: &Arc<Self>, deadline: Instant) -> Result<(Arc<Token>, Duration), TokenError> {
         if let Some(token) = self.valid() {
-            return Ok(token);
+            return Ok((token, Duration::ZERO));
         }
+        let asked = Instant::now();
+        // Boxed: the single flight's state would otherwise grow every request's future.
+        let fetched = Box::pin(self.wait_for_flight(deadline)).await;
+        fetched.map(|token| (token, asked.elapsed()))
+    }
+
+    async fn wait_for_flight(self: &Arc<Self>, deadline: Instant) -> Result<Arc<Token>, TokenError> {
         let flight = self.join_flight(false)?;
         match tokio::time::timeout_at(deadline, flight).await {
             Ok(Ok(token)) => Ok(token),
@@ -171,7 +178,7 @@ impl TokenCache {
     }
 
     /// The held token if it has not expired (the hard cutoff).
-    pub fn valid(&self) -> Option<Arc<Token>> {
+    fn valid(&self) -> Option<Arc<Token>> {
         let token = self.current.load_full()?;
         (Instant::now() < token.expires_at).then_some(token)
     }
@@ -183,7 +190,8 @@ impl TokenCache {
         if held.as_ref().is_some_and(|t| t.id == token.id) {
             let prev = self.current.compare_and_swap(&held, None);
             if prev.as_ref().is_some_and(|t| t.id == token.id) {
-                if self.shared_token.is_some() {
+                // Only a token adopted from the fleet has an origin blob to refuse.
+                if token.origin.is_some() {
                     self.refused
                         .lock()
                         .expect("refused lock")
@@ -491,10 +499,4 @@ impl TokenCache {
             last_error: state.last_error.clone(),
         }
     }
-}
-
-fn now_unix() -> f64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }

@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Limited};
 use tollgate_metrics::TokenFailure;
 use url::Url;
 
+use super::now_unix;
 use super::response::{self, Invalid};
 use crate::body::{self, Body};
 use crate::config::{ClientAuth, JwtLogin, OAuth2};
@@ -115,12 +116,6 @@ async fn post(
         Ok(Err(e)) => Err(network(format!("reading the token response failed: {e}"))),
         Err(_) => Err(network("reading the token response timed out".to_owned())),
     }
-}
-
-fn now_unix() -> f64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Expiry from `expires_in`, else the configured default, else refused.

@@ -13,7 +13,7 @@ mod cache;
 mod fetch;
 mod response;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::HeaderValue;
 use tokio::time::Instant;
@@ -44,4 +44,11 @@ pub struct TokenError {
     pub retry_after: Option<Duration>,
     /// What went wrong last (never a secret).
     pub message: String,
+}
+
+/// Wall-clock seconds since the epoch: token expiries are unix times (JWT `exp`, Redis TTLs).
+pub(crate) fn now_unix() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }

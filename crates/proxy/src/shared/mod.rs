@@ -127,8 +127,9 @@ impl SharedState {
         if !self.health.is_up() {
             return None;
         }
-        let conn = self.conn.load_full()?;
-        match tokio::time::timeout(self.op_timeout, f(ConnectionManager::clone(&conn))).await {
+        // One clone of the manager, not an `Arc` clone first: this runs for every admission.
+        let conn = ConnectionManager::clone(self.conn.load().as_deref()?);
+        match tokio::time::timeout(self.op_timeout, f(conn)).await {
             Ok(Ok(v)) => Some(v),
             Ok(Err(e)) => {
                 self.health.failed(op, &e.to_string());
@@ -185,8 +186,7 @@ impl SharedState {
                     // Down again right after coming back: a flapping Redis is backed off like an
                     // unreachable one instead of being reconnected at once, over and over.
                     failures += 1;
-                    let wait = crate::credentials::backoff::delay(failures, None, rand::random::<f64>());
-                    tokio::time::sleep(wait).await;
+                    tokio::time::sleep(retry_delay(failures)).await;
                 } else {
                     failures = 0;
                 }
@@ -195,9 +195,8 @@ impl SharedState {
             if let Err(e) = self.connect().await {
                 self.health.failed(RedisOp::Connect, &e);
                 failures += 1;
-                let wait = crate::credentials::backoff::delay(failures, None, rand::random::<f64>());
                 tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
+                    () = tokio::time::sleep(retry_delay(failures)) => {}
                     // Not woken by `went_down` while already down: that permit is consumed here.
                     () = self.health.went_down.notified() => {}
                 }
@@ -225,12 +224,7 @@ impl SharedState {
             }
             self.health.counted(RedisOp::Subscribe);
             failures += 1;
-            tokio::time::sleep(crate::credentials::backoff::delay(
-                failures,
-                None,
-                rand::random::<f64>(),
-            ))
-            .await;
+            tokio::time::sleep(retry_delay(failures)).await;
         }
     }
 
@@ -243,4 +237,10 @@ impl SharedState {
             .or_default()
             .clone()
     }
+}
+
+/// The wait before reconnecting after `failures` failures in a row: the token endpoint's schedule
+/// (exponential, jittered, capped), for the same reason: never hammer what is down.
+fn retry_delay(failures: u32) -> Duration {
+    crate::credentials::backoff::delay(failures, None, rand::random::<f64>())
 }

@@ -15,7 +15,7 @@
 //! caller down the local path.
 
 use std::sync::{Arc, LazyLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use redis::{AsyncCommands, Script};
 use tokio::sync::Notify;
@@ -127,11 +127,7 @@ impl SharedToken {
 
     /// Seals and stores a fresh token until its expiry, then announces it. Returns the blob.
     pub async fn store(&self, access: &Secret, expires_unix: f64) -> Option<Arc<[u8]>> {
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .ok()?
-            .as_secs_f64();
-        let ttl_ms = ((expires_unix - now) * 1000.0).floor();
+        let ttl_ms = ((expires_unix - crate::credentials::now_unix()) * 1000.0).floor();
         if ttl_ms < 1.0 {
             return None;
         }
