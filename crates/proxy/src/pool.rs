@@ -354,6 +354,7 @@ mod tests {
             1,
             "9 sweeps: the older one is closed"
         );
+        assert_eq!(lock(&origin.state).idle[0].sweeps, 4, "the younger one stays");
         assert!(matches!(origin.checkout(), Some(Conn::H1(_))));
         assert!(origin.checkout().is_none());
     }

@@ -7,47 +7,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use support::{admin_text, client, eventually, metric, status_json, Fixed, TestGateway};
+use support::{
+    admin_text, client, eventually, metric, oas_upstream, ottimate_upstream, status_json, Fixed, TestGateway,
+};
 use tollgate_sandbox::{Emulator, Partner};
-
-/// Ottimate behind the gateway; `auth_extra` is appended inside the auth table.
-fn ottimate(e: &Emulator, auth_extra: &str, upstream_extra: &str) -> String {
-    let c = e.credentials();
-    format!(
-        r#"
-[upstreams.ottimate]
-{upstream_extra}
-[upstreams.ottimate.sandbox]
-base_url = "{url}/v1"
-headers = {{ "X-API-Key" = "{key}" }}
-auth = {{ type = "oauth2_client_credentials", token_url = "{url}/oauth/token", client_id = "{id}",
-         client_secret = "{secret}", token_headers = {{ "X-API-Key" = "{key}" }} {auth_extra} }}
-"#,
-        url = e.base_url(),
-        key = c.api_key,
-        id = c.client_id,
-        secret = c.client_secret,
-    )
-}
-
-fn oas(e: &Emulator, auth_extra: &str) -> String {
-    let c = e.credentials();
-    format!(
-        r#"
-[upstreams.oas.sandbox]
-base_url = "{url}"
-headers = {{ "X-Api-Key" = "{key}" }}
-auth = {{ type = "jwt_login", login_url = "{url}/api/auth/login/", refresh_url = "{url}/api/auth/token/refresh/",
-         login_body = {{ username = "{user}", email = "{email}", password = "{password}" }},
-         token_headers = {{ "X-Api-Key" = "{key}" }} {auth_extra} }}
-"#,
-        url = e.base_url(),
-        key = c.api_key,
-        user = c.username,
-        email = c.email,
-        password = c.password,
-    )
-}
 
 /// The status of one GET to `url` every `every_ms`, for `run`.
 async fn statuses_for(c: &reqwest::Client, url: &str, run: Duration, every_ms: u64) -> Vec<u16> {
@@ -72,7 +35,7 @@ fn status_counts(statuses: &[u16]) -> std::collections::BTreeMap<u16, usize> {
 async fn cold_cache_500_concurrent_callers_cause_one_token_request() {
     let e = Emulator::start(Partner::Ottimate).await.unwrap();
     e.set_token_delay(Duration::from_millis(300));
-    let gw = TestGateway::start(&ottimate(&e, "", "")).await;
+    let gw = TestGateway::start(&ottimate_upstream(&e, "", "")).await;
     let h2 = reqwest::Client::builder()
         .no_proxy()
         .http2_prior_knowledge()
@@ -101,7 +64,7 @@ async fn cold_cache_500_concurrent_callers_cause_one_token_request() {
 async fn steady_traffic_is_refreshed_early_and_never_carries_an_expired_token() {
     let e = Emulator::start(Partner::Ottimate).await.unwrap();
     e.set_token_ttl(Duration::from_secs(3));
-    let gw = TestGateway::start(&ottimate(&e, r#", refresh_before = "1s""#, "")).await;
+    let gw = TestGateway::start(&ottimate_upstream(&e, "", r#", refresh_before = "1s""#)).await;
     let c = client();
     let statuses = statuses_for(&c, &gw.url("/ottimate/invoices"), Duration::from_secs(10), 50).await;
     assert!(
@@ -124,7 +87,7 @@ async fn steady_traffic_is_refreshed_early_and_never_carries_an_expired_token() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn revoked_token_is_replaced_once_and_requests_are_replayed() {
     let e = Emulator::start(Partner::Ottimate).await.unwrap();
-    let gw = TestGateway::start(&ottimate(&e, "", "")).await;
+    let gw = TestGateway::start(&ottimate_upstream(&e, "", "")).await;
     let c = client();
     assert_eq!(
         c.get(gw.url("/ottimate/invoices")).send().await.unwrap().status(),
@@ -194,7 +157,7 @@ async fn revoked_token_is_replaced_once_and_requests_are_replayed() {
 #[tokio::test]
 async fn a_second_401_goes_to_the_caller_without_looping() {
     let e = Emulator::start(Partner::Ottimate).await.unwrap();
-    let gw = TestGateway::start(&ottimate(&e, "", "")).await;
+    let gw = TestGateway::start(&ottimate_upstream(&e, "", "")).await;
     let c = client();
     assert_eq!(
         c.get(gw.url("/ottimate/invoices")).send().await.unwrap().status(),
@@ -212,7 +175,7 @@ async fn token_endpoint_failure_backs_off_and_recovers_without_restart() {
     let e = Emulator::start(Partner::Ottimate).await.unwrap();
     // Every token call in the first ~25 s fails: the schedule allows calls at about 0, 2, 6, 14 s.
     e.fail_next_token_requests(4, 500, None);
-    let gw = TestGateway::start(&ottimate(&e, "", "")).await;
+    let gw = TestGateway::start(&ottimate_upstream(&e, "", "")).await;
     let c = client();
     let started = Instant::now();
     let mut fast_failures = 0;
@@ -266,7 +229,7 @@ async fn token_endpoint_failure_backs_off_and_recovers_without_restart() {
 async fn failing_early_refresh_keeps_the_valid_token_serving() {
     let e = Emulator::start(Partner::Ottimate).await.unwrap();
     e.set_token_ttl(Duration::from_secs(6));
-    let gw = TestGateway::start(&ottimate(&e, r#", refresh_before = "3s""#, "")).await;
+    let gw = TestGateway::start(&ottimate_upstream(&e, "", r#", refresh_before = "3s""#)).await;
     let c = client();
     assert_eq!(
         c.get(gw.url("/ottimate/invoices")).send().await.unwrap().status(),
@@ -348,7 +311,7 @@ auth = {{ type = "oauth2_client_credentials", token_url = "{url}/oauth/token", c
 async fn oas_logs_in_once_refreshes_and_logs_in_again_when_refresh_is_refused() {
     let e = Emulator::start(Partner::Oas).await.unwrap();
     e.set_token_ttl(Duration::from_secs(3));
-    let gw = TestGateway::start(&oas(&e, r#", refresh_before = "1s""#)).await;
+    let gw = TestGateway::start(&oas_upstream(&e, "", r#", refresh_before = "1s""#)).await;
     let c = client();
     let logins = || {
         e.token_requests()
@@ -404,7 +367,7 @@ async fn oas_100_callers_at_expiry_cause_one_refresh() {
     let e = Emulator::start(Partner::Oas).await.unwrap();
     e.set_token_ttl(Duration::from_secs(2));
     // refresh_before 0: the refresh falls due exactly at expiry, when the callers arrive.
-    let gw = TestGateway::start(&oas(&e, r#", refresh_before = "0s""#)).await;
+    let gw = TestGateway::start(&oas_upstream(&e, "", r#", refresh_before = "0s""#)).await;
     let c = client();
     assert_eq!(
         c.get(gw.url("/oas/helloworld")).send().await.unwrap().status(),
@@ -432,7 +395,7 @@ async fn oas_100_callers_at_expiry_cause_one_refresh() {
 async fn ottimate_token_request_shapes_body_and_basic() {
     let e = Emulator::start(Partner::Ottimate).await.unwrap();
     let c = e.credentials().clone();
-    let gw = TestGateway::start(&ottimate(&e, r#", scope = "invoices:read""#, "")).await;
+    let gw = TestGateway::start(&ottimate_upstream(&e, "", r#", scope = "invoices:read""#)).await;
     assert_eq!(
         client()
             .get(gw.url("/ottimate/invoices"))
@@ -459,7 +422,7 @@ async fn ottimate_token_request_shapes_body_and_basic() {
     gw.stop().await;
 
     let e = Emulator::start(Partner::Ottimate).await.unwrap();
-    let gw = TestGateway::start(&ottimate(&e, r#", client_auth = "basic""#, "")).await;
+    let gw = TestGateway::start(&ottimate_upstream(&e, "", r#", client_auth = "basic""#)).await;
     assert_eq!(
         client()
             .get(gw.url("/ottimate/invoices"))
@@ -610,7 +573,7 @@ auth = {{ type = "oauth2_client_credentials", token_url = "{url}/oauth/token", c
 async fn a_token_endpoint_429_is_honoured() {
     let e = Emulator::start(Partner::Ottimate).await.unwrap();
     e.fail_next_token_requests(1, 429, Some(4));
-    let gw = TestGateway::start(&ottimate(&e, "", "")).await;
+    let gw = TestGateway::start(&ottimate_upstream(&e, "", "")).await;
     let resp = client().get(gw.url("/ottimate/invoices")).send().await.unwrap();
     assert_eq!(resp.status(), 502);
     let retry_after: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();

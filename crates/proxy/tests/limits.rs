@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use support::{client, metric, status_json, Fixed, TestGateway};
+use support::{client, metric, osigu_upstream, status_json, Fixed, TestGateway};
 use tollgate_sandbox::{Emulator, Partner};
 
 /// OAS `/helloworld` needs only the API key: a fast, unlimited partner endpoint.
@@ -121,21 +121,13 @@ async fn queue_mode_spaces_requests_and_refuses_hopeless_waits_at_once() {
 async fn osigu_real_limits_are_never_tripped() {
     let e = Emulator::start(Partner::Osigu).await.unwrap();
     let config = |e: &Emulator, mode: &str| {
-        let c = e.credentials();
-        format!(
-            r#"
-[upstreams.osigu]
-request_timeout = "120s"
-retry = {{ attempts = 1 }}
-[upstreams.osigu.sandbox]
-base_url = "{url}"
-rate_limit = {{ requests = 50, per = "1m", burst = 5, on_limit = "{mode}", max_wait = "110s" }}
-auth = {{ type = "oauth2_client_credentials", token_url = "{url}/oauth/token", client_id = "{id}",
-         client_secret = "{secret}", token_rate_limit = {{ requests = 10, per = "1m" }} }}
-"#,
-            url = e.base_url(),
-            id = c.client_id,
-            secret = c.client_secret
+        osigu_upstream(
+            e,
+            "request_timeout = \"120s\"\nretry = { attempts = 1 }",
+            &format!(
+                r#"rate_limit = {{ requests = 50, per = "1m", burst = 5, on_limit = "{mode}", max_wait = "110s" }}"#
+            ),
+            r#", token_rate_limit = { requests = 10, per = "1m" }"#,
         )
     };
     // Reject mode first: a burst of 120 gets Tollgate's 429s, never the partner's.

@@ -17,8 +17,8 @@ fn without_links(mut page: serde_json::Value) -> serde_json::Value {
 #[tokio::test]
 async fn walking_every_page_stays_behind_the_gateway() {
     let e = Emulator::start(Partner::Oas).await.unwrap();
-    let gw = TestGateway::start(&oas_upstream(&e, "")).await;
-    let plain = TestGateway::start(&oas_upstream(&e, "rewrite_links = false")).await;
+    let gw = TestGateway::start(&oas_upstream(&e, "", "")).await;
+    let plain = TestGateway::start(&oas_upstream(&e, "rewrite_links = false", "")).await;
     let c = client();
     // 25 seeded + 20 created = 45 organisations: 5 pages of 10.
     for i in 0..20 {

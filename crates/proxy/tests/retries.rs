@@ -11,7 +11,7 @@ use tollgate_sandbox::{Echo, Emulator, Partner};
 #[tokio::test]
 async fn idempotent_requests_are_retried_others_are_not() {
     let e = Emulator::start(Partner::Oas).await.unwrap();
-    let gw = TestGateway::start(&oas_upstream(&e, "")).await;
+    let gw = TestGateway::start(&oas_upstream(&e, "", "")).await;
     let c = client();
 
     e.fail_next_api_requests(2, 503, None);

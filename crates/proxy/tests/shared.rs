@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use redis::AsyncCommands;
 use support::redis_server::RedisServer;
-use support::{client, eventually, metric, status_json, TestGateway};
+use support::{
+    admin_text, client, eventually, metric, osigu_upstream, ottimate_upstream, status_json, TestGateway,
+};
 use tollgate_sandbox::{Emulator, Partner};
 
 /// 32 bytes (0..=31), base64: a test key, never a real one.
@@ -26,44 +28,19 @@ fn shared(redis: &RedisServer, replicas: u32) -> String {
     )
 }
 
-/// Osigu (OAuth2, limited per client) behind a gateway with `rate_limit`.
+/// Osigu behind a gateway with `rate_limit`.
 fn osigu(e: &Emulator, rate_limit: &str) -> String {
-    let c = e.credentials();
-    format!(
-        r#"
-[upstreams.osigu]
-request_timeout = "20s"
-retry = {{ attempts = 1 }}
-[upstreams.osigu.sandbox]
-base_url = "{url}"
-{rate_limit}
-auth = {{ type = "oauth2_client_credentials", token_url = "{url}/oauth/token", client_id = "{id}",
-         client_secret = "{secret}" }}
-"#,
-        url = e.base_url(),
-        id = c.client_id,
-        secret = c.client_secret,
+    osigu_upstream(
+        e,
+        "request_timeout = \"20s\"\nretry = { attempts = 1 }",
+        rate_limit,
+        "",
     )
 }
 
 /// Ottimate (API key + OAuth2) behind a gateway.
 fn ottimate(e: &Emulator) -> String {
-    let c = e.credentials();
-    format!(
-        r#"
-[upstreams.ottimate]
-request_timeout = "20s"
-[upstreams.ottimate.sandbox]
-base_url = "{url}/v1"
-headers = {{ "X-API-Key" = "{key}" }}
-auth = {{ type = "oauth2_client_credentials", token_url = "{url}/oauth/token", client_id = "{id}",
-         client_secret = "{secret}", token_headers = {{ "X-API-Key" = "{key}" }} }}
-"#,
-        url = e.base_url(),
-        key = c.api_key,
-        id = c.client_id,
-        secret = c.client_secret,
-    )
+    ottimate_upstream(e, "request_timeout = \"20s\"", "")
 }
 
 async fn replicas(n: usize, toml: &str) -> Vec<TestGateway> {
@@ -327,7 +304,17 @@ async fn three_cold_replicas_fetch_one_token_share_pauses_and_store_nothing_in_c
     let first = tokio::spawn(get(c.clone(), gws[0].url("/ottimate/invoices")));
     let limited = eventually(Duration::from_secs(5), || e.requests().len() > seen_before).await;
     assert!(limited);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The pause reaches Redis just after the partner's answer, off the request path.
+    let pause_written = eventually(Duration::from_secs(5), || {
+        redis
+            .cli(&["PTTL", "tollgate:pause:ottimate:sandbox"])
+            .trim()
+            .parse::<i64>()
+            .unwrap_or(-2)
+            > 0
+    })
+    .await;
+    assert!(pause_written, "the pause is in Redis");
     let mut refused = 0;
     let started = Instant::now();
     while started.elapsed() < Duration::from_millis(1200) {
@@ -496,7 +483,11 @@ async fn a_replica_starts_degraded_when_redis_is_unreachable() {
     // Its share of burst 3 over 3 replicas is 1: one passes at once, the rest are refused.
     assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
     assert_eq!(e.token_requests().len(), 1, "its own token");
-    assert_eq!(metric(&gw, "tollgate_shared_state_up").await, 0.0);
+    let metrics = admin_text(&gw, "/metrics").await;
+    assert!(
+        metrics.lines().any(|l| l == "tollgate_shared_state_up 0"),
+        "{metrics}"
+    );
     assert!(metric(&gw, r#"tollgate_redis_errors_total{op="connect"}"#).await >= 1.0);
     let status = status_json(&gw).await;
     assert_eq!(status["shared_state"], "degraded");

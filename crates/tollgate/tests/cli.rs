@@ -181,10 +181,13 @@ fn check_says_what_shared_state_shares_and_prints_no_redis_password_or_key() {
             && stdout.contains("tokens shared (encrypted)"),
         "{stdout}"
     );
-    assert!(
-        !stdout.contains(SECRET) && !stdout.contains("AAECAwQF"),
-        "{stdout}"
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for printed in [&stdout, &stderr] {
+        assert!(
+            !printed.contains(SECRET) && !printed.contains("AAECAwQF"),
+            "{printed}"
+        );
+    }
 
     let without_key = config_file(&format!(
         "{}\n[shared]\nredis_url = \"redis://127.0.0.1:6379/0\"\nreplicas = 2\n",
@@ -215,5 +218,9 @@ fn check_says_what_shared_state_shares_and_prints_no_redis_password_or_key() {
         stderr.contains("shared.encryption_key: must decode to 32 bytes"),
         "{stderr}"
     );
-    assert!(!stderr.contains("c2hvcnQ="), "{stderr}");
+    assert!(
+        !stderr.contains("c2hvcnQ=") && !stderr.contains(SECRET),
+        "{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("c2hvcnQ="));
 }

@@ -257,8 +257,9 @@ pub async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bo
     check()
 }
 
-/// OAS behind the gateway with JWT login against emulator `e`; `upstream_extra` goes in `[upstreams.oas]`.
-pub fn oas_upstream(e: &tollgate_sandbox::Emulator, upstream_extra: &str) -> String {
+/// OAS behind the gateway with JWT login against emulator `e`; `upstream_extra` goes in
+/// `[upstreams.oas]`, `auth_extra` (starting with `, `) inside the auth table.
+pub fn oas_upstream(e: &tollgate_sandbox::Emulator, upstream_extra: &str, auth_extra: &str) -> String {
     let c = e.credentials();
     format!(
         r#"
@@ -269,12 +270,57 @@ base_url = "{url}"
 headers = {{ "X-Api-Key" = "{key}" }}
 auth = {{ type = "jwt_login", login_url = "{url}/api/auth/login/", refresh_url = "{url}/api/auth/token/refresh/",
          login_body = {{ username = "{user}", email = "{email}", password = "{password}" }},
-         token_headers = {{ "X-Api-Key" = "{key}" }} }}
+         token_headers = {{ "X-Api-Key" = "{key}" }} {auth_extra} }}
 "#,
         url = e.base_url(),
         key = c.api_key,
         user = c.username,
         email = c.email,
         password = c.password,
+    )
+}
+
+/// Ottimate (API key + OAuth2) behind the gateway; extras as for `oas_upstream`.
+pub fn ottimate_upstream(e: &tollgate_sandbox::Emulator, upstream_extra: &str, auth_extra: &str) -> String {
+    let c = e.credentials();
+    format!(
+        r#"
+[upstreams.ottimate]
+{upstream_extra}
+[upstreams.ottimate.sandbox]
+base_url = "{url}/v1"
+headers = {{ "X-API-Key" = "{key}" }}
+auth = {{ type = "oauth2_client_credentials", token_url = "{url}/oauth/token", client_id = "{id}",
+         client_secret = "{secret}", token_headers = {{ "X-API-Key" = "{key}" }} {auth_extra} }}
+"#,
+        url = e.base_url(),
+        key = c.api_key,
+        id = c.client_id,
+        secret = c.client_secret,
+    )
+}
+
+/// Osigu (OAuth2, limited per client) behind the gateway; `env_extra` goes in its sandbox table
+/// (a `rate_limit`), the other extras as for `oas_upstream`.
+pub fn osigu_upstream(
+    e: &tollgate_sandbox::Emulator,
+    upstream_extra: &str,
+    env_extra: &str,
+    auth_extra: &str,
+) -> String {
+    let c = e.credentials();
+    format!(
+        r#"
+[upstreams.osigu]
+{upstream_extra}
+[upstreams.osigu.sandbox]
+base_url = "{url}"
+{env_extra}
+auth = {{ type = "oauth2_client_credentials", token_url = "{url}/oauth/token", client_id = "{id}",
+         client_secret = "{secret}" {auth_extra} }}
+"#,
+        url = e.base_url(),
+        id = c.client_id,
+        secret = c.client_secret,
     )
 }
