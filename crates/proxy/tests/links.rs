@@ -229,6 +229,15 @@ async fn public_url_host_and_hostile_host() {
             "{hostile}: {resp}"
         );
     }
+    // Each caller's own name, also when callers alternate.
+    for host in ["other.example:82", "gw.example:81", "other.example:82"] {
+        let req = format!("GET /p/items HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let resp = raw(gw.addr, req.as_bytes()).await;
+        assert!(
+            resp.contains(&format!("location: http://{host}/p/items/7?x=1#frag")),
+            "{host}: {resp}"
+        );
+    }
     assert_eq!(
         metric(
             &gw,

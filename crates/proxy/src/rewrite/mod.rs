@@ -20,6 +20,7 @@ mod origin;
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use http::{header, HeaderMap, HeaderValue, Response};
 use tollgate_metrics::{RewriteSkip, UpstreamMetrics};
 use url::Url;
@@ -36,15 +37,25 @@ pub struct Links {
     prefix: String,
     /// With `public_url` the target never changes: built once.
     fixed: Option<Arc<LinkTarget>>,
+    /// Without it, the target for the last caller `Host`: callers of one gateway mostly use one
+    /// name, so a response does not parse the base and format a replacement every time.
+    last_host: ArcSwapOption<(HeaderValue, Arc<LinkTarget>)>,
 }
 
 impl Links {
     pub fn new(base_url: &Url, prefix: &str, public_url: Option<&Url>) -> Self {
-        let fixed = public_url.and_then(|p| target(base_url, p.as_str(), prefix));
+        let fixed = public_url.and_then(|p| {
+            let built = target(base_url, p.as_str(), prefix);
+            if built.is_none() {
+                tracing::warn!(public_url = %p, prefix, "server.public_url cannot replace this base; links follow the caller Host");
+            }
+            built
+        });
         Self {
             base_url: base_url.clone(),
             prefix: prefix.to_owned(),
             fixed,
+            last_host: ArcSwapOption::empty(),
         }
     }
 
@@ -53,12 +64,19 @@ impl Links {
         if let Some(fixed) = &self.fixed {
             return Some(fixed.clone());
         }
-        let host = host?.to_str().ok()?;
-        if !origin::valid_authority(host) {
-            tracing::debug!(host = ?host, "caller Host is not a plain authority; links left as they are");
+        let host = host?;
+        if let Some(last) = self.last_host.load().as_ref().filter(|last| last.0 == host) {
+            return Some(last.1.clone());
+        }
+        let name = host.to_str().ok()?;
+        if !origin::valid_authority(name) {
+            tracing::debug!(host = ?name, "caller Host is not a plain authority; links left as they are");
             return None;
         }
-        target(&self.base_url, &format!("http://{host}"), &self.prefix)
+        let built = target(&self.base_url, &format!("http://{name}"), &self.prefix)?;
+        self.last_host
+            .store(Some(Arc::new((host.clone(), built.clone()))));
+        Some(built)
     }
 
     /// Rewrites `Location`, `Content-Location`, `Link` and JSON bodies of one partner response.
