@@ -538,6 +538,19 @@ fn bad_shared_config_names_the_key_and_never_echoes_a_secret() {
     .unwrap();
     let s = ok.shared.unwrap();
     assert_eq!(s.redis_display, "rediss://redis.internal:6380/2");
+    // What the redis client accepts is accepted (a query), what it refuses is refused.
+    let parsed = |url: &str| {
+        tollgate_proxy::Config::parse(
+            &format!("{base}[shared]\nredis_url = \"{url}\"\nreplicas = 2\n"),
+            &|_| None,
+        )
+        .map(|c| c.shared.unwrap().redis_display)
+        .map_err(|e| e.to_string())
+    };
+    assert_eq!(parsed("redis://h/1?protocol=resp3").unwrap(), "redis://h:6379/1");
+    assert!(parsed("redis://h/not-a-db")
+        .unwrap_err()
+        .starts_with("shared.redis_url: "));
     assert_eq!(s.key_prefix, "tollgate:");
     assert_eq!(s.op_timeout, Duration::from_millis(50));
     assert!(!format!("{s:?}").contains("pw@"), "the URL is a secret");

@@ -199,21 +199,15 @@ fn shared(raw: RawShared) -> Result<Shared, ConfigError> {
             "is not a URL like \"redis://127.0.0.1:6379/0\" (scheme redis or rediss, a host, a database number)",
         )
     };
-    let u = Url::parse(&raw.redis_url).map_err(|_| bad_url())?;
-    if !matches!(u.scheme(), "redis" | "rediss") || u.host_str().is_none_or(str::is_empty) {
-        return Err(bad_url());
-    }
-    let db = u.path().trim_start_matches('/');
-    if !(db.is_empty() || db.parse::<u16>().is_ok()) || u.query().is_some() || u.fragment().is_some() {
-        return Err(bad_url());
-    }
-    let redis_display = format!(
-        "{}://{}:{}/{}",
-        u.scheme(),
-        u.host_str().unwrap_or_default(),
-        u.port().unwrap_or(6379),
-        if db.is_empty() { "0" } else { db }
-    );
+    // The redis crate's own parser: what passes here is exactly what the client will accept.
+    let info =
+        redis::IntoConnectionInfo::into_connection_info(raw.redis_url.as_str()).map_err(|_| bad_url())?;
+    let scheme = match &info.addr {
+        redis::ConnectionAddr::Tcp(..) => "redis",
+        redis::ConnectionAddr::TcpTls { .. } => "rediss",
+        _ => return Err(bad_url()),
+    };
+    let redis_display = format!("{scheme}://{}/{}", info.addr, info.redis.db);
     let key_prefix = raw.key_prefix.unwrap_or_else(|| "tollgate:".to_owned());
     if key_prefix.is_empty() || key_prefix.contains(|c: char| c.is_whitespace() || c.is_control()) {
         return Err(ConfigError::new(
