@@ -246,20 +246,12 @@ mod tests {
         ]);
         clean_response_headers(&mut h);
         assert!(!h.contains_key("x-secret-hop"));
+        assert!(!h.contains_key("transfer-encoding"));
+        assert!(!h.contains_key("connection"));
+        assert_eq!(h["content-type"], "text/plain");
         // A partner's Connection naming a framing header still removes what else it names.
         let mut h = map(&[("connection", "content-length, x-hop"), ("x-hop", "1")]);
         clean_response_headers(&mut h);
         assert!(!h.contains_key("x-hop"));
-        let mut h = map(&[
-            ("connection", "x-secret-hop"),
-            ("x-secret-hop", "1"),
-            ("transfer-encoding", "chunked"),
-            ("content-type", "text/plain"),
-        ]);
-        clean_response_headers(&mut h);
-        assert!(!h.contains_key("x-secret-hop"));
-        assert!(!h.contains_key("transfer-encoding"));
-        assert!(!h.contains_key("connection"));
-        assert_eq!(h["content-type"], "text/plain");
     }
 }

@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use support::{client, metric, osigu_upstream, status_json, Fixed, TestGateway};
+use support::{client, max_in_window, metric, osigu_upstream, status_json, Fixed, TestGateway};
 use tollgate_sandbox::{Emulator, Partner};
 
 /// OAS `/helloworld` needs only the API key: a fast, unlimited partner endpoint.
@@ -45,15 +45,6 @@ async fn burst(
         }
     });
     join_all(calls).await
-}
-
-/// The largest number of arrivals inside any window of `len`.
-fn max_in_window(mut at: Vec<Instant>, len: Duration) -> usize {
-    at.sort();
-    (0..at.len())
-        .map(|i| at[i..].iter().take_while(|t| **t < at[i] + len).count())
-        .max()
-        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

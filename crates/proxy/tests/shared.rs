@@ -12,7 +12,8 @@ use futures_util::future::join_all;
 use redis::AsyncCommands;
 use support::redis_server::RedisServer;
 use support::{
-    admin_text, client, eventually, metric, osigu_upstream, ottimate_upstream, status_json, TestGateway,
+    admin_text, client, eventually, max_in_window, metric, osigu_upstream, ottimate_upstream, status_json,
+    TestGateway,
 };
 use tollgate_sandbox::{Emulator, Partner};
 
@@ -49,15 +50,6 @@ async fn replicas(n: usize, toml: &str) -> Vec<TestGateway> {
         out.push(TestGateway::start(toml).await);
     }
     out
-}
-
-/// The largest number of arrivals inside any window of `len`.
-fn max_in_window(mut at: Vec<Instant>, len: Duration) -> usize {
-    at.sort();
-    (0..at.len())
-        .map(|i| at[i..].iter().take_while(|t| **t < at[i] + len).count())
-        .max()
-        .unwrap_or(0)
 }
 
 /// What one caller got: status, `X-Tollgate-Error`, `Retry-After`.

@@ -324,3 +324,12 @@ auth = {{ type = "oauth2_client_credentials", token_url = "{url}/oauth/token", c
         secret = c.client_secret,
     )
 }
+
+/// The largest number of arrivals inside any window of `len`.
+pub fn max_in_window(mut at: Vec<std::time::Instant>, len: Duration) -> usize {
+    at.sort();
+    (0..at.len())
+        .map(|i| at[i..].iter().take_while(|t| **t < at[i] + len).count())
+        .max()
+        .unwrap_or(0)
+}
