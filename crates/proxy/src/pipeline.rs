@@ -194,8 +194,10 @@ async fn forward(
             Err(_) => retry::Outcome::Failed,
         };
         if let (retry::Outcome::Status { status: 401, .. }, Some((creds, token))) = (outcome, &token) {
+            // The partner refused this token: drop it (only if it is still the current one) whatever
+            // the body, so the next request fetches a new one; replay only a body that was kept.
+            creds.invalidate(token);
             if body.replayable() && !replayed {
-                creds.invalidate(token);
                 replayed = true;
                 last = Some(sent);
                 continue;

@@ -170,6 +170,50 @@ async fn a_second_401_goes_to_the_caller_without_looping() {
     assert_eq!(e.requests().len(), before + 2, "one try and one replay, no more");
 }
 
+/// A 401 on a streamed upload (over `replay_buffer`, so not replayable) still drops the refused
+/// token: the next upload carries a new one instead of meeting 401 until the token expires.
+#[tokio::test]
+async fn a_401_on_a_streamed_upload_drops_the_token_for_the_next_request() {
+    let e = Emulator::start(Partner::Ottimate).await.unwrap();
+    let gw = TestGateway::start(&ottimate_upstream(&e, "", "")).await;
+    let c = client();
+    assert_eq!(
+        c.get(gw.url("/ottimate/invoices")).send().await.unwrap().status(),
+        200
+    );
+    let before = e.token_requests().len();
+    let uploads = || {
+        e.requests()
+            .into_iter()
+            .filter(|r| r.path == "/v1/invoices/upload")
+            .count()
+    };
+    // 256 KiB: over the default 64 KiB replay buffer, so the body streams once.
+    let file = vec![b'u'; 256 * 1024];
+    let upload = || {
+        c.post(gw.url("/ottimate/invoices/upload"))
+            .header("content-type", "application/pdf")
+            .body(file.clone())
+            .send()
+    };
+
+    e.revoke_tokens();
+    let refused = upload().await.unwrap();
+    assert_eq!(refused.status(), 401, "a streamed body is not replayed");
+    assert_eq!(uploads(), 1, "sent once, never replayed");
+
+    let resp = upload().await.unwrap();
+    assert_eq!(resp.status(), 201, "the next upload carries a new token");
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["size"], 256 * 1024);
+    assert_eq!(uploads(), 2);
+    assert_eq!(
+        e.token_requests().len(),
+        before + 1,
+        "one new token for the refused one"
+    );
+}
+
 #[tokio::test]
 async fn token_endpoint_failure_backs_off_and_recovers_without_restart() {
     let e = Emulator::start(Partner::Ottimate).await.unwrap();
@@ -380,7 +424,13 @@ async fn oas_100_callers_at_expiry_cause_one_refresh() {
             .count()
     };
     assert_eq!(refreshes(), 0);
-    tokio::time::sleep(Duration::from_millis(1990)).await;
+    // The refresh falls due at expiry (`exp` is whole seconds: 1-3 s from now) and the partner
+    // takes 2.5 s to answer it: callers arriving at 3.1 s meet an expired token while (at most)
+    // one refresh is under way. Without single flight each of them would start its own.
+    e.set_token_delay(Duration::from_millis(2500));
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let status = status_json(&gw).await;
+    assert_ne!(status["upstreams"][0]["token"]["state"], "valid", "{status}");
     let calls = (0..100).map(|_| {
         let c = c.clone();
         let url = gw.url("/oas/api/organisations/");
@@ -515,6 +565,13 @@ auth = {{ type = "oauth2_client_credentials", token_url = "{token}/t", client_id
     assert_eq!(resp.status(), 200);
     let v: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(v["headers"]["authorization"], "Bearer tok-1");
+    // The lifetime used is the configured 10 minutes (less refresh_before's jitter does not apply
+    // to the expiry itself), not some built-in fallback.
+    let status = status_json(&gw).await;
+    let left = status["upstreams"][0]["token"]["expires_in_seconds"]
+        .as_f64()
+        .expect("a valid token has an expiry");
+    assert!((590.0..=600.0).contains(&left), "expires in {left} s, want ~600");
 }
 
 #[tokio::test]
@@ -566,7 +623,12 @@ auth = {{ type = "oauth2_client_credentials", token_url = "{url}/oauth/token", c
         assert!(Instant::now() < deadline, "the rotated secret was never used");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // Read after the secret is in the file and in use: /status must still not show it.
+    let status = admin_text(&gw, "/status").await;
+    let state = &status_json(&gw).await["upstreams"][0]["token"]["state"];
+    assert_eq!(state, "valid", "{status}");
     assert!(!status.contains(&c.client_secret));
+    assert!(!status.contains("old-rotated-away-secret"));
 }
 
 #[tokio::test]
