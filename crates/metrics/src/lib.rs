@@ -4,6 +4,8 @@
 //! - `lib.rs`: [`Metrics`], the registry and metric families, and rendering for `/metrics`.
 //! - `upstream.rs`: [`UpstreamMetrics`], the per-(upstream, environment) handles the request path uses.
 //! - `shared.rs`: [`SharedMetrics`], Redis in use or degraded, and Redis errors (`[shared]` only).
+//! - `webhook.rs`: [`WebhookMetrics`], inbound deliveries, acknowledgement time, delivery to the
+//!   internal service and the backlog, per configured webhook.
 //!
 //! # Counting rules
 //! - `tollgate_requests_total`: every caller request exactly once, by the status class the caller
@@ -17,6 +19,7 @@
 
 mod shared;
 mod upstream;
+mod webhook;
 
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -26,6 +29,7 @@ pub use shared::{RedisOp, SharedMetrics};
 pub use upstream::{
     ErrorKind, InflightGuard, Limited, RetryReason, RewriteSkip, TokenFailure, UpstreamMetrics,
 };
+pub use webhook::{Delivered, Received, WebhookMetrics};
 
 /// Buckets for partner APIs: 5 ms to 30 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -34,6 +38,11 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// Tollgate's own overhead is sub-millisecond when healthy.
 const OVERHEAD_BUCKETS: &[f64] = &[
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
+];
+
+/// Acknowledging a webhook is one fsync'd commit: 100 us to 10 s.
+const ACK_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 10.0,
 ];
 
 /// The registry and every metric family.
@@ -57,6 +66,12 @@ pub struct Metrics {
     links_skipped: IntCounterVec,
     shared_up: IntGaugeVec,
     redis_errors: IntCounterVec,
+    webhook_received: IntCounterVec,
+    webhook_ack: HistogramVec,
+    webhook_deliveries: IntCounterVec,
+    webhook_pending: IntGaugeVec,
+    webhook_dead: IntGaugeVec,
+    webhook_oldest_age: GaugeVec,
 }
 
 impl Metrics {
@@ -182,6 +197,52 @@ impl Metrics {
             "Redis calls that failed or took longer than shared.op_timeout, by operation.",
             &["op"],
         );
+        let webhook_received = counter(
+            "tollgate_webhook_received_total",
+            "Inbound webhook deliveries by how they were answered (accepted, duplicate, bad_signature, stale_timestamp, too_large, bad_request, unavailable).",
+            &["webhook", "result"],
+        );
+        let webhook_ack = HistogramVec::new(
+            HistogramOpts::new(
+                "tollgate_webhook_ack_seconds",
+                "Time from receiving a webhook delivery to answering it (the commit included).",
+            )
+            .buckets(ACK_BUCKETS.to_vec()),
+            &["webhook"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(webhook_ack.clone()))
+            .expect("registered once");
+        let webhook_deliveries = counter(
+            "tollgate_webhook_deliveries_total",
+            "Delivery attempts to the internal service by result (ok, retry, dead).",
+            &["webhook", "result"],
+        );
+        let gauge = |name: &str, help: &str| {
+            let g = IntGaugeVec::new(Opts::new(name, help), &["webhook"]).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("registered once");
+            g
+        };
+        let webhook_pending = gauge(
+            "tollgate_webhook_pending",
+            "Events stored and not yet delivered to the internal service.",
+        );
+        let webhook_dead = gauge(
+            "tollgate_webhook_dead",
+            "Dead letters: events that will not be delivered again unless replayed.",
+        );
+        let webhook_oldest_age = GaugeVec::new(
+            Opts::new(
+                "tollgate_webhook_oldest_pending_age_seconds",
+                "Age of the oldest event not yet delivered; 0 when none is pending.",
+            ),
+            &["webhook"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(webhook_oldest_age.clone()))
+            .expect("registered once");
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "tollgate_build_info",
@@ -219,7 +280,18 @@ impl Metrics {
             links_skipped,
             shared_up,
             redis_errors,
+            webhook_received,
+            webhook_ack,
+            webhook_deliveries,
+            webhook_pending,
+            webhook_dead,
+            webhook_oldest_age,
         }
+    }
+
+    /// Resolves every child for one webhook. Call once per configured webhook at start-up.
+    pub fn webhook(&self, webhook: &str) -> WebhookMetrics {
+        WebhookMetrics::resolve(self, webhook)
     }
 
     /// Resolves the shared-state children. Call once, only when `[shared]` is configured.

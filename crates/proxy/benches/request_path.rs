@@ -61,7 +61,11 @@ auth = {{ type = "oauth2_client_credentials", token_url = "{token}/oauth/token",
     let addr = data.local_addr().unwrap();
     tokio::spawn(tollgate_proxy::serve(
         gw.clone(),
-        Listeners { data, admin },
+        Listeners {
+            data,
+            admin,
+            webhook: None,
+        },
         std::future::pending(),
     ));
     Setup {

@@ -1,8 +1,11 @@
-//! The admin listener: `/healthz`, `/readyz`, `/status`, `/metrics`.
+//! The admin listener: `/healthz`, `/readyz`, `/status`, `/metrics`, and the webhook
+//! dead-letter API under `/webhooks/` (see `webhook/admin.rs`).
 //!
 //! It is a separate listener so that nothing on the data plane can reach it through a route.
 
 use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
 use serde::Serialize;
 
 use crate::body::{full, Body};
@@ -17,7 +20,12 @@ struct Status<'a> {
     #[serde(flatten)]
     shared: Option<crate::shared::SharedStatus>,
     upstreams: Vec<UpstreamStatus<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    webhooks: Vec<crate::webhook::WebhookStatus>,
 }
+
+/// Admin request bodies (a replay order) are tiny.
+const MAX_ADMIN_BODY: usize = 64 * 1024;
 
 /// What `/status` says of one upstream: never a secret.
 #[derive(Serialize)]
@@ -32,7 +40,27 @@ struct UpstreamStatus<'a> {
     limits: crate::limit::LimitStatus,
 }
 
-pub fn handle<B>(gw: &Gateway, req: &Request<B>) -> Response<Body> {
+pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
+    if req.uri().path().starts_with("/webhooks/") {
+        if let Some(hooks) = &gw.webhooks {
+            let (parts, body) = req.into_parts();
+            let Ok(body) = Limited::new(body, MAX_ADMIN_BODY).collect().await else {
+                return error_response(
+                    &GatewayError::BadRequest("the admin request body could not be read"),
+                    None,
+                    "-",
+                );
+            };
+            let body = body.to_bytes();
+            let path = parts.uri.path();
+            if let Some(resp) =
+                crate::webhook::handle_admin(hooks, &parts.method, path, parts.uri.query(), &body).await
+            {
+                return resp;
+            }
+        }
+        return error_response(&GatewayError::NoRoute, None, "-");
+    }
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" if gw.is_ready() => text(StatusCode::OK, "ready\n"),
@@ -57,6 +85,10 @@ pub fn handle<B>(gw: &Gateway, req: &Request<B>) -> Response<Body> {
                         }
                     })
                     .collect(),
+                webhooks: match &gw.webhooks {
+                    Some(hooks) => crate::webhook::status(hooks).await,
+                    None => Vec::new(),
+                },
             };
             let mut resp = Response::new(full(serde_json::to_vec_pretty(&status).expect("plain data")));
             resp.headers_mut()

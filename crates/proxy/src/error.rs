@@ -38,6 +38,20 @@ pub enum GatewayError {
     RateLimited { retry_after: Duration },
     #[error("this upstream's max_concurrency is reached and no slot freed within max_wait")]
     Overloaded,
+    /// Webhook ingress: the signature is missing or does not verify (the reason names no value).
+    #[error("{0}")]
+    BadSignature(&'static str),
+    /// Webhook ingress: correctly signed, but the timestamp is outside the webhook's tolerance.
+    #[error("the signed timestamp is outside this webhook's tolerance")]
+    StaleTimestamp,
+    #[error("only {0} is served here")]
+    MethodNotAllowed(&'static str),
+    /// The caller did not send its whole body in time.
+    #[error("the request body did not arrive within {0:?}")]
+    RequestTimeout(Duration),
+    /// Webhook ingress: the store could not commit the event, so it is not acknowledged.
+    #[error("the event could not be stored; nothing was acknowledged, try again")]
+    StoreUnavailable { retry_after: Duration },
 }
 
 impl GatewayError {
@@ -52,6 +66,11 @@ impl GatewayError {
             GatewayError::TokenUnavailable { .. } => "token_unavailable",
             GatewayError::RateLimited { .. } => "rate_limited",
             GatewayError::Overloaded => "overloaded",
+            GatewayError::BadSignature(_) => "bad_signature",
+            GatewayError::StaleTimestamp => "stale_timestamp",
+            GatewayError::MethodNotAllowed(_) => "method_not_allowed",
+            GatewayError::RequestTimeout(_) => "request_timeout",
+            GatewayError::StoreUnavailable { .. } => "store_unavailable",
         }
     }
 
@@ -65,19 +84,30 @@ impl GatewayError {
             }
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            GatewayError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::Overloaded | GatewayError::StoreUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            GatewayError::BadSignature(_) | GatewayError::StaleTimestamp => StatusCode::UNAUTHORIZED,
+            GatewayError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
     pub fn side(&self) -> Side {
         match self {
-            GatewayError::NoRoute | GatewayError::BadRequest(_) | GatewayError::PayloadTooLarge { .. } => {
-                Side::Downstream
-            }
+            GatewayError::NoRoute
+            | GatewayError::BadRequest(_)
+            | GatewayError::PayloadTooLarge { .. }
+            | GatewayError::BadSignature(_)
+            | GatewayError::StaleTimestamp
+            | GatewayError::MethodNotAllowed(_)
+            | GatewayError::RequestTimeout(_) => Side::Downstream,
             GatewayError::UpstreamUnreachable(_)
             | GatewayError::UpstreamTimeout(_)
             | GatewayError::TokenUnavailable { .. } => Side::Upstream,
-            GatewayError::RateLimited { .. } | GatewayError::Overloaded => Side::Gateway,
+            GatewayError::RateLimited { .. }
+            | GatewayError::Overloaded
+            | GatewayError::StoreUnavailable { .. } => Side::Gateway,
         }
     }
 
@@ -85,7 +115,9 @@ impl GatewayError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             GatewayError::TokenUnavailable { retry_after, .. } => *retry_after,
-            GatewayError::RateLimited { retry_after } => Some(*retry_after),
+            GatewayError::RateLimited { retry_after } | GatewayError::StoreUnavailable { retry_after } => {
+                Some(*retry_after)
+            }
             _ => None,
         }
     }

@@ -30,6 +30,8 @@ pub struct Gateway {
     pub(crate) ready: AtomicBool,
     /// `[shared]`: the fleet's state in Redis; `None` keeps everything local.
     pub(crate) shared: Option<Arc<SharedState>>,
+    /// `[webhooks]`: inbound events, their store and delivery workers; `None` without webhooks.
+    pub(crate) webhooks: Option<crate::webhook::Webhooks>,
 }
 
 /// One upstream, ready to forward to.
@@ -75,7 +77,9 @@ impl Gateway {
                 shared.as_ref(),
             )?);
         }
+        let webhooks = crate::webhook::Webhooks::new(&config, &metrics)?;
         Ok(Self {
+            webhooks,
             routes: Routes::new(config.upstreams.iter().map(|u| u.prefix.as_str())),
             unrouted: metrics.upstream("none", "none"),
             upstreams,

@@ -17,14 +17,20 @@
 //!   degraded mode when Redis is unavailable.
 //! - `rewrite/`: link rewriting in `Location`, `Content-Location`, `Link` and streamed JSON bodies.
 //! - `error.rs` / `respond.rs`: gateway errors and their one mapping to JSON responses.
-//! - `admin.rs`: `/healthz`, `/readyz`, `/status`, `/metrics`.
+//! - `admin.rs`: `/healthz`, `/readyz`, `/status`, `/metrics`, `/webhooks/...`.
+//! - `admin_client.rs`: the CLI's HTTP/1.1 client for a running gateway's admin listener.
 //! - `bench_api.rs`: single request-path steps for the criterion benchmarks (not an API).
 //! - `body.rs`: the streamed body type used in both directions.
+//! - `clock.rs`: wall-clock readings (unix seconds and milliseconds), in one place.
+//! - `pool.rs`: keep-alive connections per origin for `forward.rs`.
+//! - `webhook/`: webhook ingress: verify, dedupe, store durably, deliver to the service.
 
 mod admin;
+pub mod admin_client;
 #[doc(hidden)]
 pub mod bench_api;
 pub mod body;
+mod clock;
 pub mod config;
 mod credentials;
 mod error;
@@ -42,6 +48,7 @@ mod route;
 mod secret;
 mod server;
 mod shared;
+mod webhook;
 
 pub use config::{Config, ConfigError};
 pub use error::GatewayError;

@@ -20,16 +20,37 @@ struct Detail<'a> {
     message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     upstream: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook: Option<&'a str>,
     request_id: &'a str,
 }
 
 /// `{"error": {"code", "message", "upstream", "request_id"}}` with `X-Tollgate-Error: <code>`.
 pub fn error_response(err: &GatewayError, upstream: Option<&str>, request_id: &str) -> Response<Body> {
+    render(err, upstream, None, request_id)
+}
+
+/// The same envelope for the webhook listener, naming the webhook instead of an upstream.
+pub(crate) fn webhook_error_response(
+    err: &GatewayError,
+    webhook: Option<&str>,
+    request_id: &str,
+) -> Response<Body> {
+    render(err, None, webhook, request_id)
+}
+
+fn render(
+    err: &GatewayError,
+    upstream: Option<&str>,
+    webhook: Option<&str>,
+    request_id: &str,
+) -> Response<Body> {
     let body = serde_json::to_vec(&Envelope {
         error: Detail {
             code: err.code(),
             message: err.to_string(),
             upstream,
+            webhook,
             request_id,
         },
     })
@@ -39,6 +60,9 @@ pub fn error_response(err: &GatewayError, upstream: Option<&str>, request_id: &s
     let headers = resp.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(ERROR_HEADER, HeaderValue::from_static(err.code()));
+    if let GatewayError::MethodNotAllowed(allowed) = err {
+        headers.insert(header::ALLOW, HeaderValue::from_static(allowed));
+    }
     if let Some(wait) = err.retry_after() {
         headers.insert(header::RETRY_AFTER, crate::retry_after::header_value(wait));
     }

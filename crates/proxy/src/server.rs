@@ -16,16 +16,18 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::gateway::Gateway;
-use crate::{admin, pipeline};
+use crate::{admin, pipeline, webhook};
 
 /// Request headers (with the request line) above this size get 431.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
-/// The two bound listeners.
+/// The bound listeners.
 #[derive(Debug)]
 pub struct Listeners {
     pub data: TcpListener,
     pub admin: TcpListener,
+    /// `server.webhook_listen`: partners' webhook deliveries, and nothing else.
+    pub webhook: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -45,7 +47,16 @@ impl Listeners {
                 ),
             )
         })?;
-        Ok(Self { data, admin })
+        let webhook = match config.webhook_listen {
+            None => None,
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on server.webhook_listen {addr}: {e}"),
+                )
+            })?),
+        };
+        Ok(Self { data, admin, webhook })
     }
 }
 
@@ -56,11 +67,16 @@ pub async fn serve(gw: Arc<Gateway>, listeners: Listeners, shutdown: impl Future
     // Redis first, so the first token fetches already go through the fleet.
     let mut background = gw.start_shared().await;
     background.extend(gw.start_refreshers());
+    if let Some(hooks) = &gw.webhooks {
+        background.extend(hooks.start());
+    }
     gw.set_ready(true);
     tracing::info!(
         listen = %listeners.data.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         admin = %listeners.admin.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        webhook = %listeners.webhook.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.to_string()).unwrap_or_else(|| "off".to_owned()),
         upstreams = gw.config().upstreams.len(),
+        webhooks = gw.config().webhooks.len(),
         "tollgate ready"
     );
     tokio::pin!(shutdown);
@@ -82,8 +98,25 @@ pub async fn serve(gw: Arc<Gateway>, listeners: Listeners, shutdown: impl Future
                 Ok((stream, _)) => {
                     let gw = gw.clone();
                     let svc = service_fn(move |req| {
-                        let resp = admin::handle(&gw, &req);
-                        async move { Ok::<_, Infallible>(resp) }
+                        let gw = gw.clone();
+                        async move { Ok::<_, Infallible>(admin::handle(&gw, req).await) }
+                    });
+                    watch(&builder, &graceful, stream, svc);
+                }
+                Err(e) => accept_error(e).await,
+            },
+            accepted = accept_webhook(listeners.webhook.as_ref()) => match accepted {
+                Ok((stream, _)) => {
+                    let gw = gw.clone();
+                    let svc = service_fn(move |req| {
+                        let gw = gw.clone();
+                        async move {
+                            let resp = match &gw.webhooks {
+                                Some(hooks) => webhook::handle(hooks, req).await,
+                                None => crate::respond::error_response(&crate::error::GatewayError::NoRoute, None, "-"),
+                            };
+                            Ok::<_, Infallible>(resp)
+                        }
                     });
                     watch(&builder, &graceful, stream, svc);
                 }
@@ -139,6 +172,16 @@ where
             tracing::debug!(error = %e, "connection ended with an error");
         }
     });
+}
+
+/// The webhook listener's next connection; never resolves when webhooks are off.
+async fn accept_webhook(
+    listener: Option<&TcpListener>,
+) -> std::io::Result<(TcpStream, std::net::SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Accept fails under fd exhaustion; back off instead of spinning.

@@ -46,4 +46,44 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:7001")]
         listen: SocketAddr,
     },
+    /// Inspect and replay stored webhook events through a running gateway's admin listener.
+    Webhooks {
+        #[command(subcommand)]
+        action: WebhooksCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// List a webhook's pending events or dead letters (ids, times, attempts, last error; no bodies).
+    List {
+        /// The webhook's name (`[webhooks.NAME]`).
+        name: String,
+        #[arg(long, value_enum, default_value_t = EventState::Pending)]
+        state: EventState,
+        /// At most this many events, oldest first (1-1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u16,
+        /// The gateway's admin listener.
+        #[arg(long, env = "TOLLGATE_ADMIN", default_value = "127.0.0.1:9090")]
+        admin: SocketAddr,
+    },
+    /// Send dead letters again: one by event id, or every dead letter that arrived since a time.
+    Replay {
+        name: String,
+        /// The dead letter's event id.
+        #[arg(long, required_unless_present = "dead_since", conflicts_with = "dead_since")]
+        event_id: Option<String>,
+        /// Every dead letter that arrived at or after this time (RFC 3339, e.g. 2026-11-30T12:00:00Z, or unix seconds).
+        #[arg(long)]
+        dead_since: Option<String>,
+        #[arg(long, env = "TOLLGATE_ADMIN", default_value = "127.0.0.1:9090")]
+        admin: SocketAddr,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EventState {
+    Pending,
+    Dead,
 }

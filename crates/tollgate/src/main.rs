@@ -6,8 +6,10 @@
 mod check;
 mod cli;
 mod demo;
+mod demo_receiver;
 mod logging;
 mod run;
+mod webhooks;
 
 use std::process::ExitCode;
 
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
             Command::Check { config } => check::check(&config),
             Command::Demo => demo::demo().await,
             Command::Sandbox { listen } => demo::sandbox(listen).await,
+            Command::Webhooks { action } => webhooks::webhooks(action).await,
         }
     });
     match result {

@@ -9,6 +9,7 @@ mod interpolate;
 mod raw;
 mod units;
 mod validate;
+pub mod webhook;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -48,6 +49,8 @@ pub struct Config {
     pub upstreams: Vec<Upstream>,
     /// `[shared]`: replicas share limits, pauses and tokens through Redis. `None`: all local.
     pub shared: Option<Shared>,
+    /// `[webhooks.NAME]`, in name order; served on `server.webhook_listen`.
+    pub webhooks: Vec<webhook::Webhook>,
 }
 
 /// `[shared]`: state shared by every replica through one Redis.
@@ -80,6 +83,10 @@ pub struct Server {
     pub public_url: Option<Url>,
     /// How long in-flight requests may run after SIGTERM before connections are dropped.
     pub shutdown_timeout: Duration,
+    /// Where partners deliver webhooks; `None` (the default) turns webhooks off.
+    pub webhook_listen: Option<SocketAddr>,
+    /// The embedded store (`webhooks.db`) lives here when `[shared]` is absent.
+    pub data_dir: PathBuf,
 }
 
 /// Which of an upstream's two environment blocks is in use.

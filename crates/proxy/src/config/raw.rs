@@ -14,6 +14,33 @@ pub struct RawConfig {
     #[serde(default)]
     pub upstreams: BTreeMap<String, RawUpstream>,
     pub shared: Option<RawShared>,
+    #[serde(default)]
+    pub webhooks: BTreeMap<String, RawWebhook>,
+}
+
+/// `[webhooks.NAME]`; the `signature_header` .. `signed_payload` keys belong to `scheme = "hmac"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    pub path: Option<String>,
+    pub scheme: Option<String>,
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    pub tolerance: Option<String>,
+    pub event_id: Option<String>,
+    pub dedupe_for: Option<String>,
+    pub max_body: Option<String>,
+    pub deliver_to: String,
+    pub delivery_concurrency: Option<u32>,
+    pub delivery_timeout: Option<String>,
+    pub max_age: Option<String>,
+    pub deliver_secret: Option<String>,
+    pub signature_header: Option<String>,
+    pub algorithm: Option<String>,
+    pub encoding: Option<String>,
+    pub signature_prefix: Option<String>,
+    pub timestamp_header: Option<String>,
+    pub signed_payload: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -34,6 +61,8 @@ pub struct RawServer {
     pub allow_production: Option<bool>,
     pub public_url: Option<String>,
     pub shutdown_timeout: Option<String>,
+    pub webhook_listen: Option<String>,
+    pub data_dir: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -168,8 +168,15 @@ fn expand_value(value: &mut toml::Value, path: &str, lookup: Lookup<'_>) -> Resu
 
 fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
     let server = server(raw.server)?;
-    if raw.upstreams.is_empty() {
+    let webhooks = super::webhook::validate_all(raw.webhooks)?;
+    if raw.upstreams.is_empty() && webhooks.is_empty() {
         return Err(ConfigError::new("upstreams", "no upstream is configured"));
+    }
+    if !webhooks.is_empty() && server.webhook_listen.is_none() {
+        return Err(ConfigError::new(
+            "server.webhook_listen",
+            "is required when [webhooks] are configured (e.g. \"0.0.0.0:8443\"); partners deliver there",
+        ));
     }
     let mut upstreams = Vec::with_capacity(raw.upstreams.len());
     let mut prefixes: BTreeMap<String, String> = BTreeMap::new();
@@ -188,6 +195,7 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
         server,
         upstreams,
         shared,
+        webhooks,
     })
 }
 
@@ -277,6 +285,11 @@ fn server(raw: RawServer) -> Result<Server, ConfigError> {
             .map(|u| url("server.public_url", &u, UrlUse::PublicUrl))
             .transpose()?,
         shutdown_timeout: dur("server.shutdown_timeout", raw.shutdown_timeout, "30s")?,
+        webhook_listen: raw
+            .webhook_listen
+            .map(|a| addr("webhook_listen", Some(a), ""))
+            .transpose()?,
+        data_dir: PathBuf::from(raw.data_dir.unwrap_or_else(|| "./tollgate-data".to_owned())),
     })
 }
 
@@ -388,7 +401,7 @@ fn upstream(name: &str, raw: RawUpstream, server: &Server, ctx: &Ctx<'_>) -> Res
     })
 }
 
-fn prefix(path: &str, p: String) -> Result<String, ConfigError> {
+pub(super) fn prefix(path: &str, p: String) -> Result<String, ConfigError> {
     if p.is_empty() {
         return Err(ConfigError::new(
             path,
@@ -602,7 +615,7 @@ fn headers(
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum UrlUse {
+pub(super) enum UrlUse {
     /// An upstream `base_url`: no query or fragment.
     Base,
     /// A token or login endpoint.
@@ -611,7 +624,7 @@ enum UrlUse {
     PublicUrl,
 }
 
-fn url(path: &str, raw: &str, usage: UrlUse) -> Result<Url, ConfigError> {
+pub(super) fn url(path: &str, raw: &str, usage: UrlUse) -> Result<Url, ConfigError> {
     let u = Url::parse(raw)
         .map_err(|e| ConfigError::new(path, format!("`{raw}` is not an absolute http(s) URL ({e})")))?;
     if u.scheme() != "http" && u.scheme() != "https" {
@@ -652,11 +665,11 @@ fn is_loopback(host: &Host<&str>) -> bool {
     }
 }
 
-fn dur(path: &str, v: Option<String>, default: &str) -> Result<Duration, ConfigError> {
+pub(super) fn dur(path: &str, v: Option<String>, default: &str) -> Result<Duration, ConfigError> {
     units::duration(v.as_deref().unwrap_or(default)).map_err(|m| ConfigError::new(path, m))
 }
 
-fn size(path: &str, v: Option<String>, default: &str) -> Result<u64, ConfigError> {
+pub(super) fn size(path: &str, v: Option<String>, default: &str) -> Result<u64, ConfigError> {
     units::size(v.as_deref().unwrap_or(default)).map_err(|m| ConfigError::new(path, m))
 }
 

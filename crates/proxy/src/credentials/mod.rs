@@ -13,7 +13,7 @@ mod cache;
 mod fetch;
 mod response;
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use http::HeaderValue;
 use tokio::time::Instant;
@@ -46,9 +46,4 @@ pub struct TokenError {
     pub message: String,
 }
 
-/// Wall-clock seconds since the epoch: token expiries are unix times (JWT `exp`, Redis TTLs).
-pub(crate) fn now_unix() -> f64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
+pub(crate) use crate::clock::now_unix;

@@ -127,7 +127,7 @@ impl SharedToken {
 
     /// Seals and stores a fresh token until its expiry, then announces it. Returns the blob.
     pub async fn store(&self, access: &Secret, expires_unix: f64) -> Option<Arc<[u8]>> {
-        let ttl_ms = ((expires_unix - crate::credentials::now_unix()) * 1000.0).floor();
+        let ttl_ms = ((expires_unix - crate::clock::now_unix()) * 1000.0).floor();
         if ttl_ms < 1.0 {
             return None;
         }
