@@ -4,12 +4,19 @@
 //! differs from the input only in the rewritten string values, and must not
 //! change when rewritten again. Corrupted documents must be judged valid or
 //! not exactly as serde_json judges them.
+//!
+//! The JSON oracle takes the link decision from `LinkTarget::rewrite` itself, so
+//! that decision is checked on its own, differentially, against the `url`
+//! crate's WHATWG parser: whatever is rewritten must point into the base origin
+//! and path by `url`'s reading too, and keep its rest; whatever `url` reads as
+//! pointing there and is already in `url`'s canonical form must be rewritten.
 
 use std::sync::Arc;
 
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 use tollgate_proxy::rewrite::{JsonRewriter, LinkTarget, Skip};
+use url::Url;
 
 fn target() -> Arc<LinkTarget> {
     Arc::new(LinkTarget::new("https://api.example.com/v1", "http://tollgate.internal:8080/oas").unwrap())
@@ -305,4 +312,242 @@ proptest! {
             serde_json::from_slice::<serde::de::IgnoredAny>(&whole.out).unwrap();
         }
     }
+}
+
+/// A base URL for the differential test, with its parts as `url` reports them.
+struct Base {
+    url: &'static str,
+    scheme: &'static str,
+    host: &'static str,
+    port: u16,
+    path: &'static str,
+}
+
+const BASES: [Base; 2] = [
+    Base {
+        url: "https://api.example.com/v1",
+        scheme: "https",
+        host: "api.example.com",
+        port: 443,
+        path: "/v1",
+    },
+    Base {
+        url: "http://127.0.0.1:9001/api",
+        scheme: "http",
+        host: "127.0.0.1",
+        port: 9001,
+        path: "/api",
+    },
+];
+
+const REPLACEMENT: &str = "http://tollgate.internal:8080/oas";
+
+/// Whether `url` (as the `url` crate parsed it) is in the base's origin, under its path, with no
+/// userinfo.
+fn points_into(url: &Url, base: &Base) -> bool {
+    url.scheme() == base.scheme
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.host_str() == Some(base.host)
+        && url.port_or_known_default() == Some(base.port)
+        && (url.path() == base.path || url.path().starts_with(&format!("{}/", base.path)))
+}
+
+/// Strings near the bases: right and wrong schemes, separators, userinfo, hosts that normalise to
+/// the base host (IDNA, IPv4 shorthand, percent-encoding), ports, dot segments in every
+/// spelling, backslashes, whitespace, then one stray character anywhere.
+fn url_like() -> impl Strategy<Value = String> {
+    let scheme = prop::sample::select(vec![
+        "https", "HTTPS", "hTtPs", "http", "HTTP", "ftp", "ws", "", "https:", "h ttps",
+    ]);
+    let sep = prop::sample::select(vec![
+        "://", "://", "://", ":/", ":", ":///", ":\\\\", "://\t", "//",
+    ]);
+    let userinfo = prop::sample::select(vec![
+        "",
+        "",
+        "",
+        "",
+        "user@",
+        "user:pw@",
+        "api.example.com@",
+        "127.0.0.1:9001@",
+        ":@",
+        "@",
+    ]);
+    let host = prop::sample::select(vec![
+        "api.example.com",
+        "api.example.com",
+        "API.Example.COM",
+        "api.example.com.",
+        "api.example.com.evil.net",
+        "evilapi.example.com",
+        "api%2Eexample.com",
+        "\u{ff41}pi.example.com",
+        "\u{24d0}pi.example.com",
+        "api.exa\tmple.com",
+        "127.0.0.1",
+        "127.0.0.1",
+        "127.1",
+        "0x7f.0.0.1",
+        "[::1]",
+        "[::ffff:127.0.0.1]",
+        "",
+        "api.example.com\\",
+        "api.example.com\\@evil.net",
+        "evil.net\\@api.example.com",
+        "api.example.com%00",
+    ]);
+    let port = prop::sample::select(vec![
+        "", "", "", ":", ":443", ":0443", ":80", ":8443", ":9001", ":09001", ":99999", ":4a3", ": 443",
+        ":+443",
+    ]);
+    let path = prop::sample::select(vec![
+        "",
+        "/",
+        "/v1",
+        "/v1/",
+        "/v1/x",
+        "/v1/x",
+        "/V1/x",
+        "/v10",
+        "/v1/../admin",
+        "/v1/%2e%2E/admin",
+        "/v1/./x",
+        "/v1\\..\\admin",
+        "/v1/a b",
+        "/%76%31/x",
+        "/v1/caf\u{e9}",
+        "//v1/x",
+        "/v1;x",
+        "/v1/..;/x",
+        "/v1/a%2Fb",
+        "/v1//x",
+        "/api",
+        "/api/p",
+        "/api/p",
+        "/api/../x",
+        "/apix",
+        "/api/%zz",
+    ]);
+    let tail = prop::sample::select(vec![
+        "",
+        "",
+        "?q=1",
+        "#f",
+        "?",
+        "#",
+        "?a=\\b#\\c",
+        "?x=/../y",
+        "?e=\u{1F600}",
+        "?'",
+        "#/x/../y",
+    ]);
+    let stray = prop::option::weighted(
+        0.3,
+        (
+            any::<usize>(),
+            prop::sample::select(vec![
+                '\u{0}', ' ', '\t', '\n', '/', '\\', '@', ':', '.', '%', '?', '#', '[', ']', 'A', '\u{e9}',
+            ]),
+        ),
+    );
+    (scheme, sep, userinfo, host, port, path, tail, stray).prop_map(
+        |(scheme, sep, userinfo, host, port, path, tail, stray)| {
+            let mut s = format!("{scheme}{sep}{userinfo}{host}{port}{path}{tail}");
+            if let Some((at, c)) = stray {
+                let mut at = at % (s.len() + 1);
+                while !s.is_char_boundary(at) {
+                    at -= 1;
+                }
+                s.insert(at, c);
+            }
+            s
+        },
+    )
+}
+
+/// One string against one base: sound (a rewrite implies `url` agrees, and keeps path rest,
+/// query and fragment) and, for canonical strings, complete.
+fn check_against_url_crate(s: &str, base: &Base) -> Result<(), TestCaseError> {
+    let target = LinkTarget::new(base.url, REPLACEMENT).unwrap();
+    let parsed = Url::parse(s);
+    match target.rewrite(s) {
+        Some(out) => {
+            let u = parsed
+                .map_err(|e| TestCaseError::fail(format!("rewrote {s:?}, which url cannot parse: {e}")))?;
+            prop_assert!(
+                points_into(&u, base),
+                "rewrote {:?}, which url reads as {}",
+                s,
+                u.as_str()
+            );
+            let o = Url::parse(&out)
+                .map_err(|e| TestCaseError::fail(format!("rewrite of {s:?} is not a URL: {out:?}: {e}")))?;
+            prop_assert_eq!(o.scheme(), "http");
+            prop_assert_eq!(o.host_str(), Some("tollgate.internal"));
+            prop_assert_eq!(o.port(), Some(8080));
+            prop_assert_eq!(
+                o.path().to_owned(),
+                format!("/oas{}", &u.path()[base.path.len()..])
+            );
+            prop_assert_eq!(o.query(), u.query());
+            prop_assert_eq!(o.fragment(), u.fragment());
+        }
+        None => {
+            if let Ok(u) = parsed {
+                prop_assert!(
+                    !(u.as_str() == s && points_into(&u, base)),
+                    "left {:?} alone, though it is canonical and points into {}",
+                    s,
+                    base.url
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4096))]
+
+    #[test]
+    fn origin_matching_agrees_with_the_url_crate(s in url_like()) {
+        for base in &BASES {
+            check_against_url_crate(&s, base)?;
+        }
+    }
+}
+
+/// Known strings where a naive matcher and the WHATWG parser part ways; each must hold the
+/// property, and the canonical ones must really be rewritten (the property's other half is not
+/// vacuous).
+#[test]
+fn origin_matching_known_vectors() {
+    let base = &BASES[0];
+    for s in [
+        "https://api.example.com/v1",
+        "https://api.example.com/v1/x?q=1#f",
+        "HTTPS://API.EXAMPLE.COM:0443/v1/x",
+        "https://api.example.com:/v1/x",
+        "https://\u{ff41}pi.example.com/v1/x",
+        "https://api.example.com\\@evil.net/v1/x",
+        "https://evil.net\\@api.example.com/v1/x",
+        "https:\\\\api.example.com/v1/x",
+        "https://api.exa\tmple.com/v1/x",
+        "https://api%2Eexample.com/v1/x",
+        "https://api.example.com/v1/%2e%2E/admin",
+        "https://api.example.com/v1\\..\\admin",
+        " https://api.example.com/v1/x",
+    ] {
+        if let Err(e) = check_against_url_crate(s, base) {
+            panic!("{s:?}: {e}");
+        }
+    }
+    let target = LinkTarget::new(base.url, REPLACEMENT).unwrap();
+    assert!(target.rewrite("https://api.example.com/v1/x?q=1#f").is_some());
+    assert!(LinkTarget::new(BASES[1].url, REPLACEMENT)
+        .unwrap()
+        .rewrite("http://127.0.0.1:9001/api/p")
+        .is_some());
 }

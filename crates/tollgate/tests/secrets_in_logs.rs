@@ -1,13 +1,66 @@
-//! A whole run logged at `trace` level, good and bad requests alike, prints none of the secrets.
+//! A whole run logged at `trace` level, good and bad requests alike, prints none of the secrets:
+//! the configured ones, every token the partners issued (OAS's access and refresh JWTs, Osigu's
+//! access token) and a caller's own bearer token.
+//!
+//! The issued tokens are learnt from what the partners received: access tokens from the API
+//! requests, the refresh token from the gateway's refresh call (forced by a short first token),
+//! and the partners' own counts prove none was missed.
 
 mod support;
 
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
 use support::{client, config_file, Running, EPHEMERAL_SERVER};
-use tollgate_sandbox::{Emulator, Partner};
+use tollgate_sandbox::{Emulator, Partner, Recorded};
+
+/// The distinct bearer tokens a partner received on its API.
+fn bearer_tokens(requests: &[Recorded]) -> BTreeSet<String> {
+    requests
+        .iter()
+        .filter_map(|r| r.header("authorization"))
+        .filter_map(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Polls `check` every 20 ms for up to 60 s.
+async fn until(mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check()
+}
+
+/// Seconds left on the gateway's OAS token, from `/status`.
+async fn oas_token_left(gw: &Running) -> f64 {
+    let status: serde_json::Value = client()
+        .get(format!("http://{}/status", gw.admin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    status["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "oas")
+        .and_then(|u| u["token"]["expires_in_seconds"].as_f64())
+        .unwrap_or(0.0)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_logs_hold_no_configured_secret() {
     let oas = Emulator::start(Partner::Oas).await.unwrap();
+    // The login token lives 12 s, so the gateway refreshes it (with the refresh token) after
+    // about 6 s; tokens issued after the login live an hour, so exactly two access tokens exist.
+    oas.set_token_ttl(Duration::from_secs(12));
     let osigu = Emulator::start(Partner::Osigu).await.unwrap();
     let c = oas.credentials().clone();
     let s = osigu.credentials().clone();
@@ -33,14 +86,16 @@ auth = {{ type = "oauth2_client_credentials", token_url = "{osigu}/oauth/token",
         ssec = s.client_secret,
     ));
     let gw = Running::start(&cfg.path, &["--log-level", "trace"]);
+    assert!(until(|| oas.issued_tokens() >= 1).await, "the gateway logged in");
+    oas.set_token_ttl(Duration::from_secs(3600));
+
     let http = client();
     let caller_token = "caller-bearer-token-must-not-log";
-    for path in [
-        "/oas/helloworld",
-        "/oas/api/organisations/?page=1",
-        "/osigu/v1/medications",
-        "/nope",
-        "/oas/../x",
+    for (path, want) in [
+        ("/oas/helloworld", 200),
+        ("/oas/api/organisations/?page=1", 200),
+        ("/osigu/v1/medications", 200),
+        ("/nope", 404),
     ] {
         let resp = http
             .get(gw.url(path))
@@ -48,17 +103,40 @@ auth = {{ type = "oauth2_client_credentials", token_url = "{osigu}/oauth/token",
             .send()
             .await
             .unwrap();
-        assert!(resp.status().as_u16() >= 200);
+        assert_eq!(resp.status().as_u16(), want, "{path}");
         resp.bytes().await.unwrap();
     }
-    http.post(gw.url("/osigu/v1/dispensations"))
+    // A climb out of the prefix, sent raw: an HTTP client would resolve the `..` itself.
+    let climb = raw(
+        gw.addr,
+        &format!("GET /oas/../x HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {caller_token}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert!(climb.starts_with("HTTP/1.1 400"), "{climb}");
+    let resp = http
+        .post(gw.url("/osigu/v1/dispensations"))
+        .header("content-type", "application/json")
         .body(r#"{"code":"x"}"#)
         .send()
         .await
         .unwrap();
-    let (status, log) = tokio::task::spawn_blocking(move || gw.terminate()).await.unwrap();
-    assert!(status.success());
+    assert_eq!(resp.status(), 201);
 
+    // The refresh, then a request that carries the refreshed token.
+    assert!(until(|| oas.issued_tokens() >= 2).await, "the gateway refreshed");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while oas_token_left(&gw).await < 600.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the refreshed token was never installed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let resp = http.get(gw.url("/oas/api/organisations/")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+
+    let (status, log) = tokio::task::spawn_blocking(move || gw.terminate()).await.unwrap();
+    assert!(status.success(), "exit status {status}");
     assert!(
         log.contains("\"level\":\"TRACE\""),
         "the run really logged at trace level"
@@ -67,12 +145,56 @@ auth = {{ type = "oauth2_client_credentials", token_url = "{osigu}/oauth/token",
         log.contains("tollgate::access") && log.contains("/oas/helloworld"),
         "access lines were captured"
     );
-    for secret in [
-        &c.api_key,
-        &c.password,
-        &s.client_secret,
-        &caller_token.to_owned(),
+
+    let oas_access = bearer_tokens(&oas.requests());
+    assert_eq!(oas.issued_tokens(), 2, "a login and one refresh");
+    assert_eq!(oas_access.len(), 2, "both OAS access tokens were seen");
+    let oas_refresh: BTreeSet<String> = oas
+        .token_requests()
+        .iter()
+        .filter(|r| r.path == "/api/auth/token/refresh/")
+        .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
+        .filter_map(|v| v["refresh"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(oas_refresh.len(), 1, "the refresh token was seen");
+    let osigu_access = bearer_tokens(&osigu.requests());
+    assert_eq!(osigu.issued_tokens(), 1);
+    assert_eq!(osigu_access.len(), 1, "the Osigu token was seen");
+
+    let mut secrets: Vec<(&str, String)> = vec![
+        ("OAS API key", c.api_key.clone()),
+        ("OAS password", c.password.clone()),
+        ("Osigu client secret", s.client_secret.clone()),
+        ("caller token", caller_token.to_owned()),
+    ];
+    for (kind, tokens) in [
+        ("OAS access token", &oas_access),
+        ("OAS refresh token", &oas_refresh),
+        ("Osigu access token", &osigu_access),
     ] {
-        assert!(!log.contains(secret.as_str()), "a secret reached the logs");
+        for token in tokens {
+            secrets.push((kind, token.clone()));
+            // A JWT's signature alone is as good as the token to anyone who can read claims.
+            if let Some((_, signature)) = token.rsplit_once('.') {
+                secrets.push((kind, signature.to_owned()));
+            }
+        }
     }
+    for (kind, secret) in &secrets {
+        assert!(secret.len() >= 16, "{kind} is too short to be a sentinel");
+        assert!(!log.contains(secret.as_str()), "the {kind} reached the logs");
+    }
+}
+
+/// Writes one raw request and reads until the server closes.
+async fn raw(addr: std::net::SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut out))
+        .await
+        .expect("the gateway answered and closed")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
 }

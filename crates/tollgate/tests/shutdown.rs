@@ -1,45 +1,152 @@
-//! SIGTERM: the listener closes, in-flight requests finish, the process exits 0.
+//! SIGTERM: during the drain new connections are refused, `/readyz` stops saying ready and
+//! in-flight requests finish; at `shutdown_timeout` whatever is left is cut off; the process
+//! exits 0.
+//!
+//! The in-flight request is held by a partner that answers only when the test says so, so "during
+//! the drain" is a state the test controls, not a moment it hopes to hit.
 
 mod support;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{client, config_file, Running, EPHEMERAL_SERVER};
-use tollgate_sandbox::Echo;
+use support::{client, config_file, until_refused, Held, Running, EPHEMERAL_SERVER};
+use tollgate_proxy::{Config, Gateway, Listeners, Metrics};
+
+fn held_config(held: &Held, shutdown_timeout: &str) -> String {
+    format!(
+        "{EPHEMERAL_SERVER}shutdown_timeout = \"{shutdown_timeout}\"\n[upstreams.slow]\nrequest_timeout = \"300s\"\nretry = {{ attempts = 1 }}\n[upstreams.slow.sandbox]\nbase_url = \"{}\"\n",
+        held.url()
+    )
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn in_flight_request_completes_after_sigterm() {
-    let echo = Echo::start().await.unwrap();
-    let cfg = config_file(&format!(
-        "{EPHEMERAL_SERVER}shutdown_timeout = \"20s\"\n[upstreams.slow.sandbox]\nbase_url = \"{}\"\n",
-        echo.base_url()
-    ));
-    let gw = Running::start(&cfg.path, &[]);
-    let url = gw.url("/slow/delay/1500");
-    let inflight = tokio::spawn(async move { client().get(url).send().await });
+async fn sigterm_refuses_new_connections_and_finishes_in_flight_requests() {
+    let mut held = Held::start().await;
+    let cfg = config_file(&held_config(&held, "60s"));
+    let mut gw = Running::start(&cfg.path, &[]);
+    let url = gw.url("/slow/x");
+    let inflight = tokio::spawn(async move {
+        let r = client().get(url).send().await?;
+        let status = r.status().as_u16();
+        Ok::<_, reqwest::Error>((status, r.text().await?))
+    });
+    assert!(held.arrived().await, "the request never reached the partner");
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while echo.requests() == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the slow request never reached the upstream"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    gw.signal("TERM");
+    assert!(
+        until_refused(gw.addr).await,
+        "the data listener still accepts after SIGTERM:\n{}",
+        gw.log()
+    );
+    // The partner has not answered, so this is the drain, not its end.
+    assert!(
+        gw.exited().is_none(),
+        "exited with a request in flight:\n{}",
+        gw.log()
+    );
+    assert!(!inflight.is_finished(), "the in-flight request was cut short");
+    let readyz = format!("http://{}/readyz", gw.admin);
+    match client().get(&readyz).send().await {
+        Ok(r) => assert_eq!(r.status(), 503, "/readyz during the drain"),
+        Err(e) => assert!(e.is_connect(), "/readyz during the drain: {e}"),
     }
-    let addr = gw.addr;
-    let (status, log) = tokio::task::spawn_blocking(move || gw.terminate()).await.unwrap();
 
-    let resp = inflight
+    held.release();
+    let (status, body) = inflight
         .await
         .unwrap()
         .expect("the in-flight request got its response");
-    assert_eq!(resp.status(), 200);
-    let v: serde_json::Value = resp.json().await.unwrap();
-    assert_eq!(v["delayed_ms"], 1500);
-    assert!(status.success(), "exit status {status}\n{log}");
+    assert_eq!((status, body.as_str()), (200, "held"));
+    let (exit, log) = tokio::task::spawn_blocking(move || gw.wait_exit(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert!(exit.success(), "exit status {exit}\n{log}");
     assert!(log.contains("SIGTERM received"), "{log}");
     assert!(
-        tokio::net::TcpStream::connect(addr).await.is_err(),
-        "the listener is closed after shutdown"
+        log.contains("all connections closed"),
+        "drained, not cut off:\n{log}"
     );
+}
+
+/// A request still in flight at `shutdown_timeout` is dropped and the process exits anyway: the
+/// partner here never answers, so without the cut-off the process would never exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_timeout_cuts_off_what_is_still_in_flight() {
+    let mut held = Held::start().await;
+    let cfg = config_file(&held_config(&held, "1s"));
+    let gw = Running::start(&cfg.path, &[]);
+    let url = gw.url("/slow/x");
+    let inflight = tokio::spawn(async move { client().get(url).send().await });
+    assert!(held.arrived().await, "the request never reached the partner");
+
+    let signalled = Instant::now();
+    let (exit, log) = tokio::task::spawn_blocking(move || {
+        gw.signal("TERM");
+        gw.wait_exit(Duration::from_secs(30))
+    })
+    .await
+    .unwrap();
+    // The process starts its 1 s after it gets the signal, so this bound cannot race.
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(1),
+        "exited {:?} after SIGTERM, before shutdown_timeout",
+        signalled.elapsed()
+    );
+    assert!(exit.success(), "exit status {exit}\n{log}");
+    assert!(log.contains("shutdown_timeout passed"), "{log}");
+    assert!(
+        inflight.await.unwrap().is_err(),
+        "the held request was cut off, not answered"
+    );
+}
+
+/// `/readyz` answers from the gateway's readiness, which the binary's closed admin port hides
+/// during the drain: checked in process, while a request is held in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_drops_when_the_drain_starts() {
+    let mut held = Held::start().await;
+    let config = Config::parse(&held_config(&held, "60s"), &|_| None).expect("valid config");
+    let data = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (addr, admin_addr) = (data.local_addr().unwrap(), admin.local_addr().unwrap());
+    let gw = Arc::new(Gateway::new(config, Metrics::new("test")).expect("gateway builds"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(tollgate_proxy::serve(
+        gw.clone(),
+        Listeners {
+            data,
+            admin,
+            webhook: None,
+        },
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let readyz = format!("http://{admin_addr}/readyz");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client().get(&readyz).send().await {
+            if r.status() == 200 {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let url = format!("http://{addr}/slow/x");
+    let inflight = tokio::spawn(async move { client().get(url).send().await });
+    assert!(held.arrived().await, "the request never reached the partner");
+
+    stop.send(()).unwrap();
+    assert!(until_refused(addr).await, "the data listener still accepts");
+    assert!(!gw.is_ready(), "/readyz would still say ready during the drain");
+    assert!(!server.is_finished(), "the drain ended with a request in flight");
+
+    held.release();
+    assert_eq!(inflight.await.unwrap().unwrap().status(), 200);
+    tokio::time::timeout(Duration::from_secs(30), server)
+        .await
+        .expect("the drain ends once the request is answered")
+        .unwrap();
 }

@@ -1,8 +1,10 @@
-//! Shared test support: an in-process gateway on loopback port 0, a plain HTTP client, raw sockets.
+//! Shared test support: an in-process gateway on loopback port 0, a plain HTTP client, raw sockets,
+//! a partner that records raw bytes, and bounded polls that wait for an event instead of a sleep.
 
 #![allow(dead_code)]
 
 pub mod redis_server;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,9 +37,17 @@ impl TestGateway {
         let (addr, admin_addr) = (data.local_addr().unwrap(), admin.local_addr().unwrap());
         let gw = Arc::new(Gateway::new(config, Metrics::new("test")).expect("gateway builds"));
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(tollgate_proxy::serve(gw, Listeners { data, admin }, async {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(tollgate_proxy::serve(
+            gw,
+            Listeners {
+                data,
+                admin,
+                webhook: None,
+            },
+            async {
+                let _ = rx.await;
+            },
+        ));
         Self {
             addr,
             admin: admin_addr,
@@ -245,6 +255,40 @@ pub async fn metric(gw: &TestGateway, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Polls `/metrics` every 20 ms until the sample `series` reads at least `at_least`, or `within`
+/// passes; returns whether it did. Tests wait on the gateway's own record of an event with this
+/// rather than sleeping and hoping it happened.
+pub async fn metric_reaches(gw: &TestGateway, series: &str, at_least: f64, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if metric(gw, series).await >= at_least {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls `/status` every 20 ms until `check` holds for it, or `within` passes.
+pub async fn status_reaches(
+    gw: &TestGateway,
+    within: Duration,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check(&status_json(gw).await) {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Polls `check` every 20 ms until it holds or `within` passes; returns whether it held.
 pub async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + within;
@@ -332,4 +376,136 @@ pub fn max_in_window(mut at: Vec<std::time::Instant>, len: Duration) -> usize {
         .map(|i| at[i..].iter().take_while(|t| **t < at[i] + len).count())
         .max()
         .unwrap_or(0)
+}
+
+/// What one connection to a [`Recorder`] carried, byte for byte.
+#[derive(Debug, Clone, Default)]
+pub struct RawConnection {
+    pub bytes: Vec<u8>,
+    /// The gateway closed (or reset) the connection.
+    pub closed: bool,
+}
+
+/// A partner that never answers and keeps every byte it is sent: for checking exactly what
+/// reached a partner when the gateway gives up on a request half way.
+pub struct Recorder {
+    pub addr: SocketAddr,
+    connections: Arc<std::sync::Mutex<Vec<Arc<std::sync::Mutex<RawConnection>>>>>,
+    task: JoinHandle<()>,
+}
+
+impl Recorder {
+    pub async fn start() -> Recorder {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let all = connections.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let conn = Arc::new(std::sync::Mutex::new(RawConnection::default()));
+                all.lock().unwrap().push(conn.clone());
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 16 * 1024];
+                    loop {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => conn.lock().unwrap().bytes.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    conn.lock().unwrap().closed = true;
+                });
+            }
+        });
+        Recorder {
+            addr,
+            connections,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A snapshot of every connection so far.
+    pub fn connections(&self) -> Vec<RawConnection> {
+        self.connections
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| c.lock().unwrap().clone())
+            .collect()
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// An HTTP/1 request as a partner read it off the wire.
+#[derive(Debug, PartialEq, Eq)]
+pub struct WireRequest {
+    pub head: String,
+    /// The body, de-chunked; only what arrived.
+    pub body: Vec<u8>,
+    /// The framing says the body is whole: a partner would act on this request.
+    pub complete: bool,
+}
+
+/// Reads the first request out of raw bytes; `None` while its head is incomplete.
+pub fn wire_request(bytes: &[u8]) -> Option<WireRequest> {
+    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&bytes[..end]).into_owned();
+    let rest = &bytes[end + 4..];
+    let header = |name: &str| {
+        head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_ascii_lowercase())
+        })
+    };
+    if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        let (body, complete) = dechunk(rest);
+        return Some(WireRequest { head, body, complete });
+    }
+    let len = header("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    Some(WireRequest {
+        head,
+        body: rest[..rest.len().min(len)].to_vec(),
+        complete: rest.len() >= len,
+    })
+}
+
+/// The data of a chunked body so far, and whether its last chunk (`0`) and final CRLF arrived.
+fn dechunk(mut rest: &[u8]) -> (Vec<u8>, bool) {
+    let mut body = Vec::new();
+    loop {
+        let Some(line_end) = rest.windows(2).position(|w| w == b"\r\n") else {
+            return (body, false);
+        };
+        let line = String::from_utf8_lossy(&rest[..line_end]);
+        let size_text = line.split(';').next().unwrap_or("").trim();
+        let Ok(size) = usize::from_str_radix(size_text, 16) else {
+            return (body, false);
+        };
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            // No trailers are ever sent here: the final CRLF ends the body.
+            return (body, rest.starts_with(b"\r\n"));
+        }
+        let take = size.min(rest.len());
+        body.extend_from_slice(&rest[..take]);
+        if rest.len() < size + 2 {
+            return (body, false);
+        }
+        rest = &rest[size + 2..];
+    }
 }

@@ -1,0 +1,586 @@
+//! Crash safety of webhook ingress, end to end through the real binary: a few thousand signed
+//! deliveries (a tenth of them repeats) while `tollgate run` is SIGKILLed several times and
+//! restarted on the same data dir. Every id that got a 2xx must reach the service, with its body
+//! as sent; no id that was never sent may reach it; no id may be stored twice.
+//!
+//! The partner side behaves like a real Standard Webhooks sender: a delivery that got no 2xx (the
+//! process died under it) is sent again later. That is what makes the final count exact: an event
+//! can be committed and the process killed before its 202 left, so it is delivered though that send
+//! was never acknowledged; the partner's retry of it is then answered 200 (duplicate), and by the
+//! end every id sent is acknowledged and the service's distinct ids equal the acknowledged ones.
+
+#![cfg(unix)]
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::os::unix::process::ExitStatusExt as _;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use sha2::Sha256;
+use support::{config_file, Running, EPHEMERAL_SERVER};
+
+/// The Standard Webhooks secret the partner signs with (base64 of 32 bytes).
+const SECRET: &str = "whsec_a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=";
+/// Planned sends, repeats included (the partner's retries come on top).
+const PLAN: usize = 3000;
+/// One planned send in ten repeats an earlier id.
+const REPEAT_PERCENT: u64 = 10;
+/// A repeat names an id planned at least this many sends earlier: most are acknowledged by then,
+/// a few were lost at a kill. (A repeat racing its original tests concurrency, not crashes.)
+const REPEAT_LAG: usize = 64;
+const KILLS: usize = 4;
+/// Concurrent partner connections: each has at most one send in flight, so this is also the most
+/// sends one kill can leave unanswered.
+const SENDERS: usize = 8;
+/// A killed phase ends after `KILL_AFTER` + [0, `KILL_SPREAD`) finished sends: 4 kills use at most
+/// 2600 of the 3000 planned, so the last (unkilled) phase always has work.
+const KILL_AFTER: usize = 350;
+const KILL_SPREAD: u64 = 300;
+/// Bounds on every wait; reaching one fails the test instead of hanging it.
+const PHASE_LIMIT: Duration = Duration::from_secs(20);
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+const DELIVERY_LIMIT: Duration = Duration::from_secs(60);
+const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_deliveries_survive_sigkill_and_reach_the_service() {
+    let seed = seed();
+    eprintln!("webhook_crash: seed {seed} (rerun with TOLLGATE_CRASH_SEED={seed})");
+    let mut rng = SplitMix(seed);
+    let service = Service::start().await;
+    let data = tempfile::tempdir().expect("a temp dir for the store");
+    let cfg = config_file(&format!(
+        "{EPHEMERAL_SERVER}webhook_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n\
+         [webhooks.osigu]\nsecrets = [\"{SECRET}\"]\ndeliver_to = \"http://{}/hooks\"\n\
+         delivery_concurrency = 8\n",
+        data.path().display(),
+        service.addr
+    ));
+    let work = Arc::new(Work {
+        plan: plan(&mut rng),
+        next: AtomicUsize::new(0),
+        owed: Mutex::default(),
+    });
+
+    let mut sent: Vec<Sent> = Vec::new();
+    let mut last = None;
+    for phase in 0..=KILLS {
+        // Same config and data dir each time; the ports are new (port 0), so read them again.
+        let mut gw = tokio::task::block_in_place(|| Running::start(&cfg.path, &[]));
+        let hook = gw
+            .webhook_addr()
+            .expect("the ready line names the webhook listener");
+        let url = format!("http://{hook}/osigu");
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicUsize::new(0));
+        let senders: Vec<_> = (0..SENDERS)
+            .map(|_| {
+                tokio::spawn(sender(
+                    Arc::clone(&work),
+                    url.clone(),
+                    Arc::clone(&stop),
+                    Arc::clone(&done),
+                    phase,
+                ))
+            })
+            .collect();
+        let kill_at = (phase < KILLS).then(|| KILL_AFTER + rng.below(KILL_SPREAD) as usize);
+        let deadline = Instant::now() + PHASE_LIMIT;
+        loop {
+            let reached = kill_at.is_some_and(|n| done.load(SeqCst) >= n);
+            if reached || senders.iter().all(|s| s.is_finished()) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "phase {phase} not done in {PHASE_LIMIT:?} after {} sends (seed {seed}):\n{}",
+                done.load(SeqCst),
+                tail(&gw.log())
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // No new sends from here, so only those already in flight meet the kill: at most one
+        // per sender is left unanswered, which the bounds below rely on.
+        stop.store(true, SeqCst);
+        if kill_at.is_some() {
+            gw.child.kill().expect("SIGKILL is sent");
+            let (status, log) = tokio::task::block_in_place(move || gw.wait_exit(Duration::from_secs(10)));
+            assert_eq!(
+                status.signal(),
+                Some(9),
+                "phase {phase}: the gateway had already ended ({status}) before the kill:\n{}",
+                tail(&log)
+            );
+        } else {
+            last = Some(gw);
+        }
+        for s in senders {
+            sent.extend(s.await.expect("a sender does not panic"));
+        }
+    }
+    let gw = last.expect("the last phase keeps its gateway running");
+
+    // What the partner saw, per id.
+    let mut answers: BTreeMap<&str, Vec<Answer>> = BTreeMap::new();
+    for s in &sent {
+        answers.entry(s.id.as_str()).or_default().push(s.answer);
+    }
+    let refused: Vec<(&str, u16)> = sent
+        .iter()
+        .filter_map(|s| match s.answer {
+            Answer::Refused(status) => Some((s.id.as_str(), status)),
+            _ => None,
+        })
+        .take(10)
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "sends answered neither 202 nor 200 (seed {seed}): {refused:?}"
+    );
+    for phase in 0..=KILLS {
+        let lost = sent
+            .iter()
+            .filter(|s| s.phase == phase && s.answer == Answer::Lost)
+            .count();
+        let bound = if phase < KILLS { SENDERS } else { 0 };
+        assert!(
+            lost <= bound,
+            "phase {phase}: {lost} sends got no answer; only the {bound} at most in flight at a kill may (seed {seed})"
+        );
+    }
+    assert!(
+        work.next.load(SeqCst) >= PLAN && work.owed.lock().unwrap().is_empty(),
+        "not every planned send was made and acknowledged: {} of {PLAN} taken, {} owed (seed {seed})",
+        work.next.load(SeqCst).min(PLAN),
+        work.owed.lock().unwrap().len()
+    );
+    let stored_twice: Vec<&str> = answers
+        .iter()
+        .filter(|(_, a)| a.iter().filter(|x| **x == Answer::Accepted).count() > 1)
+        .map(|(id, _)| *id)
+        .take(10)
+        .collect();
+    assert!(
+        stored_twice.is_empty(),
+        "answered 202 more than once, so stored twice (dedupe lost across a crash): {stored_twice:?} (seed {seed})"
+    );
+    let attempted: BTreeSet<&str> = answers.keys().copied().collect();
+    let acked: BTreeSet<&str> = answers
+        .iter()
+        .filter(|(_, a)| a.iter().any(|x| x.acknowledged()))
+        .map(|(id, _)| *id)
+        .collect();
+    let never_acked: Vec<&&str> = attempted.difference(&acked).take(10).collect();
+    assert!(
+        never_acked.is_empty(),
+        "sent and retried but never acknowledged: {never_acked:?} (seed {seed})"
+    );
+    // Committed, but the 202 died with the process: no send of the id got 202, a retry got 200.
+    // Each is one of the sends in flight at a kill.
+    let committed_unanswered = answers
+        .values()
+        .filter(|a| !a.contains(&Answer::Accepted) && a.contains(&Answer::Duplicate))
+        .count();
+    assert!(
+        committed_unanswered <= SENDERS * KILLS,
+        "{committed_unanswered} ids were stored without any 202; at most {} sends were in flight at the kills (seed {seed})",
+        SENDERS * KILLS
+    );
+
+    // Let the last run deliver what is left.
+    let deadline = Instant::now() + DELIVERY_LIMIT;
+    loop {
+        let got = service.ids();
+        if acked.iter().all(|id| got.contains(*id)) || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let received = service.ids();
+    let missing: Vec<&&str> = acked
+        .iter()
+        .filter(|id| !received.contains(**id))
+        .take(10)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged ids never reached the service within {DELIVERY_LIMIT:?}, e.g. {missing:?} (seed {seed}):\n{}",
+        acked.iter().filter(|id| !received.contains(**id)).count(),
+        acked.len(),
+        tail(&gw.log())
+    );
+    let invented: Vec<&String> = received
+        .iter()
+        .filter(|id| !attempted.contains(id.as_str()))
+        .take(10)
+        .collect();
+    assert!(
+        invented.is_empty(),
+        "the service got ids nobody sent: {invented:?} (seed {seed})"
+    );
+    assert_eq!(
+        received.len(),
+        acked.len(),
+        "distinct ids at the service vs distinct acknowledged ids (seed {seed})"
+    );
+    let altered = service.altered();
+    assert!(
+        altered.is_empty(),
+        "bodies delivered not as sent: {altered:?} (seed {seed})"
+    );
+
+    // The store agrees: nothing left to deliver, nothing given up on.
+    let c = client();
+    let deadline = Instant::now() + DRAIN_LIMIT;
+    let mut pending = events(&c, gw.admin, "pending").await;
+    while !pending.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        pending = events(&c, gw.admin, "pending").await;
+    }
+    assert!(
+        pending.is_empty(),
+        "still pending {DRAIN_LIMIT:?} after every id reached the service: {pending:?} (seed {seed})"
+    );
+    let dead = events(&c, gw.admin, "dead").await;
+    assert!(dead.is_empty(), "dead letters: {dead:?} (seed {seed})");
+
+    // The last run counted exactly what its partner saw (no kill in that phase, so every send
+    // was answered), repeats included.
+    let metrics = c
+        .get(format!("http://{}/metrics", gw.admin))
+        .send()
+        .await
+        .expect("/metrics answers")
+        .text()
+        .await
+        .expect("/metrics has a body");
+    let last_phase = |want: Answer| {
+        sent.iter()
+            .filter(|s| s.phase == KILLS && s.answer == want)
+            .count() as f64
+    };
+    let duplicates = received_total(&metrics, "duplicate");
+    assert!(
+        duplicates > 0.0,
+        "no duplicate counted in the last run:\n{metrics}"
+    );
+    assert_eq!(
+        duplicates,
+        last_phase(Answer::Duplicate),
+        "duplicates counted vs answered"
+    );
+    assert_eq!(
+        received_total(&metrics, "accepted"),
+        last_phase(Answer::Accepted),
+        "accepted counted vs answered"
+    );
+    eprintln!(
+        "webhook_crash: {} sends, {} distinct ids, {} lost at kills, {} stored without a 202, {} deliveries for {} ids",
+        sent.len(),
+        acked.len(),
+        sent.iter().filter(|s| s.answer == Answer::Lost).count(),
+        committed_unanswered,
+        service.deliveries(),
+        received.len()
+    );
+}
+
+/// How a send ended, as the partner saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// 202: stored by this send.
+    Accepted,
+    /// 200: already stored (a repeat, or a retry of a send whose answer was lost).
+    Duplicate,
+    /// Any other status.
+    Refused(u16),
+    /// No answer: the process died under the request.
+    Lost,
+}
+
+impl Answer {
+    fn acknowledged(self) -> bool {
+        matches!(self, Answer::Accepted | Answer::Duplicate)
+    }
+}
+
+#[derive(Debug)]
+struct Sent {
+    id: String,
+    phase: usize,
+    answer: Answer,
+}
+
+/// What the senders share across phases: the plan, the cursor into it, and the ids owed a retry.
+struct Work {
+    plan: Vec<String>,
+    next: AtomicUsize,
+    owed: Mutex<Vec<String>>,
+}
+
+impl Work {
+    /// A retry owed first (as a partner would), else the next planned send.
+    fn take(&self) -> Option<String> {
+        if let Some(id) = self.owed.lock().unwrap().pop() {
+            return Some(id);
+        }
+        self.plan.get(self.next.fetch_add(1, SeqCst)).cloned()
+    }
+}
+
+/// One partner connection: sends until told to stop or out of work.
+async fn sender(
+    work: Arc<Work>,
+    url: String,
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicUsize>,
+    phase: usize,
+) -> Vec<Sent> {
+    let client = client();
+    let mut sent = Vec::new();
+    while !stop.load(SeqCst) {
+        let Some(id) = work.take() else { break };
+        let answer = send(&client, &url, &id).await;
+        // As a partner: no answer or a 5xx is tried again; a 4xx would fail the same way again
+        // (it fails the test below instead).
+        if matches!(answer, Answer::Lost | Answer::Refused(500..)) {
+            work.owed.lock().unwrap().push(id.clone());
+        }
+        sent.push(Sent { id, phase, answer });
+        done.fetch_add(1, SeqCst);
+    }
+    sent
+}
+
+/// One signed delivery. The status line is the acknowledgement: the gateway answers only after
+/// the commit, so a 2xx head counts even if the body is cut off by a kill.
+async fn send(client: &reqwest::Client, url: &str, id: &str) -> Answer {
+    let body = body_of(id);
+    let ts = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let resp = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", sign(id, ts, body.as_bytes()))
+        .body(body)
+        .send()
+        .await;
+    match resp {
+        Err(_) => Answer::Lost,
+        Ok(r) => {
+            let status = r.status().as_u16();
+            // Read to the end so the connection is reused.
+            let _ = r.bytes().await;
+            match status {
+                202 => Answer::Accepted,
+                200 => Answer::Duplicate,
+                s => Answer::Refused(s),
+            }
+        }
+    }
+}
+
+/// Standard Webhooks: `v1,<base64 HMAC-SHA256(key, "{id}.{ts}.{body}")>`, the key being the
+/// base64 after `whsec_`. Written here, apart from the gateway's verifier.
+fn sign(id: &str, ts: u64, body: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let key = b64
+        .decode(SECRET.strip_prefix("whsec_").unwrap_or(SECRET))
+        .expect("the test secret is base64");
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes a key of any length");
+    mac.update(format!("{id}.{ts}.").as_bytes());
+    mac.update(body);
+    format!("v1,{}", b64.encode(mac.finalize().into_bytes()))
+}
+
+/// The same body every time an id is sent, as a partner's retry would be.
+fn body_of(id: &str) -> String {
+    format!("{{\"type\":\"authorization.created\",\"data\":{{\"event\":\"{id}\"}}}}")
+}
+
+/// `PLAN` ids: `evt-<n>`, with about `REPEAT_PERCENT` of them an earlier id again.
+fn plan(rng: &mut SplitMix) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::with_capacity(PLAN);
+    let mut fresh = 0usize;
+    for i in 0..PLAN {
+        if i >= 2 * REPEAT_LAG && rng.below(100) < REPEAT_PERCENT {
+            let j = rng.below((i - REPEAT_LAG) as u64) as usize;
+            let again = ids[j].clone();
+            ids.push(again);
+        } else {
+            ids.push(format!("evt-{fresh}"));
+            fresh += 1;
+        }
+    }
+    ids
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(SEND_TIMEOUT)
+        .build()
+        .expect("a reqwest client builds")
+}
+
+/// `GET /webhooks/osigu/events?state=...` → the event ids.
+async fn events(c: &reqwest::Client, admin: SocketAddr, state: &str) -> Vec<String> {
+    let v: serde_json::Value = c
+        .get(format!(
+            "http://{admin}/webhooks/osigu/events?state={state}&limit=1000"
+        ))
+        .send()
+        .await
+        .expect("the admin listener answers")
+        .json()
+        .await
+        .expect("the events listing is JSON");
+    v["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no events list: {v}"))
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+/// `tollgate_webhook_received_total` for `result` on `osigu` (0 when absent).
+fn received_total(metrics: &str, result: &str) -> f64 {
+    let result = format!("result=\"{result}\"");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("tollgate_webhook_received_total{"))
+        .filter(|l| l.contains(&result) && l.contains("webhook=\"osigu\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// `TOLLGATE_CRASH_SEED` when set (to replay a failure), else the clock.
+fn seed() -> u64 {
+    std::env::var("TOLLGATE_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        })
+}
+
+/// SplitMix64: a seeded, reproducible sequence without a `rand` dependency.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// In `[0, n)`; `n` > 0.
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The internal service: records the event id and body of every delivery it got whole, and
+/// answers 200.
+struct Service {
+    addr: SocketAddr,
+    got: Arc<Mutex<Vec<(String, Bytes)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Service {
+    async fn start() -> Service {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("the service binds");
+        let addr = listener.local_addr().expect("a bound address");
+        let got: Arc<Mutex<Vec<(String, Bytes)>>> = Arc::default();
+        let sink = Arc::clone(&got);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let sink = Arc::clone(&sink);
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let sink = Arc::clone(&sink);
+                        async move {
+                            let id = req
+                                .headers()
+                                .get("x-tollgate-event-id")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("")
+                                .to_owned();
+                            // A body cut off by a kill is not a delivery: the gateway never saw
+                            // an answer to it and will send it again.
+                            if let Ok(body) = req.into_body().collect().await {
+                                sink.lock().unwrap().push((id, body.to_bytes()));
+                            }
+                            Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"ok"))))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Service { addr, got, task }
+    }
+
+    /// Distinct event ids received.
+    fn ids(&self) -> BTreeSet<String> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Deliveries received, repeats included.
+    fn deliveries(&self) -> usize {
+        self.got.lock().unwrap().len()
+    }
+
+    /// Ids (up to 10) whose delivered body is not the one sent.
+    fn altered(&self) -> Vec<String> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(id, body)| body.as_ref() != body_of(id).as_bytes())
+            .map(|(id, _)| id.clone())
+            .take(10)
+            .collect()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
