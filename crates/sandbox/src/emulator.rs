@@ -19,6 +19,7 @@ use crate::knobs::Kind;
 use crate::partner::{Credentials, Options, Partner};
 use crate::record::Recorded;
 use crate::state::Shared;
+use crate::webhooks::{self, Key, WebhookAttempt, WebhookConfigError};
 use crate::{oas, osigu, ottimate, server};
 
 /// A running emulator of one partner API. Stops when dropped.
@@ -154,8 +155,63 @@ impl Emulator {
         self.shared.issued.load(Ordering::Relaxed)
     }
 
+    /// Where webhooks are POSTed (an absolute `http://` URL, e.g. a gateway's webhook listener),
+    /// or `None` to stop sending: events are then still decided, just not delivered. Only Osigu
+    /// emits webhooks (its async sponsor, [`crate::fixtures::OSIGU_ASYNC_SPONSOR`]).
+    pub fn set_webhook_receiver(&self, url: Option<&str>) -> Result<(), WebhookConfigError> {
+        let receiver = url.map(webhooks::receiver).transpose()?;
+        self.shared.outbox.settings().receiver = receiver;
+        Ok(())
+    }
+
+    /// The Standard Webhooks secret, `whsec_<base64 key>`, webhooks are signed with from now on.
+    /// Default: [`crate::fixtures::OSIGU_SANDBOX_WEBHOOK_SECRET`].
+    pub fn set_webhook_secret(&self, secret: &str) -> Result<(), WebhookConfigError> {
+        let key = Key::parse(secret)?;
+        self.shared.outbox.settings().key = key;
+        Ok(())
+    }
+
+    /// How long after the complete call the async sponsor decides and its webhook goes out;
+    /// default 30 s (the guide's "~30 seconds"). Applies to authorizations completed from now on.
+    pub fn set_webhook_delay(&self, d: Duration) {
+        self.shared.outbox.settings().delay = d;
+    }
+
+    /// Attempts per delivery (at least 1; default 5) and the wait after the first failed one
+    /// (default 1 s), doubled after each further failure. A non-2xx answer or none is a failure.
+    pub fn set_webhook_retries(&self, max_attempts: u32, first_backoff: Duration) {
+        let mut s = self.shared.outbox.settings();
+        s.max_attempts = max_attempts.max(1);
+        s.first_backoff = first_backoff;
+    }
+
+    /// Delivers every webhook twice: same `webhook-id`/`event_id`, same body, the second after the
+    /// first is acknowledged or given up (a receiver must dedupe on the id).
+    pub fn set_webhook_duplicate(&self, on: bool) {
+        self.shared.outbox.settings().duplicate = on;
+    }
+
+    /// Flips a byte of every webhook signature (a receiver must answer 401).
+    pub fn set_webhook_tamper(&self, on: bool) {
+        self.shared.outbox.settings().tamper = on;
+    }
+
+    /// Dates every webhook attempt 10 minutes in the past (`webhook-timestamp`), correctly signed
+    /// (a receiver with the usual 5-minute tolerance must refuse it).
+    pub fn set_webhook_stale(&self, on: bool) {
+        self.shared.outbox.settings().stale = on;
+    }
+
+    /// Every webhook delivery attempt so far, in the order made, with what the receiver answered.
+    pub fn webhook_attempts(&self) -> Vec<WebhookAttempt> {
+        self.shared.outbox.attempts()
+    }
+
     /// Stops accepting and closes every open connection; returns once the port is released.
+    /// Scheduled and running webhook deliveries are abandoned.
     pub async fn shutdown(mut self) {
+        self.shared.outbox.stop();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -167,6 +223,8 @@ impl Emulator {
 
 impl Drop for Emulator {
     fn drop(&mut self) {
+        // Deliveries hold the partner's state; aborting them is what lets it be freed.
+        self.shared.outbox.stop();
         if let Some(task) = self.task.take() {
             // Aborting drops the accept loop and with it the JoinSet, which aborts every connection.
             task.abort();

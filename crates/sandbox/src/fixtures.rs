@@ -66,3 +66,8 @@ pub const OSIGU_ACTIVE_DOCUMENT: &str = "SBX-1001";
 pub const OSIGU_EXPIRED_DOCUMENT: &str = "SBX-1010";
 /// A medication code in the sandbox catalogue.
 pub const OSIGU_MEDICATION_CODE: &str = "MED-SBX-0001";
+
+/// The Standard Webhooks secret Osigu's emulator signs its webhooks with, until a test or the demo
+/// sets another (`Emulator::set_webhook_secret`). A sandbox fixture, public on purpose: the key is
+/// the base64 of the 32 ASCII bytes `tollgate-sandbox-osigu-webhooks!`. Never use it for real.
+pub const OSIGU_SANDBOX_WEBHOOK_SECRET: &str = "whsec_dG9sbGdhdGUtc2FuZGJveC1vc2lndS13ZWJob29rcyE=";

@@ -29,6 +29,8 @@
 //! - `oauth`: the `client_credentials` token endpoint Ottimate and Osigu share.
 //! - `limits`: per-client sliding 60 s windows.
 //! - `ottimate`, `oas`, `osigu`: one module per partner: routes, auth, seeded data.
+//! - `webhooks`: outbound Standard Webhooks (signing, delay, retries, duplicate/tamper/stale knobs)
+//!   that Osigu's async sponsor emits; [`WebhookAttempt`] records each delivery attempt.
 //! - `reply`, `urlencoded`, `time`: small helpers (JSON answers, form/query parsing, RFC 3339).
 //! - `echo`: [`Echo`], a generic (non-partner) upstream for the gateway's streaming, redirect and
 //!   timeout tests and benchmarks.
@@ -58,8 +60,10 @@ mod tee;
 mod time;
 mod tokens;
 mod urlencoded;
+mod webhooks;
 
 pub use echo::Echo;
 pub use emulator::{start_all, Emulator};
 pub use partner::{Credentials, Options, Partner};
 pub use record::Recorded;
+pub use webhooks::{WebhookAttempt, WebhookConfigError};

@@ -1,5 +1,6 @@
 //! What every emulator shares whatever the partner: identity, knobs, the request log, issued
-//! tokens, rate-limit windows and counters. Partner modules keep their own data beside it.
+//! tokens, rate-limit windows, counters and the webhook outbox. Partner modules keep their own
+//! data beside it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -10,6 +11,7 @@ use crate::limits::SlidingWindow;
 use crate::partner::{Credentials, Partner};
 use crate::record::Log;
 use crate::tokens::TokenStore;
+use crate::webhooks::Outbox;
 
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -26,6 +28,8 @@ pub(crate) struct Shared {
     pub(crate) connections: AtomicU64,
     /// Access tokens handed out (OAS refresh tokens are not counted: they are not access tokens).
     pub(crate) issued: AtomicU64,
+    /// Webhook settings, attempts and pending deliveries (only Osigu emits events).
+    pub(crate) outbox: Outbox,
 }
 
 impl Shared {
@@ -41,6 +45,7 @@ impl Shared {
             token_window: SlidingWindow::default(),
             connections: AtomicU64::new(0),
             issued: AtomicU64::new(0),
+            outbox: Outbox::default(),
         }
     }
 

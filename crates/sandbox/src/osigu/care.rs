@@ -1,188 +1,239 @@
-//! Osigu's care flow: pre-authorizations and dispensations.
+//! Osigu's mutable sandbox records and their JSON shapes: pre-authorizations, prescriptions,
+//! dispensations, outpatient claims and settlement batches, all behind one mutex (`Osigu::care`)
+//! so that a step touching several records (a dispensation consuming a prescription, a batch
+//! taking claims) sees and changes them at once.
 //!
-//! A pre-authorization (`POST /v1/authorizations`) takes
-//! `{"beneficiary_id", "sponsor", "indication"?, "items": [{"medication_code", "quantity"?}]}`
-//! and is decided as the guide's sandbox fixtures behave:
-//!
-//! 1. the async sponsor (`demo-insurer-async`) → `PENDING_SPONSOR`, whatever else is asked;
-//! 2. a beneficiary whose coverage expired → `REJECTED`, `rejection_reason: "COVERAGE_INACTIVE"`;
-//! 3. no (or a blank) `indication` → `PENDING_INDICATION`;
-//! 4. a medication outside the catalogue → `REJECTED`, `rejection_reason: "MEDICATION_NOT_COVERED"`;
-//! 5. otherwise `APPROVED`, with an `authorization_code`.
-//!
-//! An unknown beneficiary is 404, an unknown sponsor or a malformed body 400. A dispensation
-//! (`POST /v1/dispensations`, `{"code", "authorization_id"?, "items"?}`) is the pharmacy's record
-//! of handing medication out; `code` is its unique dispensation code, and sending the same code
-//! twice is 409. A referenced authorization must exist (404) and be `APPROVED` (422).
+//! The types live here, apart from the handlers, so that every handler module depends on this
+//! one and none on another. Field order is the JSON order; absent values are `null`, not omitted.
 
 use std::collections::HashMap;
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::response::Response;
-use http::header::LOCATION;
-use http::{StatusCode, Uri};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::Value;
 
-use super::data::{self, Mode};
-use super::{error, St};
-use crate::reply::{self, with_header};
-use crate::state::lock;
-use crate::time::rfc3339_now;
+use super::data::Mode;
 
 #[derive(Debug, Default)]
 pub(super) struct Care {
-    authorizations: HashMap<String, Value>,
-    dispensations: HashMap<String, Value>,
-    /// Dispensation codes already used: the key of the 409.
-    dispensed_codes: HashMap<String, String>,
+    pub(super) authorizations: HashMap<String, Authorization>,
+    pub(super) prescriptions: HashMap<String, Prescription>,
+    pub(super) dispensations: HashMap<String, Dispensation>,
+    /// Dispensation codes already used, with the dispensation that used each: the key of the 409.
+    pub(super) dispensed_codes: HashMap<String, String>,
+    pub(super) claims: HashMap<String, Claim>,
+    pub(super) batches: HashMap<String, SettlementBatch>,
     serial: u64,
 }
 
 impl Care {
-    fn next_serial(&mut self) -> u64 {
+    /// One counter for every record kind: ids stay unique across kinds and easy to tell apart.
+    pub(super) fn next_serial(&mut self) -> u64 {
         self.serial += 1;
         self.serial
     }
 }
 
-pub(super) async fn authorize(State(st): St, uri: Uri, body: Bytes) -> Response {
-    let path = uri.path();
-    let bad = |message: &str| error(StatusCode::BAD_REQUEST, message, path);
-    let Some(fields) = object(&body) else {
-        return bad("Request body must be a JSON object");
-    };
-    let (Some(beneficiary), Some(sponsor)) = (text(&fields, "beneficiary_id"), text(&fields, "sponsor"))
-    else {
-        return bad("Fields 'beneficiary_id' and 'sponsor' are required");
-    };
-    let Some(items) = fields
-        .get("items")
-        .and_then(Value::as_array)
-        .filter(|i| !i.is_empty())
-    else {
-        return bad("Field 'items' must be a non-empty list");
-    };
-    let Some(codes) = items
-        .iter()
-        .map(|i| i.get("medication_code").and_then(Value::as_str))
-        .collect::<Option<Vec<&str>>>()
-    else {
-        return bad("Every item needs a 'medication_code'");
-    };
-    let Some(mode) = data::sponsor_mode(sponsor) else {
-        return bad(&format!("Unknown sponsor '{sponsor}'"));
-    };
-    let Some(active) = data::coverage_active(beneficiary) else {
-        return error(StatusCode::NOT_FOUND, "Beneficiary not found", path);
-    };
-    let indication = text(&fields, "indication");
-
-    let (status, rejection) = if mode == Mode::Async {
-        ("PENDING_SPONSOR", None)
-    } else if !active {
-        ("REJECTED", Some("COVERAGE_INACTIVE"))
-    } else if indication.is_none() {
-        ("PENDING_INDICATION", None)
-    } else if codes.iter().any(|c| data::medication(c).is_none()) {
-        ("REJECTED", Some("MEDICATION_NOT_COVERED"))
-    } else {
-        ("APPROVED", None)
-    };
-
-    let mut care = lock(&st.care);
-    let n = care.next_serial();
-    let id = format!("pa-sbx-{n:06}");
-    let authorization = json!({
-        "id": id,
-        "status": status,
-        "sponsor": sponsor,
-        "beneficiary_id": beneficiary,
-        "indication": indication,
-        "items": items,
-        "authorization_code": (status == "APPROVED").then(|| format!("AUTH-SBX-{n:06}")),
-        "rejection_reason": rejection,
-        "created_at": rfc3339_now(),
-    });
-    care.authorizations.insert(id.clone(), authorization.clone());
-    created(&st.shared.base_url, "authorizations", &id, authorization)
+/// Where a pre-authorization stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub(super) enum AuthStatus {
+    /// Created with `"complete": false`; waits for the complete call.
+    Draft,
+    /// Completed without an indication; complete it again with one.
+    PendingIndication,
+    /// Handed to the async sponsor; its decision arrives by webhook.
+    PendingSponsor,
+    Approved,
+    Rejected,
 }
 
-pub(super) async fn show_authorization(State(st): St, uri: Uri, Path(id): Path<String>) -> Response {
-    match lock(&st.care).authorizations.get(&id) {
-        Some(a) => reply::json(StatusCode::OK, a.clone()),
-        None => error(StatusCode::NOT_FOUND, "Authorization not found", uri.path()),
-    }
-}
-
-pub(super) async fn dispense(State(st): St, uri: Uri, body: Bytes) -> Response {
-    let path = uri.path();
-    let Some(fields) = object(&body) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "Request body must be a JSON object",
-            path,
-        );
-    };
-    let Some(code) = text(&fields, "code") else {
-        return error(StatusCode::BAD_REQUEST, "Field 'code' is required", path);
-    };
-    let mut care = lock(&st.care);
-    if let Some(existing) = care.dispensed_codes.get(code) {
-        let message = format!("Dispensation with code '{code}' already exists ({existing})");
-        return error(StatusCode::CONFLICT, &message, path);
-    }
-    let authorization = text(&fields, "authorization_id");
-    if let Some(auth_id) = authorization {
-        let Some(auth) = care.authorizations.get(auth_id) else {
-            return error(StatusCode::NOT_FOUND, "Authorization not found", path);
-        };
-        if auth["status"] != "APPROVED" {
-            let message = format!(
-                "Authorization {auth_id} is {}; only APPROVED authorizations can be dispensed",
-                auth["status"].as_str().unwrap_or_default()
-            );
-            return error(StatusCode::UNPROCESSABLE_ENTITY, &message, path);
+impl AuthStatus {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Self::Draft => "DRAFT",
+            Self::PendingIndication => "PENDING_INDICATION",
+            Self::PendingSponsor => "PENDING_SPONSOR",
+            Self::Approved => "APPROVED",
+            Self::Rejected => "REJECTED",
         }
     }
-    let n = care.next_serial();
-    let id = format!("disp-sbx-{n:06}");
-    let dispensation = json!({
-        "id": id,
-        "code": code,
-        "authorization_id": authorization,
-        "items": fields.get("items").cloned().unwrap_or_else(|| json!([])),
-        "status": "DISPENSED",
-        "created_at": rfc3339_now(),
-    });
-    care.dispensed_codes.insert(code.to_owned(), id.clone());
-    care.dispensations.insert(id.clone(), dispensation.clone());
-    created(&st.shared.base_url, "dispensations", &id, dispensation)
 }
 
-pub(super) async fn show_dispensation(State(st): St, uri: Uri, Path(id): Path<String>) -> Response {
-    match lock(&st.care).dispensations.get(&id) {
-        Some(d) => reply::json(StatusCode::OK, d.clone()),
-        None => error(StatusCode::NOT_FOUND, "Dispensation not found", uri.path()),
+#[derive(Clone, Debug, Serialize)]
+pub(super) struct Authorization {
+    pub(super) id: String,
+    pub(super) status: AuthStatus,
+    pub(super) sponsor: String,
+    pub(super) beneficiary_id: String,
+    pub(super) indication: Option<String>,
+    pub(super) items: Vec<Value>,
+    pub(super) authorization_code: Option<String>,
+    pub(super) rejection_reason: Option<&'static str>,
+    pub(super) created_at: String,
+    pub(super) completed_at: Option<String>,
+    /// When the sponsor approved or rejected it.
+    pub(super) decided_at: Option<String>,
+    /// The serial in the id, reused in the `authorization_code`.
+    #[serde(skip)]
+    pub(super) serial: u64,
+    #[serde(skip)]
+    pub(super) mode: Mode,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub(super) enum PrescriptionStatus {
+    Active,
+    Dispensed,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub(super) struct Prescription {
+    pub(super) id: String,
+    pub(super) status: PrescriptionStatus,
+    pub(super) beneficiary_id: String,
+    pub(super) prescriber: Option<String>,
+    pub(super) diagnosis: Option<String>,
+    pub(super) items: Vec<Value>,
+    /// The dispensation that filled it.
+    pub(super) dispensation_id: Option<String>,
+    pub(super) created_at: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub(super) struct Dispensation {
+    pub(super) id: String,
+    pub(super) code: String,
+    pub(super) authorization_id: Option<String>,
+    pub(super) prescription_id: Option<String>,
+    pub(super) items: Value,
+    /// Always `DISPENSED`: a dispensation is the record of medication handed out.
+    pub(super) status: &'static str,
+    pub(super) created_at: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub(super) enum ClaimStatus {
+    /// Being filled in; the complete call closes it.
+    Open,
+    /// Ready to be settled (taken into a batch or not yet).
+    Completed,
+    /// Its settlement batch has been dispatched to the sponsor.
+    SettlementDispatched,
+}
+
+impl ClaimStatus {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "OPEN",
+            Self::Completed => "COMPLETED",
+            Self::SettlementDispatched => "SETTLEMENT_DISPATCHED",
+        }
     }
 }
 
-fn created(base_url: &str, collection: &str, id: &str, body: Value) -> Response {
-    let location = format!("{base_url}/v1/{collection}/{id}");
-    with_header(reply::json(StatusCode::CREATED, body), LOCATION, &location)
+#[derive(Clone, Debug, Serialize)]
+pub(super) struct Claim {
+    pub(super) id: String,
+    /// Always `OUTPATIENT`: the only claim type the sandbox takes.
+    #[serde(rename = "type")]
+    pub(super) kind: &'static str,
+    pub(super) status: ClaimStatus,
+    pub(super) beneficiary_id: String,
+    pub(super) sponsor: String,
+    pub(super) authorization_id: Option<String>,
+    pub(super) diagnosis: Option<String>,
+    pub(super) items: Vec<Value>,
+    /// The sum of the items' `amount`s, rounded to cents.
+    pub(super) total_amount: f64,
+    pub(super) settlement_batch_id: Option<String>,
+    pub(super) created_at: String,
+    pub(super) completed_at: Option<String>,
 }
 
-fn object(body: &[u8]) -> Option<Map<String, Value>> {
-    match serde_json::from_slice(body) {
-        Ok(Value::Object(fields)) => Some(fields),
-        _ => None,
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub(super) enum BatchStatus {
+    Open,
+    Dispatched,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub(super) struct SettlementBatch {
+    pub(super) id: String,
+    pub(super) status: BatchStatus,
+    pub(super) sponsor: String,
+    pub(super) claim_ids: Vec<String>,
+    pub(super) claims_count: usize,
+    pub(super) total_amount: f64,
+    pub(super) created_at: String,
+    pub(super) dispatched_at: Option<String>,
+}
+
+/// Money is summed in cents so that 0.1 + 0.2 is 0.3.
+pub(super) fn sum_amounts(amounts: impl IntoIterator<Item = f64>) -> f64 {
+    let cents: i64 = amounts
+        .into_iter()
+        // Amounts are validated finite and non-negative; `as` saturates anything absurd.
+        .map(|a| (a * 100.0).round() as i64)
+        .fold(0, i64::saturating_add);
+    cents as f64 / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn statuses_serialise_as_the_guide_spells_them() {
+        for s in [
+            AuthStatus::Draft,
+            AuthStatus::PendingIndication,
+            AuthStatus::PendingSponsor,
+            AuthStatus::Approved,
+            AuthStatus::Rejected,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), json!(s.as_str()));
+        }
+        assert_eq!(
+            serde_json::to_value(ClaimStatus::SettlementDispatched).unwrap(),
+            json!("SETTLEMENT_DISPATCHED")
+        );
+        assert_eq!(
+            serde_json::to_value(BatchStatus::Dispatched).unwrap(),
+            json!("DISPATCHED")
+        );
     }
-}
 
-/// A non-blank string field.
-fn text<'a>(fields: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
-    fields
-        .get(name)
-        .and_then(Value::as_str)
-        .filter(|s| !s.trim().is_empty())
+    #[test]
+    fn amounts_are_summed_in_cents() {
+        assert_eq!(sum_amounts([0.1, 0.2]), 0.3);
+        assert_eq!(sum_amounts([12.5, 30.0]), 42.5);
+        assert_eq!(sum_amounts([19.999]), 20.0);
+        assert_eq!(sum_amounts([]), 0.0);
+    }
+
+    #[test]
+    fn a_claim_names_its_type_field_type() {
+        let c = Claim {
+            id: "clm-1".into(),
+            kind: "OUTPATIENT",
+            status: ClaimStatus::Open,
+            beneficiary_id: "b".into(),
+            sponsor: "s".into(),
+            authorization_id: None,
+            diagnosis: None,
+            items: vec![],
+            total_amount: 0.0,
+            settlement_batch_id: None,
+            created_at: "t".into(),
+            completed_at: None,
+        };
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["type"], "OUTPATIENT");
+        assert_eq!(v["status"], "OPEN");
+        assert!(v["settlement_batch_id"].is_null());
+    }
 }

@@ -12,31 +12,55 @@
 //! | `GET /v1/sponsors` | the mock sponsors (`sponsor-sandbox`, `demo-insurer` sync; `demo-insurer-async`) |
 //! | `GET /v1/medications[?q=text]` | the `MED-SBX-*` catalogue |
 //! | `GET /v1/medications/{code}` | one medication |
-//! | `POST /v1/authorizations` | pre-authorization → 201 with `status` (see `care`) |
-//! | `GET /v1/authorizations/{id}` | one pre-authorization |
-//! | `POST /v1/dispensations` | dispensation → 201; 409 on a `code` seen before |
+//! | `POST /v1/authorizations` | pre-authorization → 201, completed at once unless `"complete": false` (`authorizations`, `decide`) |
+//! | `POST /v1/authorizations/{id}/complete` | complete a `DRAFT` / `PENDING_INDICATION` one, optional `{"indication"}` → 200; 409 otherwise |
+//! | `GET /v1/authorizations/{id}` | one pre-authorization (an async one shows the sponsor's decision once made) |
+//! | `POST /v1/prescriptions` | prescription → 201 `ACTIVE` (`prescriptions`) |
+//! | `GET /v1/prescriptions/{id}` | one prescription |
+//! | `POST /v1/dispensations` | dispensation → 201; 409 on a `code` seen before (`dispensations`) |
 //! | `GET /v1/dispensations/{id}` | one dispensation |
+//! | `POST /v1/claims` | outpatient claim → 201 `OPEN` (`claims`) |
+//! | `POST /v1/claims/{id}/complete` | `OPEN` → `COMPLETED` (200); 409 otherwise |
+//! | `GET /v1/claims/{id}` | one claim |
+//! | `POST /v1/settlement-batches` | batch of `COMPLETED` claims → 201 `OPEN` (`settlements`) |
+//! | `POST /v1/settlement-batches/{id}/dispatch` | `OPEN` → `DISPATCHED`, its claims `SETTLEMENT_DISPATCHED` (200); 409 otherwise |
+//! | `GET /v1/settlement-batches/{id}` | one batch |
 //!
 //! Choices where the guide is silent: API errors use a Spring-style body
 //! `{"status", "error", "message", "path"}`; token errors follow RFC 6749 (`oauth`). The API limit
 //! is charged to the client the token was issued to, after authentication (an unauthenticated
-//! request is answered 401 and not counted). Webhooks (`authorization.created` / `.rejected`) are
-//! not emitted: an async authorization stays `PENDING_SPONSOR`. Created resources carry an
-//! absolute `Location`.
+//! request is answered 401 and not counted). Created resources carry an absolute `Location`.
+//!
+//! Webhooks: the async sponsor (`sponsor`) answers `PENDING_SPONSOR`, then after the webhook delay
+//! (default 30 s) decides and emits a Standard Webhooks-signed `authorization.created` or
+//! `authorization.rejected` to the receiver set with `Emulator::set_webhook_receiver` (none by
+//! default: the decision is still made, nothing is sent). Signing, retries and the
+//! duplicate/tamper/stale knobs are the crate's `webhooks` module.
+//!
+//! The records live in `care`; request bodies are read by `input`.
 
+mod authorizations;
 mod care;
+mod claims;
 mod data;
+mod decide;
+mod dispensations;
+mod input;
+mod prescriptions;
+mod settlements;
+mod sponsor;
 
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::middleware::{from_fn_with_state, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
-use http::header::WWW_AUTHENTICATE;
+use axum::{Json, Router};
+use http::header::{LOCATION, WWW_AUTHENTICATE};
 use http::{HeaderMap, Method, StatusCode, Uri};
+use serde::Serialize;
 use serde_json::json;
 
 use crate::gate::refuse;
@@ -71,10 +95,22 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/sponsors", get(sponsors))
         .route("/v1/medications", get(medications))
         .route("/v1/medications/{code}", get(medication))
-        .route("/v1/authorizations", post(care::authorize))
-        .route("/v1/authorizations/{id}", get(care::show_authorization))
-        .route("/v1/dispensations", post(care::dispense))
-        .route("/v1/dispensations/{id}", get(care::show_dispensation))
+        .route("/v1/authorizations", post(authorizations::create))
+        .route("/v1/authorizations/{id}", get(authorizations::show))
+        .route("/v1/authorizations/{id}/complete", post(authorizations::complete))
+        .route("/v1/prescriptions", post(prescriptions::create))
+        .route("/v1/prescriptions/{id}", get(prescriptions::show))
+        .route("/v1/dispensations", post(dispensations::create))
+        .route("/v1/dispensations/{id}", get(dispensations::show))
+        .route("/v1/claims", post(claims::create))
+        .route("/v1/claims/{id}", get(claims::show))
+        .route("/v1/claims/{id}/complete", post(claims::complete))
+        .route("/v1/settlement-batches", post(settlements::create))
+        .route("/v1/settlement-batches/{id}", get(settlements::show))
+        .route(
+            "/v1/settlement-batches/{id}/dispatch",
+            post(settlements::dispatch),
+        )
         .route_layer(from_fn_with_state(st.clone(), authenticate));
     Router::new()
         .route("/oauth/token", post(token))
@@ -99,6 +135,17 @@ fn error(status: StatusCode, message: &str, path: &str) -> Response {
         json!({"status": status.as_u16(), "error": reply::reason(status),
                "message": message, "path": path}),
     )
+}
+
+/// A record as JSON with `status`.
+fn answer<T: Serialize>(status: StatusCode, record: &T) -> Response {
+    (status, Json(record)).into_response()
+}
+
+/// 201 with the record and its absolute `Location`.
+fn created<T: Serialize>(base_url: &str, collection: &str, id: &str, record: &T) -> Response {
+    let location = format!("{base_url}/v1/{collection}/{id}");
+    with_header(answer(StatusCode::CREATED, record), LOCATION, &location)
 }
 
 async fn token(State(st): St, headers: HeaderMap, body: Bytes) -> Response {
