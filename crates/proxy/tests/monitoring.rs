@@ -43,6 +43,8 @@ fn exported_names() -> BTreeSet<String> {
     let _handles = metrics.upstream("u", "sandbox");
     // `[shared]` families appear once resolved, as at start-up of a gateway with `[shared]`.
     let _shared = metrics.shared();
+    // Webhook families appear once a webhook's children are resolved, as at start-up with `[webhooks]`.
+    let _webhook = metrics.webhook("w");
     let text = metrics.render();
     let mut names: BTreeSet<String> = text
         .lines()
@@ -126,8 +128,10 @@ fn substitute(expr: &str) -> String {
         .replace("$__range", "5m")
         .replace("${upstream}", ".*")
         .replace("${environment}", ".*")
+        .replace("${webhook}", ".*")
         .replace("$upstream", ".*")
         .replace("$environment", ".*")
+        .replace("$webhook", ".*")
 }
 
 #[test]
@@ -155,6 +159,10 @@ fn dashboard_and_alerts_reference_only_exported_metrics() {
         "TollgateStalled",
         "TollgateDown",
         "TollgateSharedStateDegraded",
+        "TollgateWebhookStalled",
+        "TollgateWebhookSignatureFailures",
+        "TollgateWebhookDeadLetters",
+        "TollgateWebhookStoreUnavailable",
     ] {
         assert!(
             alerts.iter().any(|a| a == required),
@@ -403,6 +411,8 @@ async fn scalar(p: &Prometheus, expr: &str) -> f64 {
 async fn a_real_prometheus_answers_every_dashboard_and_alert_expression() {
     // With `[shared]` (a real Redis), so the shared-state panels and alert have series too.
     let redis = support::redis_server::RedisServer::start();
+    // With a webhook (its store in a temp dir), so the webhook panels and alerts have series too.
+    let hooks_dir = tempfile::tempdir().unwrap();
     let oas = Emulator::start(Partner::Oas).await.unwrap();
     let ott = Emulator::start(Partner::Ottimate).await.unwrap();
     ott.fail_next_token_requests(1, 500, None);
@@ -432,7 +442,12 @@ auth = {{ type = "oauth2_client_credentials", token_url = "{ott}/oauth/token", c
         okey = o.api_key,
         oid = o.client_id,
         osec = o.client_secret
-    ) + &format!("[shared]\nredis_url = \"{}\"\nreplicas = 1\nop_timeout = \"1s\"\n", redis.url())))
+    ) + &format!("[shared]\nredis_url = \"{}\"\nreplicas = 1\nop_timeout = \"1s\"\n", redis.url())
+        + &format!(
+            "[server]\nwebhook_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n",
+            hooks_dir.path().display()
+        )
+        + &support::webhook::webhook_toml("partner", "http://127.0.0.1:9/hooks", "")))
     .await;
     let prom = start_prometheus(gw.admin).await;
     let c = client();
