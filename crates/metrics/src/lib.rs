@@ -6,17 +6,26 @@
 //! - `shared.rs`: [`SharedMetrics`], Redis in use or degraded, and Redis errors (`[shared]` only).
 //! - `webhook.rs`: [`WebhookMetrics`], inbound deliveries, acknowledgement time, delivery to the
 //!   internal service and the backlog, per configured webhook.
+//! - `connections.rs`: [`ConnectionMetrics`], connections refused before a request could be
+//!   served, connections open per listener, and failed accepts.
 //!
 //! # Counting rules
 //! - `tollgate_requests_total`: every caller request exactly once, by the status class the caller
 //!   got, gateway-made errors included. Requests that match no route count under `upstream="none"`.
 //! - `tollgate_upstream_responses_total`: every partner response, each attempt of a retry included.
-//! - `tollgate_upstream_errors_total{kind}`: each attempt that got no response.
+//! - `tollgate_upstream_errors_total{kind}`: each attempt that got no response. A request the
+//!   caller broke (a malformed or stalled body) is the caller's: it counts here never, and in
+//!   `tollgate_requests_total` as the 4xx the caller got.
+//! - `tollgate_rejected_connections_total{reason}`: each connection closed before a request on it
+//!   could be served (over `max_connections`, no head within `header_read_timeout`, a head the
+//!   parser refused, `Content-Length` with `Transfer-Encoding`). A refused head on the data listener
+//!   also counts once in `tollgate_requests_total` under `upstream="none"`.
 //!
 //! Label values come from a closed set (configured upstream names, environments, status classes,
 //! fixed kinds): no path, id, host or caller-supplied value ever becomes a label. The request path
 //! only touches children resolved once at start-up, so it hashes no labels and allocates nothing.
 
+mod connections;
 mod shared;
 mod upstream;
 mod webhook;
@@ -25,6 +34,7 @@ use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+pub use connections::{ConnectionMetrics, Listener, OpenGuard, Rejected};
 pub use shared::{RedisOp, SharedMetrics};
 pub use upstream::{
     ErrorKind, InflightGuard, Limited, RetryReason, RewriteSkip, TokenFailure, UpstreamMetrics,
@@ -72,6 +82,7 @@ pub struct Metrics {
     webhook_pending: IntGaugeVec,
     webhook_dead: IntGaugeVec,
     webhook_oldest_age: GaugeVec,
+    connections: ConnectionMetrics,
 }
 
 impl Metrics {
@@ -243,6 +254,29 @@ impl Metrics {
         registry
             .register(Box::new(webhook_oldest_age.clone()))
             .expect("registered once");
+        let rejected_connections = counter(
+            "tollgate_rejected_connections_total",
+            "Connections closed before a request on them was served, by reason (max_connections, header_timeout, bad_request, header_too_large, ambiguous_length).",
+            &["reason"],
+        );
+        let open_connections = IntGaugeVec::new(
+            Opts::new(
+                "tollgate_open_connections",
+                "Connections open now, by listener (data, admin, webhook).",
+            ),
+            &["listener"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(open_connections.clone()))
+            .expect("registered once");
+        let accept_errors = counter(
+            "tollgate_accept_errors_total",
+            "Failed accepts by listener (out of file descriptors, most often); each is followed by a back-off.",
+            &["listener"],
+        );
+        let connections =
+            ConnectionMetrics::resolve(&rejected_connections, &open_connections, &accept_errors);
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "tollgate_build_info",
@@ -286,7 +320,13 @@ impl Metrics {
             webhook_pending,
             webhook_dead,
             webhook_oldest_age,
+            connections,
         }
+    }
+
+    /// The connection-level handles (resolved with the registry; this only clones them).
+    pub fn connections(&self) -> ConnectionMetrics {
+        self.connections.clone()
     }
 
     /// Resolves every child for one webhook. Call once per configured webhook at start-up.

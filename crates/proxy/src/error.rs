@@ -27,6 +27,10 @@ pub enum GatewayError {
     PayloadTooLarge { limit: u64 },
     #[error("the upstream could not be reached: {0}")]
     UpstreamUnreachable(String),
+    /// The partner answered, but with something that is not a valid HTTP response (5,000 headers,
+    /// a garbled status line): the partner's fault, not the network's.
+    #[error("the upstream's answer is not a valid HTTP response: {0}")]
+    UpstreamInvalidResponse(String),
     #[error("the upstream did not answer within request_timeout ({0:?})")]
     UpstreamTimeout(Duration),
     #[error("no valid token for this upstream: {message}")]
@@ -62,6 +66,7 @@ impl GatewayError {
             GatewayError::BadRequest(_) => "bad_request",
             GatewayError::PayloadTooLarge { .. } => "payload_too_large",
             GatewayError::UpstreamUnreachable(_) => "upstream_unreachable",
+            GatewayError::UpstreamInvalidResponse(_) => "upstream_invalid_response",
             GatewayError::UpstreamTimeout(_) => "upstream_timeout",
             GatewayError::TokenUnavailable { .. } => "token_unavailable",
             GatewayError::RateLimited { .. } => "rate_limited",
@@ -79,9 +84,9 @@ impl GatewayError {
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
             GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            GatewayError::UpstreamUnreachable(_) | GatewayError::TokenUnavailable { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
+            GatewayError::UpstreamUnreachable(_)
+            | GatewayError::UpstreamInvalidResponse(_)
+            | GatewayError::TokenUnavailable { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::Overloaded | GatewayError::StoreUnavailable { .. } => {
@@ -103,6 +108,7 @@ impl GatewayError {
             | GatewayError::MethodNotAllowed(_)
             | GatewayError::RequestTimeout(_) => Side::Downstream,
             GatewayError::UpstreamUnreachable(_)
+            | GatewayError::UpstreamInvalidResponse(_)
             | GatewayError::UpstreamTimeout(_)
             | GatewayError::TokenUnavailable { .. } => Side::Upstream,
             GatewayError::RateLimited { .. }

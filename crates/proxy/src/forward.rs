@@ -39,6 +39,9 @@ pub struct ForwardError {
     pub body_too_large: bool,
     /// Whether no byte of the request can have reached the partner (a retry of any method is safe).
     pub before_send: bool,
+    /// The partner answered with something hyper could not parse as a response (too many or too
+    /// large headers, a bad status line): `upstream_invalid_response`, not `upstream_unreachable`.
+    pub invalid_response: bool,
     message: String,
 }
 
@@ -93,6 +96,7 @@ impl UpstreamClient {
             kind: ErrorKind::Connect,
             body_too_large: false,
             before_send: true,
+            invalid_response: false,
             message: format!("`{}` is not an absolute URI", req.uri()),
         })?;
         loop {
@@ -219,16 +223,19 @@ impl ForwardError {
             kind: ErrorKind::Connect,
             body_too_large: false,
             before_send: true,
+            invalid_response: false,
             message: message.to_owned(),
         }
     }
 
-    /// The whole error chain in the message; TLS and body-limit errors recognised at any depth.
+    /// The whole error chain in the message; TLS, body-limit and response-parse errors recognised
+    /// at any depth.
     fn from_chain(kind: ErrorKind, e: &(dyn std::error::Error + 'static)) -> Self {
         let mut err = Self {
             kind,
             body_too_large: false,
             before_send: false,
+            invalid_response: false,
             message: e.to_string(),
         };
         let chain = std::iter::successors(Some(e), |&s| s.source());
@@ -238,6 +245,12 @@ impl ForwardError {
             }
             if s.is::<http_body_util::LengthLimitError>() {
                 err.body_too_large = true;
+            }
+            // A client parses only responses: a parse error is the partner's answer, malformed.
+            if s.downcast_ref::<hyper::Error>()
+                .is_some_and(|h| h.is_parse() || h.is_parse_status())
+            {
+                err.invalid_response = true;
             }
             if depth > 0 {
                 err.message.push_str(": ");

@@ -4,10 +4,20 @@
 //! by the caller's `Connection`, a credential, or a header Tollgate injects itself; then the
 //! injected headers are added. `Connection` can therefore never remove an injected header, and may
 //! not name framing headers at all. No `Forwarded`/`X-Forwarded-*` leaves: they would leak internal
-//! addresses to partners. Towards the caller, hop-by-hop headers of the partner's response are dropped.
+//! addresses to partners. Caller-sent `X-Tollgate-*` never leaves either: those names are Tollgate's.
+//!
+//! Header names spelt with `_` get their own rule (`server.underscore_headers`): CGI, WSGI, PHP and
+//! Rack servers turn `-` and `_` into the same variable (`HTTP_X_API_KEY`), so `X_Api_Key` would
+//! reach such a partner as a second key next to the injected `X-API-Key`. Whatever the mode, a name
+//! that reads as a withheld one once `_` is taken as `-` is never forwarded.
+//!
+//! Towards the caller, hop-by-hop headers of the partner's response are dropped.
+
+use std::borrow::Cow;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::config::UnderscoreHeaders;
 use crate::error::GatewayError;
 
 /// `X-Request-Id`: kept from the caller when sane, else created; sent upstream and returned.
@@ -39,24 +49,44 @@ pub struct Injected {
     pub reserved: Vec<HeaderName>,
 }
 
-/// The headers to send upstream, built from the caller's.
+/// The headers to send upstream, built from the caller's, with `underscore_headers = "drop"`.
 pub fn upstream_request_headers(
     caller: &HeaderMap,
     injected: &Injected,
     request_id: &HeaderValue,
 ) -> Result<HeaderMap, GatewayError> {
+    upstream_request_headers_with(caller, injected, request_id, UnderscoreHeaders::Drop)
+}
+
+/// The headers to send upstream, built from the caller's; `underscores` says what happens to
+/// names spelt with `_`.
+pub fn upstream_request_headers_with(
+    caller: &HeaderMap,
+    injected: &Injected,
+    request_id: &HeaderValue,
+    underscores: UnderscoreHeaders,
+) -> Result<HeaderMap, GatewayError> {
     let named = connection_named(caller)?;
     let mut out = HeaderMap::with_capacity(caller.len() + injected.headers.len() + 1);
     for (name, value) in caller {
-        if is_hop_by_hop(name)
-            || *name == header::AUTHORIZATION
-            || *name == header::EXPECT
-            || *name == REQUEST_ID
-            || is_forwarding(name)
-            || injected.reserved.contains(name)
-            || named.iter().any(|n| n == name.as_str())
-        {
+        if withheld(name, injected, &named) {
             continue;
+        }
+        if name.as_str().contains('_') {
+            match underscores {
+                UnderscoreHeaders::Drop => continue,
+                UnderscoreHeaders::Reject => {
+                    return Err(GatewayError::BadRequest(
+                        "header names with `_` are refused (server.underscore_headers = \"reject\"): \
+                         many servers read `_` as `-`",
+                    ))
+                }
+                UnderscoreHeaders::Allow => {
+                    if withheld_as_dashed(name.as_str(), injected, &named) {
+                        continue;
+                    }
+                }
+            }
         }
         out.append(name.clone(), value.clone());
     }
@@ -122,13 +152,55 @@ fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
+/// A caller header that never reaches a partner under its own name.
+fn withheld(name: &HeaderName, injected: &Injected, named: &[String]) -> bool {
+    is_hop_by_hop(name)
+        || *name == header::AUTHORIZATION
+        || *name == header::EXPECT
+        || *name == REQUEST_ID
+        || is_forwarding(name.as_str())
+        || is_tollgate(name.as_str())
+        || injected.reserved.contains(name)
+        || named.iter().any(|n| n == name.as_str())
+}
+
+/// Whether an underscore name reads, with `_` taken as `-`, as a header that is withheld, or as
+/// `Content-Length` (a CGI server might take it for the framing).
+fn withheld_as_dashed(name: &str, injected: &Injected, named: &[String]) -> bool {
+    let owned = dashed(name);
+    let d: &str = &owned;
+    HOP_BY_HOP.iter().any(|h| h.as_str() == d)
+        || d == header::AUTHORIZATION.as_str()
+        || d == header::EXPECT.as_str()
+        || d == header::CONTENT_LENGTH.as_str()
+        || d == REQUEST_ID.as_str()
+        || is_forwarding(d)
+        || is_tollgate(d)
+        || injected.reserved.iter().any(|r| *dashed(r.as_str()) == *d)
+        || named.iter().any(|n| *dashed(n) == *d)
+}
+
+/// `name` with every `_` as `-` (names are already lower case); borrowed when there is none.
+fn dashed(name: &str) -> Cow<'_, str> {
+    if name.contains('_') {
+        Cow::Owned(name.replace('_', "-"))
+    } else {
+        Cow::Borrowed(name)
+    }
+}
+
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name)
 }
 
-fn is_forwarding(name: &HeaderName) -> bool {
-    let n = name.as_str();
+fn is_forwarding(n: &str) -> bool {
     n == "forwarded" || n == "x-real-ip" || n.starts_with("x-forwarded-")
+}
+
+/// `X-Tollgate-*` names are Tollgate's own (errors, upstream, environment): a caller may not
+/// speak for the gateway to a partner.
+fn is_tollgate(n: &str) -> bool {
+    n.starts_with("x-tollgate-")
 }
 
 /// The caller's `X-Request-Id` when it is 1..=128 visible ASCII characters, else a new UUID.
@@ -226,6 +298,85 @@ mod tests {
                 upstream_request_headers(&caller, &injected(), &HeaderValue::from_static("r")).unwrap_err();
             assert_eq!(err.code(), "bad_request");
         }
+    }
+
+    fn names(out: &HeaderMap) -> Vec<&str> {
+        out.keys().map(HeaderName::as_str).collect()
+    }
+
+    #[test]
+    fn underscore_names_are_dropped_by_default_and_tollgate_names_always() {
+        let caller = map(&[
+            ("x_api_key", "caller-key"),
+            ("x_forwarded_for", "10.0.0.1"),
+            ("x_custom", "1"),
+            ("x-tollgate-upstream", "spoof"),
+            ("x-tollgate-error", "spoof"),
+            ("x-custom", "2"),
+        ]);
+        let rid = HeaderValue::from_static("r");
+        let out = upstream_request_headers(&caller, &injected(), &rid).unwrap();
+        assert_eq!(names(&out), ["x-custom", "x-api-key", "x-request-id"]);
+        assert_eq!(out.get_all("x-api-key").iter().collect::<Vec<_>>(), ["real-key"]);
+        let same =
+            upstream_request_headers_with(&caller, &injected(), &rid, UnderscoreHeaders::Drop).unwrap();
+        assert_eq!(same, out);
+    }
+
+    #[test]
+    fn underscore_names_are_refused_in_reject_mode() {
+        let caller = map(&[("x_custom", "1")]);
+        let err = upstream_request_headers_with(
+            &caller,
+            &injected(),
+            &HeaderValue::from_static("r"),
+            UnderscoreHeaders::Reject,
+        )
+        .unwrap_err();
+        assert_eq!(err.code(), "bad_request");
+        // A caller that sends none is not affected.
+        let plain = map(&[("x-custom", "1")]);
+        let out = upstream_request_headers_with(
+            &plain,
+            &injected(),
+            &HeaderValue::from_static("r"),
+            UnderscoreHeaders::Reject,
+        )
+        .unwrap();
+        assert_eq!(out["x-custom"], "1");
+    }
+
+    #[test]
+    fn allow_mode_still_withholds_what_reads_as_a_withheld_name() {
+        let caller = map(&[
+            ("connection", "x-hop-me"),
+            ("x_api_key", "caller-key"),
+            ("x_forwarded_for", "10.0.0.1"),
+            ("x_real_ip", "10.0.0.1"),
+            ("transfer_encoding", "chunked"),
+            ("content_length", "5"),
+            ("proxy_authorization", "Basic x"),
+            ("x_request_id", "forged"),
+            ("x_tollgate_upstream", "spoof"),
+            ("x_hop_me", "1"),
+            ("x_custom", "kept"),
+        ]);
+        let out = upstream_request_headers_with(
+            &caller,
+            &injected(),
+            &HeaderValue::from_static("r"),
+            UnderscoreHeaders::Allow,
+        )
+        .unwrap();
+        assert_eq!(names(&out), ["x_custom", "x-api-key", "x-request-id"]);
+        assert_eq!(out["x_custom"], "kept");
+        assert_eq!(out[REQUEST_ID], "r");
+    }
+
+    #[test]
+    fn dashed_replaces_every_underscore_and_borrows_otherwise() {
+        assert_eq!(dashed("x_api__key_"), "x-api--key-");
+        assert!(matches!(dashed("x-api-key"), Cow::Borrowed("x-api-key")));
     }
 
     #[test]

@@ -10,7 +10,12 @@
 //!                 every step records metrics; errors become JSON in `respond`
 //! ```
 //!
-//! Bodies stream in both directions: nothing here collects one.
+//! Bodies stream in both directions: only a body of at most `replay_buffer` is collected (see
+//! `caller_body.rs`), before the concurrency slot is taken, so a slow uploader holds no slot. A
+//! body the caller breaks or stalls is answered as the caller's error (400, 408, 413), never as
+//! the partner's.
+
+mod caller_body;
 
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
@@ -18,11 +23,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, Version};
 use http_body::Body as _;
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tollgate_metrics::{ErrorKind, RetryReason, UpstreamMetrics};
 
+use self::caller_body::{CallerBody, Watch};
 use crate::body::{self, Body};
+use crate::config::Server;
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, UpstreamRuntime};
 use crate::headers::{self, REQUEST_ID, TOLLGATE_ENVIRONMENT, TOLLGATE_UPSTREAM};
@@ -35,11 +41,15 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
     let request_id = headers::request_id(req.headers());
     let method = req.method().clone();
     let uri = req.uri().clone();
+    let h1 = req.version() <= Version::HTTP_11;
+    // Whether the caller may still be sending a body that nothing has read.
+    let mut body_unread = !req.body().is_end_stream();
 
     let (upstream, rest) = match route(gw, &req) {
         Ok(found) => found,
         Err(err) => {
             let resp = finish(error_response(&err, None, rid(&request_id)), &request_id, None);
+            let resp = close_if_unread(resp, h1, body_unread);
             record(
                 &gw.unrouted,
                 "-",
@@ -57,13 +67,19 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
     let _inflight = up.metrics.inflight();
     let rest = rest.into_owned();
     let host = up.links.as_ref().and_then(|_| caller_host(&req));
-    let (resp, partner_time) = match forward(up, req, &rest, &request_id, started).await {
+    let server = &gw.config().server;
+    let sent = forward(up, server, req, &rest, &request_id, started, &mut body_unread).await;
+    let (resp, partner_time) = match sent {
         Ok((resp, waited)) => match &up.links {
             Some(links) => (links.rewrite(host.as_ref(), &up.metrics, resp), waited),
             None => (resp, waited),
         },
         Err(err) => (
-            error_response(&err, Some(&up.cfg.name), rid(&request_id)),
+            close_if_unread(
+                error_response(&err, Some(&up.cfg.name), rid(&request_id)),
+                h1,
+                body_unread,
+            ),
             Duration::ZERO,
         ),
     };
@@ -102,19 +118,24 @@ fn route<'r>(gw: &Gateway, req: &'r Request<Incoming>) -> Result<(usize, Cow<'r,
     Ok((idx, rest))
 }
 
-/// Sends the request to the partner; returns its response and the time spent waiting on purpose or
-/// on partners (queueing, backoff, token calls, partner time), which is not Tollgate's overhead.
+/// Sends the request to the partner; returns its response and the time spent waiting on purpose,
+/// on partners or on the caller's upload (queueing, backoff, token calls, partner time, reading a
+/// kept body), which is not Tollgate's overhead.
 ///
-/// Holds a concurrency slot for the whole request. Each attempt passes the pause and the rate
-/// limit, then carries the current token. Bodies up to `replay_buffer` are kept so the request can
-/// be sent again: once after a 401 with a fresh token (not a retry), and on the retry policy's say,
-/// within the retry budget and never past `request_timeout`. Larger bodies stream once.
+/// Bodies up to `replay_buffer` are read first, within `request_timeout` and the body idle timeout,
+/// and kept so the request can be sent again: once after a 401 with a fresh token (not a retry),
+/// and on the retry policy's say, within the retry budget and never past `request_timeout`.
+/// Larger bodies stream once. Then a concurrency slot is held for the rest of the request. Each
+/// attempt passes the pause and the rate limit, then carries the current token. `body_unread` is
+/// cleared once the caller's body has been read whole.
 async fn forward(
     up: &UpstreamRuntime,
+    server: &Server,
     req: Request<Incoming>,
     rest: &str,
     request_id: &HeaderValue,
     started: Instant,
+    body_unread: &mut bool,
 ) -> Result<(Response<Body>, Duration), GatewayError> {
     let deadline = tokio::time::Instant::from_std(started) + up.cfg.request_timeout;
     let (parts, incoming) = req.into_parts();
@@ -125,20 +146,35 @@ async fn forward(
     }
     // The first attempt takes these; a later attempt (kept body only) builds them again, which is
     // cheaper overall than copying them for every request in case of a retry.
-    let mut headers = Some(headers::upstream_request_headers(
+    let underscores = server.underscore_headers;
+    let mut headers = Some(headers::upstream_request_headers_with(
         &parts.headers,
         &up.injected,
         request_id,
+        underscores,
     )?);
     let uri = up
         .uri(rest, parts.uri.query())
         .map_err(|_| GatewayError::BadRequest("the path or query cannot be sent upstream"))?;
-    let mut waited = Duration::ZERO;
+    // The caller's upload is read before a slot is taken: a slow or stalled uploader then holds
+    // only its own connection, never a share of the partner's max_concurrency.
+    let reading = Instant::now();
+    let limits = BodyLimits {
+        keep: up.cfg.replay_buffer,
+        max_body,
+        idle: server.body_idle_timeout,
+        deadline,
+        request_timeout: up.cfg.request_timeout,
+    };
+    let mut body = Outgoing::new(incoming, declared, &limits).await?;
+    if body.replayable() {
+        *body_unread = false;
+    }
+    let mut waited = reading.elapsed();
     let queued = Instant::now();
     let _slot = up.admission.enter(deadline).await?;
     let entered = Instant::now();
     waited += entered - queued;
-    let mut body = Outgoing::new(incoming, declared, up.cfg.replay_buffer, max_body).await?;
     let policy = retry::Request::new(&parts.method, &parts.headers, body.replayable());
     // Only a request whose body could be read earns retries for others.
     up.budget.deposit(entered);
@@ -155,7 +191,9 @@ async fn forward(
         drop(last.take());
         let mut attempt_headers = match headers.take() {
             Some(first) => first,
-            None => headers::upstream_request_headers(&parts.headers, &up.injected, request_id)?,
+            None => {
+                headers::upstream_request_headers_with(&parts.headers, &up.injected, request_id, underscores)?
+            }
         };
         let token = match (&up.credentials, &up.token_header) {
             (Some(creds), Some(name)) => {
@@ -172,6 +210,7 @@ async fn forward(
             uri.clone(),
             attempt_headers,
             body.next(),
+            body.caller(),
             deadline,
         )
         .await;
@@ -229,32 +268,48 @@ async fn forward(
     }
 }
 
-/// The request body as sent upstream: kept (small, can be sent again) or streamed once.
+/// How a caller's body may be read.
+struct BodyLimits {
+    /// `replay_buffer`: a declared body up to this is read whole and kept.
+    keep: u64,
+    max_body: u64,
+    /// `server.body_idle_timeout`: the longest the caller may go without sending a byte.
+    idle: Duration,
+    /// `request_timeout` after the request arrived.
+    deadline: tokio::time::Instant,
+    request_timeout: Duration,
+}
+
+/// The request body as sent upstream: kept (small, can be sent again) or streamed once, with the
+/// [`Watch`] that tells whether the caller broke it.
 enum Outgoing {
     Kept(Bytes),
-    Stream(Option<Body>),
+    Stream(Option<Body>, std::sync::Arc<Watch>),
 }
 
 impl Outgoing {
     async fn new(
         incoming: Incoming,
         declared: Option<u64>,
-        keep: u64,
-        max_body: u64,
+        limits: &BodyLimits,
     ) -> Result<Self, GatewayError> {
         if incoming.is_end_stream() {
             return Ok(Outgoing::Kept(Bytes::new()));
         }
-        if declared.is_some_and(|len| len <= keep) {
-            let collected = Box::pin(Limited::new(incoming, limit(keep)).collect())
-                .await
-                .map_err(|_| GatewayError::BadRequest("the request body could not be read"))?;
-            return Ok(Outgoing::Kept(collected.to_bytes()));
+        if let Some(len) = declared.filter(|len| *len <= limits.keep) {
+            // Boxed: the read would otherwise grow every request's future, bodiless ones too.
+            let kept = Box::pin(caller_body::collect(
+                incoming,
+                len,
+                limits.idle,
+                limits.deadline,
+                limits.request_timeout,
+            ))
+            .await?;
+            return Ok(Outgoing::Kept(kept));
         }
-        Ok(Outgoing::Stream(Some(body::stream(Limited::new(
-            incoming,
-            limit(max_body),
-        )))))
+        let (stream, watch) = CallerBody::new(incoming, limits.max_body, limits.idle);
+        Ok(Outgoing::Stream(Some(body::stream(stream)), watch))
     }
 
     fn replayable(&self) -> bool {
@@ -265,7 +320,15 @@ impl Outgoing {
     fn next(&mut self) -> Body {
         match self {
             Outgoing::Kept(bytes) => body::full(bytes.clone()),
-            Outgoing::Stream(stream) => stream.take().unwrap_or_else(|| body::full(Bytes::new())),
+            Outgoing::Stream(stream, _) => stream.take().unwrap_or_else(|| body::full(Bytes::new())),
+        }
+    }
+
+    /// What the caller's side of a streamed body did; `None` for a kept body (already read).
+    fn caller(&self) -> Option<&Watch> {
+        match self {
+            Outgoing::Kept(_) => None,
+            Outgoing::Stream(_, watch) => Some(watch),
         }
     }
 }
@@ -277,13 +340,16 @@ struct Failure {
     before_send: bool,
 }
 
-/// One attempt at the partner, bounded by the request's deadline.
+/// One attempt at the partner, bounded by the request's deadline. `caller` watches a streamed
+/// body: when the attempt failed because of the caller's side, the error is the caller's and no
+/// partner error is counted (dropping the send aborts the upstream request).
 async fn attempt(
     up: &UpstreamRuntime,
     method: Method,
     uri: http::Uri,
     headers: HeaderMap,
     body: Body,
+    caller: Option<&Watch>,
     deadline: tokio::time::Instant,
 ) -> Result<(Response<Body>, Duration), Failure> {
     let mut out = Request::new(body);
@@ -292,6 +358,10 @@ async fn attempt(
     *out.headers_mut() = headers;
     let sent = Instant::now();
     match tokio::time::timeout_at(deadline, up.client.send(out)).await {
+        Err(_) if caller.is_some_and(Watch::waiting_on_caller) => Err(Failure {
+            error: GatewayError::RequestTimeout(up.cfg.request_timeout),
+            before_send: false,
+        }),
         Err(_) => {
             up.metrics.upstream_error(ErrorKind::Timeout);
             Err(Failure {
@@ -299,18 +369,32 @@ async fn attempt(
                 before_send: false,
             })
         }
-        Ok(Err(e)) if e.body_too_large => Err(Failure {
-            error: GatewayError::PayloadTooLarge {
-                limit: up.cfg.max_body,
-            },
-            before_send: false,
-        }),
         Ok(Err(e)) => {
+            if let Some(error) = caller.and_then(Watch::fault) {
+                tracing::debug!(upstream = %up.cfg.name, error = %e, "the caller's body failed the attempt");
+                return Err(Failure {
+                    error,
+                    before_send: false,
+                });
+            }
+            if e.body_too_large {
+                return Err(Failure {
+                    error: GatewayError::PayloadTooLarge {
+                        limit: up.cfg.max_body,
+                    },
+                    before_send: false,
+                });
+            }
             up.metrics.upstream_error(e.kind);
             tracing::debug!(upstream = %up.cfg.name, error = %e, "upstream attempt failed");
+            let error = if e.invalid_response {
+                GatewayError::UpstreamInvalidResponse(e.to_string())
+            } else {
+                GatewayError::UpstreamUnreachable(e.to_string())
+            };
             Err(Failure {
                 before_send: e.before_send,
-                error: GatewayError::UpstreamUnreachable(e.to_string()),
+                error,
             })
         }
         Ok(Ok(resp)) => {
@@ -330,10 +414,6 @@ fn token_unavailable(e: crate::credentials::TokenError) -> GatewayError {
     }
 }
 
-fn limit(bytes: u64) -> usize {
-    usize::try_from(bytes).unwrap_or(usize::MAX)
-}
-
 /// Headers every response carries, the gateway's own errors included.
 fn finish(
     mut resp: Response<Body>,
@@ -350,8 +430,50 @@ fn finish(
     resp
 }
 
-/// Metrics and the access-log line. Caller-controlled values are logged with `?` so control
-/// characters are escaped; the query is never logged (it may hold personal data).
+/// Answers a request the connection layer refused before routing (`Content-Length` with
+/// `Transfer-Encoding`): the error JSON with `Connection: close` (the body's framing cannot be
+/// trusted, so it is not read), counted and logged like any unrouted request.
+pub(crate) fn refuse(gw: &Gateway, req: &Request<Incoming>, err: &GatewayError) -> Response<Body> {
+    let started = Instant::now();
+    let request_id = headers::request_id(req.headers());
+    let resp = finish(error_response(err, None, rid(&request_id)), &request_id, None);
+    let resp = close_if_unread(resp, true, true);
+    record(
+        &gw.unrouted,
+        "-",
+        req.method(),
+        req.uri(),
+        &resp,
+        started,
+        Duration::ZERO,
+        &request_id,
+    );
+    resp
+}
+
+/// Counts a request head the HTTP parser refused (hyper answered `status` itself, before any
+/// request existed) under `upstream="none"`, and logs it at debug: there is no method, path or
+/// request id to log.
+pub(crate) fn record_unparsed(gw: &Gateway, status: u16, reason: &'static str) {
+    gw.unrouted.request_done(status, Duration::ZERO, Duration::ZERO);
+    tracing::debug!(target: "tollgate::access", status, reason, "request refused by the HTTP parser");
+}
+
+/// `Connection: close` on an answer given while the caller's body may still be unread: hyper
+/// closes such a connection after the answer, and a client told so does not send its next
+/// request into a closing socket. HTTP/2 resets the stream instead, and forbids the header.
+fn close_if_unread(mut resp: Response<Body>, h1: bool, body_unread: bool) -> Response<Body> {
+    if h1 && body_unread {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+/// Metrics and the access-log line. Caller-controlled values are logged as strings (`%`, so JSON
+/// lines hold `"path":"/p/x"`, not a quoted Debug form) after `printable` escaped anything that is
+/// not printable ASCII, so no value can end a line or forge a field; the query is never logged
+/// (it may hold personal data).
 #[allow(clippy::too_many_arguments)]
 fn record(
     metrics: &UpstreamMetrics,
@@ -370,10 +492,10 @@ fn record(
         target: "tollgate::access",
         method = %method,
         upstream,
-        path = ?uri.path(),
+        path = %printable(uri.path()),
         status,
         duration_ms = total.as_secs_f64() * 1000.0,
-        request_id = ?rid(request_id),
+        request_id = %printable(rid(request_id)),
         error = resp.headers().get(crate::respond::ERROR_HEADER).and_then(|v| v.to_str().ok()),
         "request"
     );
@@ -394,4 +516,42 @@ fn rid(v: &HeaderValue) -> &str {
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// A caller-supplied value as a log line may hold it: printable ASCII as it is, anything else
+/// escaped (`\n`, `\u{7f}`), borrowed in the usual case.
+fn printable(s: &str) -> Cow<'_, str> {
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(s.escape_default().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_keeps_plain_values_and_escapes_the_rest() {
+        assert!(matches!(printable("/p/x?y=\"z\""), Cow::Borrowed("/p/x?y=\"z\"")));
+        assert_eq!(
+            printable("/p\n{\"level\":\"ERROR\"}"),
+            "/p\\n{\\\"level\\\":\\\"ERROR\\\"}"
+        );
+        assert_eq!(printable("a\rb\u{7f}é"), "a\\rb\\u{7f}\\u{e9}");
+    }
+
+    #[test]
+    fn close_is_said_only_on_http1_with_an_unread_body() {
+        let says_close = |h1, unread| {
+            close_if_unread(Response::new(body::full(Bytes::new())), h1, unread)
+                .headers()
+                .get(header::CONNECTION)
+                .is_some_and(|v| v == "close")
+        };
+        assert!(says_close(true, true));
+        assert!(!says_close(true, false));
+        assert!(!says_close(false, true));
+    }
 }

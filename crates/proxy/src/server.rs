@@ -3,20 +3,29 @@
 //! `serve` takes already-bound listeners (tests bind `127.0.0.1:0`) and a shutdown future. Callers
 //! may speak HTTP/1.1 or HTTP/2 with prior knowledge (h2c) on the same port. On shutdown the
 //! listeners close at once, `/readyz` turns 503, and in-flight requests get `shutdown_timeout` to finish.
+//!
+//! - `accept.rs`: one accept task per listener; `max_connections` (data and webhook listeners)
+//!   and the admin reserve; back-off when accept fails; the default from the open-file limit.
+//! - `conn.rs`: one connection: `header_read_timeout` from the accept, `idle_timeout`, the
+//!   `Content-Length` + `Transfer-Encoding` refusal, and the count of heads the parser refused.
+//! - `head_scan.rs`: the raw-head scanner that spots both framing headers.
+//!
+//! Every listener gets the same protections; only the handler differs.
 
-use std::convert::Infallible;
+mod accept;
+mod conn;
+mod head_scan;
+
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tollgate_metrics::Listener;
 
 use crate::gateway::Gateway;
-use crate::{admin, pipeline, webhook};
 
 /// Request headers (with the request line) above this size get 431.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -60,72 +69,66 @@ impl Listeners {
     }
 }
 
-/// Serves both listeners until `shutdown` resolves, then drains in-flight requests.
+/// Serves every listener until `shutdown` resolves, then drains in-flight requests.
 pub async fn serve(gw: Arc<Gateway>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
-    let builder = connection_builder();
-    let graceful = GracefulShutdown::new();
     // Redis first, so the first token fetches already go through the fleet.
     let mut background = gw.start_shared().await;
     background.extend(gw.start_refreshers());
     if let Some(hooks) = &gw.webhooks {
         background.extend(hooks.start());
     }
+    let server = &gw.config().server;
+    let max_connections = accept::max_connections(server.max_connections);
+    let ctx = Arc::new(conn::ConnCtx {
+        gw: gw.clone(),
+        builder: connection_builder(),
+        timeouts: conn::Timeouts {
+            header_read: server.header_read_timeout,
+            idle: server.idle_timeout,
+        },
+        metrics: gw.metrics().connections(),
+    });
+    // Connection tasks hold a receiver each: `closed()` on the sender is the drain's end.
+    let (stop_tx, stop_rx) = watch::channel(());
+    let callers = Arc::new(Semaphore::new(max_connections as usize));
+    let admin_slots = Arc::new(Semaphore::new(accept::ADMIN_CONNECTIONS));
+    let Listeners { data, admin, webhook } = listeners;
+    let addr = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
     gw.set_ready(true);
     tracing::info!(
-        listen = %listeners.data.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-        admin = %listeners.admin.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-        webhook = %listeners.webhook.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.to_string()).unwrap_or_else(|| "off".to_owned()),
+        listen = %addr(&data),
+        admin = %addr(&admin),
+        webhook = %webhook.as_ref().map(addr).unwrap_or_else(|| "off".to_owned()),
         upstreams = gw.config().upstreams.len(),
         webhooks = gw.config().webhooks.len(),
+        max_connections,
         "tollgate ready"
     );
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listeners.data.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let gw = gw.clone();
-                    let svc = service_fn(move |req| {
-                        let gw = gw.clone();
-                        async move { Ok::<_, Infallible>(pipeline::handle(&gw, req).await) }
-                    });
-                    watch(&builder, &graceful, stream, svc);
-                }
-                Err(e) => accept_error(e).await,
-            },
-            accepted = listeners.admin.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let gw = gw.clone();
-                    let svc = service_fn(move |req| {
-                        let gw = gw.clone();
-                        async move { Ok::<_, Infallible>(admin::handle(&gw, req).await) }
-                    });
-                    watch(&builder, &graceful, stream, svc);
-                }
-                Err(e) => accept_error(e).await,
-            },
-            accepted = accept_webhook(listeners.webhook.as_ref()) => match accepted {
-                Ok((stream, _)) => {
-                    let gw = gw.clone();
-                    let svc = service_fn(move |req| {
-                        let gw = gw.clone();
-                        async move {
-                            let resp = match &gw.webhooks {
-                                Some(hooks) => webhook::handle(hooks, req).await,
-                                None => crate::respond::error_response(&crate::error::GatewayError::NoRoute, None, "-"),
-                            };
-                            Ok::<_, Infallible>(resp)
-                        }
-                    });
-                    watch(&builder, &graceful, stream, svc);
-                }
-                Err(e) => accept_error(e).await,
-            },
-        }
+    let spawn_acceptor = |listener: TcpListener, kind: Listener, slots: &Arc<Semaphore>| {
+        tokio::spawn(accept::run(
+            listener,
+            kind,
+            slots.clone(),
+            ctx.clone(),
+            stop_rx.clone(),
+        ))
+    };
+    let mut acceptors = vec![
+        spawn_acceptor(data, Listener::Data, &callers),
+        spawn_acceptor(admin, Listener::Admin, &admin_slots),
+    ];
+    if let Some(webhook) = webhook {
+        acceptors.push(spawn_acceptor(webhook, Listener::Webhook, &callers));
     }
+    drop(stop_rx);
+    shutdown.await;
+
     gw.set_ready(false);
-    drop(listeners);
+    let _ = stop_tx.send(());
+    // Each accept task returns at once and drops its listener: new connections are refused.
+    for task in acceptors {
+        let _ = task.await;
+    }
     for task in background {
         task.abort();
     }
@@ -134,58 +137,24 @@ pub async fn serve(gw: Arc<Gateway>, listeners: Listeners, shutdown: impl Future
         grace_seconds = grace.as_secs_f64(),
         "shutting down: draining in-flight requests"
     );
-    match tokio::time::timeout(grace, graceful.shutdown()).await {
+    match tokio::time::timeout(grace, stop_tx.closed()).await {
         Ok(()) => tracing::info!("all connections closed"),
         Err(_) => tracing::warn!("shutdown_timeout passed with requests still in flight; dropping them"),
     }
 }
 
+/// HTTP/1.1 and h2c on one port. hyper's own HTTP/1 header timeout is off: `conn.rs` keeps one
+/// from the accept, which hyper's (started by the first byte of a head) cannot.
 fn connection_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
+        .header_read_timeout(Option::<std::time::Duration>::None)
         .max_buf_size(MAX_HEADER_BYTES);
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(MAX_HEADER_BYTES as u32);
     builder
-}
-
-fn watch<S>(builder: &auto::Builder<TokioExecutor>, graceful: &GracefulShutdown, stream: TcpStream, svc: S)
-where
-    S: hyper::service::Service<
-            http::Request<hyper::body::Incoming>,
-            Response = http::Response<crate::body::Body>,
-            Error = Infallible,
-        > + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    let _ = stream.set_nodelay(true);
-    let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-    let conn = graceful.watch(conn);
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "connection ended with an error");
-        }
-    });
-}
-
-/// The webhook listener's next connection; never resolves when webhooks are off.
-async fn accept_webhook(
-    listener: Option<&TcpListener>,
-) -> std::io::Result<(TcpStream, std::net::SocketAddr)> {
-    match listener {
-        Some(l) => l.accept().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Accept fails under fd exhaustion; back off instead of spinning.
-async fn accept_error(e: std::io::Error) {
-    tracing::warn!(error = %e, "accept failed");
-    tokio::time::sleep(Duration::from_millis(50)).await;
 }

@@ -121,18 +121,18 @@ async fn queue_mode_spaces_requests_and_refuses_hopeless_waits_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn osigu_real_limits_are_never_tripped() {
     let e = Emulator::start(Partner::Osigu).await.unwrap();
-    let config = |e: &Emulator, mode: &str| {
+    let config = |e: &Emulator, mode: &str, per: &str| {
         osigu_upstream(
             e,
             "request_timeout = \"120s\"\nretry = { attempts = 1 }",
             &format!(
-                r#"rate_limit = {{ requests = 50, per = "1m", burst = 5, on_limit = "{mode}", max_wait = "110s" }}"#
+                r#"rate_limit = {{ requests = 50, per = "{per}", burst = 5, on_limit = "{mode}", max_wait = "110s" }}"#
             ),
             r#", token_rate_limit = { requests = 10, per = "1m" }"#,
         )
     };
     // Reject mode first: a burst of 120 gets Tollgate's 429s, never the partner's.
-    let gw = TestGateway::start(&config(&e, "reject")).await;
+    let gw = TestGateway::start(&config(&e, "reject", "1m")).await;
     let sent = Instant::now();
     let results = burst(&gw, "/osigu/v1/sponsors", 120).await;
     let took = sent.elapsed();
@@ -147,15 +147,18 @@ async fn osigu_real_limits_are_never_tripped() {
         .all(|r| r.0 == 429 && r.1.as_deref() == Some("rate_limited")));
     gw.stop().await;
 
-    // Queue mode, a fresh partner window: 56 requests cross the 50/min line within about 70 s.
+    // Queue mode, a fresh partner counting 50 per 6 s instead of per minute (the same shape,
+    // ten times faster: the real-minute window is the reject half above): 56 requests cross the
+    // 50 line within about 7 s, and the partner never sees more than 50 in any 6 s.
     let e = Emulator::start(Partner::Osigu).await.unwrap();
-    let gw = TestGateway::start(&config(&e, "queue")).await;
+    e.set_rate_window(Duration::from_secs(6));
+    let gw = TestGateway::start(&config(&e, "queue", "6s")).await;
     let results = burst(&gw, "/osigu/v1/sponsors", 56).await;
     let statuses: Vec<u16> = results.iter().map(|r| r.0).collect();
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     let arrivals: Vec<Instant> = e.requests().iter().map(|r| r.at).collect();
     assert_eq!(arrivals.len(), 56);
-    assert!(max_in_window(arrivals, Duration::from_secs(60)) <= 50);
+    assert!(max_in_window(arrivals, Duration::from_secs(6)) <= 50);
     let partner_429 = metric(
         &gw,
         r#"tollgate_upstream_responses_total{environment="sandbox",status_class="4xx",upstream="osigu"}"#,
@@ -237,26 +240,29 @@ async fn limits_show(gw: &TestGateway, key: &str, value: u64) -> bool {
 #[tokio::test]
 async fn requests_waiting_for_a_slot_are_not_ahead_in_the_rate_limit_line() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let partner = Fixed::start(200, "text/plain", b"ok".to_vec()).await;
+    let partner = tollgate_sandbox::Echo::start().await.unwrap();
     // One cell a second past the burst: a request that believed one other was ahead of it in the
     // line would expect a 2 s wait, over max_wait, and refuse itself with 429.
     let toml = format!(
         "[upstreams.p]\nmax_concurrency = 1\n[upstreams.p.sandbox]\nbase_url = \"{}\"\nrate_limit = {{ requests = 1000, per = \"1s\", burst = 1000, on_limit = \"queue\", max_wait = \"1500ms\" }}\n",
-        partner.url()
+        partner.base_url()
     );
     let gw = TestGateway::start(&toml).await;
-    // A holds the only slot while its body has not arrived yet.
+    // A holds the only slot while its upload streams: 70,000 bytes (over the 64 KiB replay
+    // buffer, so not read before the slot), of which only the first 10 have been sent.
+    const LEN: usize = 70_000;
     let mut a = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    a.write_all(b"POST /p/a HTTP/1.1\r\nhost: gw\r\ncontent-length: 5\r\n\r\n")
+    a.write_all(format!("POST /p/sha256 HTTP/1.1\r\nhost: gw\r\ncontent-length: {LEN}\r\n\r\n").as_bytes())
         .await
         .unwrap();
+    a.write_all(&[b'a'; 10]).await.unwrap();
     assert!(limits_show(&gw, "in_flight", 1).await, "A holds the slot");
     let b = tokio::spawn({
         let url = gw.url("/p/b");
         async move { client().get(url).send().await.unwrap().status().as_u16() }
     });
     assert!(limits_show(&gw, "queued", 1).await, "B waits for the slot");
-    a.write_all(b"hello").await.unwrap();
+    a.write_all(&[b'a'; LEN - 10]).await.unwrap();
     let mut answer = Vec::new();
     let mut buf = [0u8; 1024];
     while !answer.windows(4).any(|w| w == b"\r\n\r\n") {

@@ -66,8 +66,20 @@ pub struct Shared {
     pub op_timeout: Duration,
     /// The expected fleet size: with Redis down each replica keeps `1/replicas` of every budget.
     pub replicas: NonZeroU32,
-    /// AES-256-GCM key for tokens stored in Redis. Without it tokens stay per replica.
+    /// AES-256-GCM key for tokens and webhook bodies stored in Redis. Without it tokens stay per
+    /// replica and webhook bodies are stored in clear.
     pub encryption_key: Option<Secret<[u8; 32]>>,
+    /// When a webhook event stored in Redis is acknowledged.
+    pub webhook_durability: WebhookDurability,
+}
+
+/// `[shared] webhook_durability`: when the 2xx for a webhook event stored in Redis leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookDurability {
+    /// `"write"` (default): once the accept script ran; as durable as the server's persistence.
+    Write,
+    /// `"aof"`: once `WAITAOF 1 0` says the AOF was fsynced (Redis 7.2 or newer).
+    Aof,
 }
 
 /// `[server]`.
@@ -87,6 +99,33 @@ pub struct Server {
     pub webhook_listen: Option<SocketAddr>,
     /// The embedded store (`webhooks.db`) lives here when `[shared]` is absent.
     pub data_dir: PathBuf,
+    /// From accept (or from the first byte of a later request) to a complete request head; a
+    /// connection that has not sent one by then is closed. Applies to every listener.
+    pub header_read_timeout: Duration,
+    /// A keep-alive connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
+    /// A caller that sends no body byte for this long while its body is read gets 408.
+    pub body_idle_timeout: Duration,
+    /// Open connections on the data and webhook listeners together; one more is closed at once.
+    /// `None`: derived from the open-file limit at start-up, leaving room for upstream
+    /// connections and the admin listener (which has its own reserve).
+    pub max_connections: Option<NonZeroU32>,
+    /// What happens to a caller header whose name holds `_`.
+    pub underscore_headers: UnderscoreHeaders,
+}
+
+/// `server.underscore_headers`: CGI, WSGI, PHP and Rack servers read `X_Api_Key` and `X-Api-Key`
+/// as the same variable, so a caller header spelt with `_` can shadow an injected one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnderscoreHeaders {
+    /// `"drop"` (default): such headers are not forwarded.
+    #[default]
+    Drop,
+    /// `"reject"`: the request gets 400.
+    Reject,
+    /// `"allow"`: forwarded, except one that reads as an injected, hop-by-hop, credential or
+    /// forwarding header once `_` is taken as `-` (never forwarded in any mode).
+    Allow,
 }
 
 /// Which of an upstream's two environment blocks is in use.

@@ -51,6 +51,7 @@ pub struct RawShared {
     pub op_timeout: Option<String>,
     pub replicas: Option<u32>,
     pub encryption_key: Option<String>,
+    pub webhook_durability: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -63,6 +64,11 @@ pub struct RawServer {
     pub shutdown_timeout: Option<String>,
     pub webhook_listen: Option<String>,
     pub data_dir: Option<String>,
+    pub header_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub body_idle_timeout: Option<String>,
+    pub max_connections: Option<u32>,
+    pub underscore_headers: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -256,7 +256,18 @@ fn shared(raw: RawShared) -> Result<Shared, ConfigError> {
             })
         })
         .transpose()?;
+    let webhook_durability = match raw.webhook_durability.as_deref().unwrap_or("write") {
+        "write" => WebhookDurability::Write,
+        "aof" => WebhookDurability::Aof,
+        other => {
+            return Err(ConfigError::new(
+                "shared.webhook_durability",
+                format!("`{other}`: use \"write\" or \"aof\""),
+            ))
+        }
+    };
     Ok(Shared {
+        webhook_durability,
         redis_url: Secret::new(raw.redis_url),
         redis_display,
         key_prefix,
@@ -290,6 +301,31 @@ fn server(raw: RawServer) -> Result<Server, ConfigError> {
             .map(|a| addr("webhook_listen", Some(a), ""))
             .transpose()?,
         data_dir: PathBuf::from(raw.data_dir.unwrap_or_else(|| "./tollgate-data".to_owned())),
+        header_read_timeout: positive_dur("server.header_read_timeout", raw.header_read_timeout, "10s")?,
+        idle_timeout: positive_dur("server.idle_timeout", raw.idle_timeout, "60s")?,
+        body_idle_timeout: positive_dur("server.body_idle_timeout", raw.body_idle_timeout, "10s")?,
+        max_connections: raw
+            .max_connections
+            .map(|n| {
+                NonZeroU32::new(n).ok_or_else(|| {
+                    ConfigError::new(
+                        "server.max_connections",
+                        "must be at least 1; leave it out to derive it from the open-file limit",
+                    )
+                })
+            })
+            .transpose()?,
+        underscore_headers: match raw.underscore_headers.as_deref().unwrap_or("drop") {
+            "drop" => UnderscoreHeaders::Drop,
+            "reject" => UnderscoreHeaders::Reject,
+            "allow" => UnderscoreHeaders::Allow,
+            other => {
+                return Err(ConfigError::new(
+                    "server.underscore_headers",
+                    format!("`{other}` is not \"drop\", \"reject\" or \"allow\""),
+                ))
+            }
+        },
     })
 }
 
@@ -325,7 +361,7 @@ fn upstream(name: &str, raw: RawUpstream, server: &Server, ctx: &Ctx<'_>) -> Res
             ),
         ));
     }
-    let request_timeout = dur(&at("request_timeout"), raw.request_timeout, "30s")?;
+    let request_timeout = positive_dur(&at("request_timeout"), raw.request_timeout, "30s")?;
     let retry = match raw.retry {
         None => Retry {
             attempts: NonZeroU32::new(3).expect("3 > 0"),
@@ -389,7 +425,7 @@ fn upstream(name: &str, raw: RawUpstream, server: &Server, ctx: &Ctx<'_>) -> Res
         name: name.to_owned(),
         prefix,
         environment,
-        connect_timeout: dur(&at("connect_timeout"), raw.connect_timeout, "5s")?,
+        connect_timeout: positive_dur(&at("connect_timeout"), raw.connect_timeout, "5s")?,
         request_timeout,
         max_concurrency,
         retry,
@@ -513,7 +549,7 @@ fn auth(path: &str, raw: RawAuth, request_timeout: Duration, ctx: &Ctx<'_>) -> R
             token_rate_limit: token_limit(token_rate_limit)?,
             refresh_before: dur(&at("refresh_before"), refresh_before, "60s")?,
             default_ttl: default_ttl
-                .map(|d| dur(&at("default_ttl"), Some(d), "0s"))
+                .map(|d| positive_dur(&at("default_ttl"), Some(d), "0s"))
                 .transpose()?,
             inject: injection(inject_header, inject_prefix)?,
         }),
@@ -546,7 +582,7 @@ fn auth(path: &str, raw: RawAuth, request_timeout: Duration, ctx: &Ctx<'_>) -> R
             token_rate_limit: token_limit(token_rate_limit)?,
             refresh_before: dur(&at("refresh_before"), refresh_before, "60s")?,
             default_ttl: default_ttl
-                .map(|d| dur(&at("default_ttl"), Some(d), "0s"))
+                .map(|d| positive_dur(&at("default_ttl"), Some(d), "0s"))
                 .transpose()?,
             inject: injection(inject_header, inject_prefix)?,
         }),
@@ -667,6 +703,15 @@ fn is_loopback(host: &Host<&str>) -> bool {
 
 pub(super) fn dur(path: &str, v: Option<String>, default: &str) -> Result<Duration, ConfigError> {
     units::duration(v.as_deref().unwrap_or(default)).map_err(|m| ConfigError::new(path, m))
+}
+
+/// A duration where zero makes no sense (a timeout of zero would fail every request).
+pub(super) fn positive_dur(path: &str, v: Option<String>, default: &str) -> Result<Duration, ConfigError> {
+    let d = dur(path, v, default)?;
+    if d.is_zero() {
+        return Err(ConfigError::new(path, "must be longer than zero"));
+    }
+    Ok(d)
 }
 
 pub(super) fn size(path: &str, v: Option<String>, default: &str) -> Result<u64, ConfigError> {
