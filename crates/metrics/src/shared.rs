@@ -28,10 +28,16 @@ pub enum RedisOp {
     TokenInvalidate,
     /// The pub/sub connection that announces new tokens.
     Subscribe,
+    /// Accepting a webhook event (dedupe + append to its stream), and `WAITAOF`.
+    WebhookAccept,
+    /// The webhook delivery queue: reading, claiming, acknowledging, retry state.
+    WebhookQueue,
+    /// Webhook listings, replays and backlog counts.
+    WebhookAdmin,
 }
 
 impl RedisOp {
-    const ALL: [RedisOp; 8] = [
+    const ALL: [RedisOp; 11] = [
         RedisOp::Connect,
         RedisOp::Admit,
         RedisOp::Pause,
@@ -40,6 +46,9 @@ impl RedisOp {
         RedisOp::TokenWrite,
         RedisOp::TokenInvalidate,
         RedisOp::Subscribe,
+        RedisOp::WebhookAccept,
+        RedisOp::WebhookQueue,
+        RedisOp::WebhookAdmin,
     ];
 
     pub fn label(self) -> &'static str {
@@ -52,6 +61,9 @@ impl RedisOp {
             RedisOp::TokenWrite => "token_write",
             RedisOp::TokenInvalidate => "token_invalidate",
             RedisOp::Subscribe => "subscribe",
+            RedisOp::WebhookAccept => "webhook_accept",
+            RedisOp::WebhookQueue => "webhook_queue",
+            RedisOp::WebhookAdmin => "webhook_admin",
         }
     }
 }

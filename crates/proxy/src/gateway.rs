@@ -77,7 +77,7 @@ impl Gateway {
                 shared.as_ref(),
             )?);
         }
-        let webhooks = crate::webhook::Webhooks::new(&config, &metrics)?;
+        let webhooks = crate::webhook::Webhooks::new(&config, &metrics, shared.as_ref())?;
         Ok(Self {
             webhooks,
             routes: Routes::new(config.upstreams.iter().map(|u| u.prefix.as_str())),
@@ -88,6 +88,15 @@ impl Gateway {
             ready: AtomicBool::new(false),
             shared,
         })
+    }
+
+    /// Checks, before serving, what only a live dependency can tell (the Redis version behind
+    /// `webhook_durability = "aof"`). `tollgate run` stops with this error.
+    pub async fn preflight(&self) -> Result<(), String> {
+        match &self.webhooks {
+            Some(hooks) => hooks.preflight(&self.config).await,
+            None => Ok(()),
+        }
     }
 
     pub fn config(&self) -> &Config {

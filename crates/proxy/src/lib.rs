@@ -57,6 +57,7 @@ pub use respond::ERROR_HEADER;
 pub use secret::Secret;
 pub use server::{serve, Listeners, MAX_HEADER_BYTES};
 pub use tollgate_metrics::Metrics;
+pub use webhook::fleet::{server_facts as redis_server_facts, ServerFacts as RedisServerFacts};
 
 /// The version reported in `tollgate_build_info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

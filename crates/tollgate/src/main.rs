@@ -39,7 +39,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run { config } => run::run(&config).await,
-            Command::Check { config } => check::check(&config),
+            Command::Check { config } => check::check(&config).await,
             Command::Demo => demo::demo().await,
             Command::Sandbox { listen } => demo::sandbox(listen).await,
             Command::Webhooks { action } => webhooks::webhooks(action).await,

@@ -14,30 +14,17 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::os::unix::process::ExitStatusExt as _;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
-use sha2::Sha256;
+use support::webhook_load::{client, plan, seed, send, tail, Answer, Service, SplitMix, Work, SECRET};
 use support::{config_file, Running, EPHEMERAL_SERVER};
 
-/// The Standard Webhooks secret the partner signs with (base64 of 32 bytes).
-const SECRET: &str = "whsec_a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=";
 /// Planned sends, repeats included (the partner's retries come on top).
 const PLAN: usize = 3000;
-/// One planned send in ten repeats an earlier id.
-const REPEAT_PERCENT: u64 = 10;
-/// A repeat names an id planned at least this many sends earlier: most are acknowledged by then,
-/// a few were lost at a kill. (A repeat racing its original tests concurrency, not crashes.)
-const REPEAT_LAG: usize = 64;
 const KILLS: usize = 4;
 /// Concurrent partner connections: each has at most one send in flight, so this is also the most
 /// sends one kill can leave unanswered.
@@ -48,13 +35,12 @@ const KILL_AFTER: usize = 350;
 const KILL_SPREAD: u64 = 300;
 /// Bounds on every wait; reaching one fails the test instead of hanging it.
 const PHASE_LIMIT: Duration = Duration::from_secs(20);
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const DELIVERY_LIMIT: Duration = Duration::from_secs(60);
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_deliveries_survive_sigkill_and_reach_the_service() {
-    let seed = seed();
+    let seed = seed("TOLLGATE_CRASH_SEED");
     eprintln!("webhook_crash: seed {seed} (rerun with TOLLGATE_CRASH_SEED={seed})");
     let mut rng = SplitMix(seed);
     let service = Service::start().await;
@@ -66,11 +52,7 @@ async fn acknowledged_deliveries_survive_sigkill_and_reach_the_service() {
         data.path().display(),
         service.addr
     ));
-    let work = Arc::new(Work {
-        plan: plan(&mut rng),
-        next: AtomicUsize::new(0),
-        owed: Mutex::default(),
-    });
+    let work = Arc::new(Work::new(plan(&mut rng, PLAN)));
 
     let mut sent: Vec<Sent> = Vec::new();
     let mut last = None;
@@ -295,47 +277,11 @@ async fn acknowledged_deliveries_survive_sigkill_and_reach_the_service() {
     );
 }
 
-/// How a send ended, as the partner saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Answer {
-    /// 202: stored by this send.
-    Accepted,
-    /// 200: already stored (a repeat, or a retry of a send whose answer was lost).
-    Duplicate,
-    /// Any other status.
-    Refused(u16),
-    /// No answer: the process died under the request.
-    Lost,
-}
-
-impl Answer {
-    fn acknowledged(self) -> bool {
-        matches!(self, Answer::Accepted | Answer::Duplicate)
-    }
-}
-
 #[derive(Debug)]
 struct Sent {
     id: String,
     phase: usize,
     answer: Answer,
-}
-
-/// What the senders share across phases: the plan, the cursor into it, and the ids owed a retry.
-struct Work {
-    plan: Vec<String>,
-    next: AtomicUsize,
-    owed: Mutex<Vec<String>>,
-}
-
-impl Work {
-    /// A retry owed first (as a partner would), else the next planned send.
-    fn take(&self) -> Option<String> {
-        if let Some(id) = self.owed.lock().unwrap().pop() {
-            return Some(id);
-        }
-        self.plan.get(self.next.fetch_add(1, SeqCst)).cloned()
-    }
 }
 
 /// One partner connection: sends until told to stop or out of work.
@@ -353,87 +299,11 @@ async fn sender(
         let answer = send(&client, &url, &id).await;
         // As a partner: no answer or a 5xx is tried again; a 4xx would fail the same way again
         // (it fails the test below instead).
-        if matches!(answer, Answer::Lost | Answer::Refused(500..)) {
-            work.owed.lock().unwrap().push(id.clone());
-        }
+        work.settle(&id, answer);
         sent.push(Sent { id, phase, answer });
         done.fetch_add(1, SeqCst);
     }
     sent
-}
-
-/// One signed delivery. The status line is the acknowledgement: the gateway answers only after
-/// the commit, so a 2xx head counts even if the body is cut off by a kill.
-async fn send(client: &reqwest::Client, url: &str, id: &str) -> Answer {
-    let body = body_of(id);
-    let ts = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let resp = client
-        .post(url)
-        .header("content-type", "application/json")
-        .header("webhook-id", id)
-        .header("webhook-timestamp", ts.to_string())
-        .header("webhook-signature", sign(id, ts, body.as_bytes()))
-        .body(body)
-        .send()
-        .await;
-    match resp {
-        Err(_) => Answer::Lost,
-        Ok(r) => {
-            let status = r.status().as_u16();
-            // Read to the end so the connection is reused.
-            let _ = r.bytes().await;
-            match status {
-                202 => Answer::Accepted,
-                200 => Answer::Duplicate,
-                s => Answer::Refused(s),
-            }
-        }
-    }
-}
-
-/// Standard Webhooks: `v1,<base64 HMAC-SHA256(key, "{id}.{ts}.{body}")>`, the key being the
-/// base64 after `whsec_`. Written here, apart from the gateway's verifier.
-fn sign(id: &str, ts: u64, body: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let key = b64
-        .decode(SECRET.strip_prefix("whsec_").unwrap_or(SECRET))
-        .expect("the test secret is base64");
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes a key of any length");
-    mac.update(format!("{id}.{ts}.").as_bytes());
-    mac.update(body);
-    format!("v1,{}", b64.encode(mac.finalize().into_bytes()))
-}
-
-/// The same body every time an id is sent, as a partner's retry would be.
-fn body_of(id: &str) -> String {
-    format!("{{\"type\":\"authorization.created\",\"data\":{{\"event\":\"{id}\"}}}}")
-}
-
-/// `PLAN` ids: `evt-<n>`, with about `REPEAT_PERCENT` of them an earlier id again.
-fn plan(rng: &mut SplitMix) -> Vec<String> {
-    let mut ids: Vec<String> = Vec::with_capacity(PLAN);
-    let mut fresh = 0usize;
-    for i in 0..PLAN {
-        if i >= 2 * REPEAT_LAG && rng.below(100) < REPEAT_PERCENT {
-            let j = rng.below((i - REPEAT_LAG) as u64) as usize;
-            let again = ids[j].clone();
-            ids.push(again);
-        } else {
-            ids.push(format!("evt-{fresh}"));
-            fresh += 1;
-        }
-    }
-    ids
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(SEND_TIMEOUT)
-        .build()
-        .expect("a reqwest client builds")
 }
 
 /// `GET /webhooks/osigu/events?state=...` → the event ids.
@@ -465,122 +335,4 @@ fn received_total(metrics: &str, result: &str) -> f64 {
         .filter(|l| l.contains(&result) && l.contains("webhook=\"osigu\""))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
-}
-
-fn tail(log: &str) -> String {
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
-}
-
-/// `TOLLGATE_CRASH_SEED` when set (to replay a failure), else the clock.
-fn seed() -> u64 {
-    std::env::var("TOLLGATE_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        })
-}
-
-/// SplitMix64: a seeded, reproducible sequence without a `rand` dependency.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// In `[0, n)`; `n` > 0.
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// The internal service: records the event id and body of every delivery it got whole, and
-/// answers 200.
-struct Service {
-    addr: SocketAddr,
-    got: Arc<Mutex<Vec<(String, Bytes)>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Service {
-    async fn start() -> Service {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("the service binds");
-        let addr = listener.local_addr().expect("a bound address");
-        let got: Arc<Mutex<Vec<(String, Bytes)>>> = Arc::default();
-        let sink = Arc::clone(&got);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let sink = Arc::clone(&sink);
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let sink = Arc::clone(&sink);
-                        async move {
-                            let id = req
-                                .headers()
-                                .get("x-tollgate-event-id")
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("")
-                                .to_owned();
-                            // A body cut off by a kill is not a delivery: the gateway never saw
-                            // an answer to it and will send it again.
-                            if let Ok(body) = req.into_body().collect().await {
-                                sink.lock().unwrap().push((id, body.to_bytes()));
-                            }
-                            Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"ok"))))
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
-        Service { addr, got, task }
-    }
-
-    /// Distinct event ids received.
-    fn ids(&self) -> BTreeSet<String> {
-        self.got
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(id, _)| id.clone())
-            .collect()
-    }
-
-    /// Deliveries received, repeats included.
-    fn deliveries(&self) -> usize {
-        self.got.lock().unwrap().len()
-    }
-
-    /// Ids (up to 10) whose delivered body is not the one sent.
-    fn altered(&self) -> Vec<String> {
-        self.got
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(id, body)| body.as_ref() != body_of(id).as_bytes())
-            .map(|(id, _)| id.clone())
-            .take(10)
-            .collect()
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }

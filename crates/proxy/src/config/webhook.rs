@@ -146,7 +146,22 @@ fn validate(name: &str, raw: RawWebhook) -> Result<Webhook, ConfigError> {
         let key = key_bytes(&scheme, s).map_err(|why| ConfigError::new(path, why))?;
         secrets.push(Secret::new(key));
     }
-    let event_id = match raw.event_id.as_deref().unwrap_or("header:webhook-id") {
+    // The default id is one the scheme signs: a header the signature does not cover could be
+    // changed on a captured delivery to replay it as a new event.
+    let default_id = match scheme {
+        Scheme::Standard => Some("header:webhook-id"),
+        Scheme::Stripe => Some("json:/id"),
+        Scheme::Github | Scheme::Hmac(_) => None,
+    };
+    let Some(event_id) = raw.event_id.as_deref().or(default_id) else {
+        return Err(ConfigError::new(
+            at("event_id"),
+            "is required with this scheme: a JSON pointer into the (signed) body, e.g. \"json:/id\", \
+             or a header, e.g. \"header:x-github-delivery\" (a header the signature does not cover lets a \
+             captured delivery be replayed under a new id)",
+        ));
+    };
+    let event_id = match event_id {
         s if s.starts_with("header:") => HeaderName::from_str(&s["header:".len()..])
             .map(EventId::Header)
             .map_err(|_| ConfigError::new(at("event_id"), format!("`{s}`: not a valid header name")))?,
@@ -182,14 +197,27 @@ fn validate(name: &str, raw: RawWebhook) -> Result<Webhook, ConfigError> {
         .map(|s| key_bytes(&Scheme::Standard, s).map(Secret::new))
         .transpose()
         .map_err(|why| ConfigError::new(at("deliver_secret"), why))?;
+    let tolerance = positive("tolerance", raw.tolerance, "5m")?;
+    let dedupe_for = positive("dedupe_for", raw.dedupe_for, "72h")?;
+    // A signed delivery stays valid for `tolerance`: a captured one replayed after its id was
+    // forgotten would be a new event. Remembering ids at least that long closes the replay.
+    if dedupe_for < tolerance {
+        return Err(ConfigError::new(
+            at("dedupe_for"),
+            format!(
+                "must be at least tolerance ({}), or a captured delivery could be replayed as new",
+                humantime::format_duration(tolerance)
+            ),
+        ));
+    }
     Ok(Webhook {
         name: name.to_owned(),
         path,
         scheme,
         secrets,
-        tolerance: positive("tolerance", raw.tolerance, "5m")?,
+        tolerance,
         event_id,
-        dedupe_for: positive("dedupe_for", raw.dedupe_for, "72h")?,
+        dedupe_for,
         max_body,
         deliver_to,
         delivery_concurrency,
@@ -288,6 +316,13 @@ fn scheme(at: &dyn Fn(&str) -> String, raw: &RawWebhook) -> Result<Scheme, Confi
                 return Err(ConfigError::new(
                     at("signed_payload"),
                     "\"{timestamp}.{body}\" needs timestamp_header",
+                ));
+            }
+            if signed_payload == SignedPayload::Body && timestamp_header.is_some() {
+                return Err(ConfigError::new(
+                    at("timestamp_header"),
+                    "is only checked when it is signed: use signed_payload = \"{timestamp}.{body}\" \
+                     (an unsigned timestamp would only look like replay protection)",
                 ));
             }
             Scheme::Hmac(HmacScheme {

@@ -1,4 +1,4 @@
-//! Tokens at rest in Redis: AES-256-GCM with `shared.encryption_key`.
+//! Tokens and webhook bodies at rest in Redis: AES-256-GCM with `shared.encryption_key`.
 //!
 //! Each write draws a fresh random 96-bit nonce, stored in front of the ciphertext. The Redis key
 //! is the associated data, so a blob copied under another upstream's key does not decrypt: a
@@ -32,16 +32,15 @@ impl Cipher {
         let mut plain = Vec::with_capacity(8 + token.expose().len());
         plain.extend_from_slice(&expires_ms.to_be_bytes());
         plain.extend_from_slice(token.expose().as_bytes());
+        self.seal_bytes(key.as_bytes(), &plain)
+    }
+
+    /// `nonce || ciphertext` of any bytes (a webhook body), bound to `aad`.
+    pub fn seal_bytes(&self, aad: &[u8], plain: &[u8]) -> Vec<u8> {
         let nonce: [u8; NONCE] = rand::random();
         let sealed = self
             .0
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: &plain,
-                    aad: key.as_bytes(),
-                },
-            )
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plain, aad })
             .expect("AES-GCM encryption of a short message cannot fail");
         let mut out = Vec::with_capacity(NONCE + sealed.len());
         out.extend_from_slice(&nonce);
@@ -52,23 +51,23 @@ impl Cipher {
     /// The expiry and token in a blob written by `seal` for `key`; `None` if it is not one (wrong
     /// key, another key's blob, tampered).
     pub fn open(&self, key: &str, blob: &[u8]) -> Option<(u64, Secret)> {
+        let plain = self.open_bytes(key.as_bytes(), blob)?;
+        let (exp, token) = plain.split_at_checked(8)?;
+        let exp = u64::from_be_bytes(exp.try_into().ok()?);
+        Some((exp, Secret::new(String::from_utf8(token.to_vec()).ok()?)))
+    }
+}
+
+impl Cipher {
+    /// The bytes in a blob written by `seal_bytes` for `aad`; `None` if it is not one.
+    pub fn open_bytes(&self, aad: &[u8], blob: &[u8]) -> Option<Vec<u8>> {
         if blob.len() < NONCE {
             return None;
         }
         let (nonce, sealed) = blob.split_at(NONCE);
-        let plain = self
-            .0
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: sealed,
-                    aad: key.as_bytes(),
-                },
-            )
-            .ok()?;
-        let (exp, token) = plain.split_at_checked(8)?;
-        let exp = u64::from_be_bytes(exp.try_into().ok()?);
-        Some((exp, Secret::new(String::from_utf8(token.to_vec()).ok()?)))
+        self.0
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad })
+            .ok()
     }
 }
 

@@ -91,6 +91,16 @@ impl SharedState {
         }))
     }
 
+    /// `<prefix><rest>`: every key Tollgate writes starts with the configured prefix.
+    pub(crate) fn prefixed(&self, rest: &str) -> String {
+        format!("{}{rest}", self.prefix)
+    }
+
+    /// The cipher for values at rest, when `encryption_key` is set.
+    pub(crate) fn cipher(&self) -> Option<&Cipher> {
+        self.cipher.as_ref()
+    }
+
     /// `<prefix><kind>:<upstream>:<environment>`.
     pub fn key(&self, kind: &str, upstream: &str, environment: &str) -> String {
         format!("{}{kind}:{upstream}:{environment}", self.prefix)
@@ -124,12 +134,25 @@ impl SharedState {
     where
         Fut: Future<Output = redis::RedisResult<T>>,
     {
+        self.call_with_timeout(op, self.op_timeout, f).await
+    }
+
+    /// [`SharedState::call`] with a longer bound, for a call that waits on purpose (`WAITAOF`).
+    pub async fn call_with_timeout<T, Fut>(
+        &self,
+        op: RedisOp,
+        timeout: Duration,
+        f: impl FnOnce(ConnectionManager) -> Fut,
+    ) -> Option<T>
+    where
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
         if !self.health.is_up() {
             return None;
         }
         // One clone of the manager, not an `Arc` clone first: this runs for every admission.
         let conn = ConnectionManager::clone(self.conn.load().as_deref()?);
-        match tokio::time::timeout(self.op_timeout, f(conn)).await {
+        match tokio::time::timeout(timeout, f(conn)).await {
             Ok(Ok(v)) => Some(v),
             Ok(Err(e)) => {
                 self.health.failed(op, &e.to_string());

@@ -69,12 +69,23 @@ pub(crate) async fn run(hook: Arc<WebhookRuntime>, store: Store) {
             }
             continue;
         }
-        futures_util::future::join_all(due.into_iter().map(|event| deliver(&hook, &store, event))).await;
+        let recorded =
+            futures_util::future::join_all(due.into_iter().map(|event| deliver(&hook, &store, event))).await;
+        if recorded.contains(&false) {
+            // The store could not record an outcome: the event still looks due, so sending it
+            // again at once would hammer the service. Wait for the store first.
+            tokio::time::sleep(STORE_ERROR_PAUSE).await;
+        }
     }
 }
 
-/// One attempt at one event, and the store update that follows from its answer.
-async fn deliver(hook: &WebhookRuntime, store: &Store, event: Event) {
+/// One attempt at one event, and the store update that follows from its answer; `false` when
+/// that update failed.
+async fn deliver(hook: &WebhookRuntime, store: &Store, event: Event) -> bool {
+    if !store.take(&event).await {
+        // Another replica claimed it (or Redis is away): it is theirs to send.
+        return true;
+    }
     let started = Instant::now();
     let attempt = event.attempts + 1;
     let (outcome, retry_after, error) = attempt_once(hook, &event).await;
@@ -93,14 +104,14 @@ async fn deliver(hook: &WebhookRuntime, store: &Store, event: Event) {
         Outcome::NetworkError => None,
     };
     let (result, updated) = match verdict {
-        Verdict::Delivered => (Delivered::Ok, store.delivered(event.seq).await),
+        Verdict::Delivered => (Delivered::Ok, store.delivered(&event).await),
         Verdict::RetryAt(at) => (
             Delivered::Retry,
-            store.retry_later(event.seq, at, status, error.as_deref()).await,
+            store.retry_later(&event, at, status, error.as_deref()).await,
         ),
         Verdict::Dead(reason) => {
             let why = error.as_deref().unwrap_or(reason.label());
-            (Delivered::Dead, store.dead(event.seq, status, Some(why)).await)
+            (Delivered::Dead, store.dead(&event, status, Some(why)).await)
         }
     };
     hook.metrics.delivery(result);
@@ -119,7 +130,9 @@ async fn deliver(hook: &WebhookRuntime, store: &Store, event: Event) {
     if let Err(e) = updated {
         // The event stays as it was in the store and is tried again: at least once, not lost.
         tracing::warn!(webhook = %hook.cfg.name, event_id = %event.event_id, error = %e, "delivery outcome not recorded; the event will be sent again");
+        return false;
     }
+    true
 }
 
 /// Sends the event once; returns the outcome, the service's `Retry-After`, and a short error.

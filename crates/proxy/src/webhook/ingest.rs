@@ -38,6 +38,11 @@ const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a partner is asked to wait when the store could not commit.
 const STORE_RETRY_AFTER: Duration = Duration::from_secs(5);
 
+/// The store must have answered by then, so the partner hears back well within the 10 s that
+/// partners (Osigu's checklist) allow. A commit that lands after the 503 is harmless: the
+/// partner's retry is then answered as a duplicate.
+const STORE_TIMEOUT: Duration = Duration::from_secs(8);
+
 /// Handles one request on the webhook listener.
 pub(crate) async fn handle(hooks: &Webhooks, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
@@ -116,23 +121,25 @@ async fn receive(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let stored = hooks
-        .store
-        .insert(NewEvent {
-            webhook: hook.cfg.name.clone(),
-            event_id: event_id.clone(),
-            content_type,
-            body,
-            received_ms: now_ms,
-            dedupe_until_ms: now_ms.saturating_add(millis(hook.cfg.dedupe_for)),
-        })
-        .await
-        .map_err(|e| {
-            tracing::error!(webhook = %hook.cfg.name, error = %e, "webhook event not stored; answered 503");
-            GatewayError::StoreUnavailable {
-                retry_after: STORE_RETRY_AFTER,
-            }
-        })?;
+    let insert = hooks.store.insert(NewEvent {
+        webhook: hook.cfg.name.clone(),
+        event_id: event_id.clone(),
+        content_type,
+        body,
+        received_ms: now_ms,
+        dedupe_until_ms: now_ms.saturating_add(millis(hook.cfg.dedupe_for)),
+    });
+    let refused = |why: &dyn std::fmt::Display| {
+        tracing::error!(webhook = %hook.cfg.name, error = %why, "webhook event not stored; answered 503");
+        GatewayError::StoreUnavailable {
+            retry_after: STORE_RETRY_AFTER,
+        }
+    };
+    let stored = match tokio::time::timeout(STORE_TIMEOUT, insert).await {
+        Ok(Ok(stored)) => stored,
+        Ok(Err(e)) => return Err(refused(&e)),
+        Err(_) => return Err(refused(&"the store did not answer within 8 s")),
+    };
     if matches!(stored, Inserted::Stored { .. }) {
         hook.wake.notify_one();
     }

@@ -6,7 +6,9 @@
 //! - `ingest.rs`: the one function that composes the inbound path (read it first).
 //! - `verify.rs`: signature schemes (Standard Webhooks, Stripe, GitHub, custom HMAC).
 //! - `event_id.rs`: the event id from a header or a JSON pointer.
-//! - `store/`: the embedded SQLite store: dedupe, queue and dead letters, group commit.
+//! - `store/`: the store API the rest uses, and the event types; two backends behind it:
+//!   `sqlite/` (embedded: dedupe, queue and dead letters in one file, group commit) and `fleet/`
+//!   (Redis streams, with `[shared]`: one dedupe and one queue for every replica).
 //! - `deliver.rs`: one worker per webhook sending stored events to `deliver_to`.
 //! - `schedule.rs`: the pure retry / dead-letter policy.
 //! - `admin.rs`: `/webhooks/<name>/events` and `/webhooks/<name>/replay` on the admin listener.
@@ -14,8 +16,10 @@
 mod admin;
 mod deliver;
 mod event_id;
+pub(crate) mod fleet;
 mod ingest;
 mod schedule;
+mod sqlite;
 pub(crate) mod store;
 pub(crate) mod verify;
 
@@ -34,6 +38,28 @@ use crate::config::{Auth, Target};
 use crate::forward::UpstreamClient;
 use store::Store;
 use verify::Verifier;
+
+/// Runs a webhook's delivery worker, and starts it again if it panics: a worker that died would
+/// leave events undelivered and the backlog gauges frozen, so the stall alert could not fire.
+async fn supervise(hook: Arc<WebhookRuntime>, store: Store) {
+    loop {
+        if let Store::Fleet(f) = &store {
+            // The stream and its group must exist before anything is read from them.
+            while let Err(e) = f.ensure_groups().await {
+                tracing::warn!(webhook = %hook.cfg.name, error = %e, "webhook stream not ready; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        match tokio::spawn(deliver::run(hook.clone(), store.clone())).await {
+            Err(e) if e.is_panic() => {
+                tracing::error!(webhook = %hook.cfg.name, "webhook delivery worker panicked; restarting it");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            // Cancelled (shutdown) or returned: nothing more to do.
+            _ => return,
+        }
+    }
+}
 
 /// Expired dedupe records are removed this often.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
@@ -60,12 +86,35 @@ pub(crate) struct WebhookRuntime {
 }
 
 impl Webhooks {
-    /// Opens the store under `data_dir` and prepares each webhook; `None` without webhooks.
-    pub(crate) fn new(config: &crate::config::Config, metrics: &Metrics) -> Result<Option<Self>, String> {
+    /// Opens the store (Redis with `[shared]`, else SQLite under `data_dir`) and prepares each
+    /// webhook; `None` without webhooks.
+    pub(crate) fn new(
+        config: &crate::config::Config,
+        metrics: &Metrics,
+        shared: Option<&Arc<crate::shared::SharedState>>,
+    ) -> Result<Option<Self>, String> {
         if config.webhooks.is_empty() {
             return Ok(None);
         }
-        let store = Store::open(&config.server.data_dir).map_err(|e| e.to_string())?;
+        let store = match (shared, &config.shared) {
+            (Some(shared), Some(cfg)) => {
+                let durability = match cfg.webhook_durability {
+                    crate::config::WebhookDurability::Write => fleet::Durability::Write,
+                    crate::config::WebhookDurability::Aof => fleet::Durability::Aof,
+                };
+                let hooks: Vec<_> = config
+                    .webhooks
+                    .iter()
+                    .map(|w| (w.name.clone(), w.delivery_timeout))
+                    .collect();
+                Store::Fleet(Arc::new(fleet::FleetStore::new(
+                    shared.clone(),
+                    durability,
+                    &hooks,
+                )))
+            }
+            _ => Store::Sqlite(sqlite::Store::open(&config.server.data_dir).map_err(|e| e.to_string())?),
+        };
         let mut hooks = Vec::with_capacity(config.webhooks.len());
         for cfg in &config.webhooks {
             let at = |key: &str| format!("webhooks.{}.{key}", cfg.name);
@@ -97,6 +146,30 @@ impl Webhooks {
         Ok(Some(Self { hooks, store }))
     }
 
+    /// Refuses what the store cannot keep: `webhook_durability = "aof"` on a Redis without
+    /// `WAITAOF` (older than 7.2). A Redis that cannot be reached now is not an error here: the
+    /// gateway starts degraded and answers 503 until it can.
+    pub(crate) async fn preflight(&self, config: &crate::config::Config) -> Result<(), String> {
+        let (Store::Fleet(_), Some(shared)) = (&self.store, &config.shared) else {
+            return Ok(());
+        };
+        if shared.webhook_durability != crate::config::WebhookDurability::Aof {
+            return Ok(());
+        }
+        match fleet::server_facts(shared.redis_url.expose(), Duration::from_secs(2)).await {
+            Ok(facts) if !facts.has_waitaof() => Err(format!(
+                "shared.webhook_durability = \"aof\" needs WAITAOF, which Redis has from 7.2 on; \
+                 the server at {} is Redis {}. Use \"write\" with appendfsync always, or upgrade Redis",
+                shared.redis_display, facts.version
+            )),
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::warn!(redis = %shared.redis_display, error = %e, "cannot check the Redis version for webhook_durability = \"aof\" now");
+                Ok(())
+            }
+        }
+    }
+
     /// The webhook served at `path` (exact match, a trailing `/` tolerated).
     fn find(&self, path: &str) -> Option<&WebhookRuntime> {
         let path = if path.len() > 1 {
@@ -112,12 +185,12 @@ impl Webhooks {
     }
 
     /// Starts one delivery worker per webhook (picking up whatever a previous run left
-    /// undelivered) and the dedupe purge.
+    /// undelivered), each restarted if it ever panics, and the dedupe purge.
     pub(crate) fn start(&self) -> Vec<tokio::task::JoinHandle<()>> {
         let mut tasks: Vec<_> = self
             .hooks
             .iter()
-            .map(|h| tokio::spawn(deliver::run(h.clone(), self.store.clone())))
+            .map(|h| tokio::spawn(supervise(h.clone(), self.store.clone())))
             .collect();
         let store = self.store.clone();
         tasks.push(tokio::spawn(async move {

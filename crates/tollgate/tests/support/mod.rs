@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod webhook_load;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;

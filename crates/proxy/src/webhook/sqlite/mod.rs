@@ -1,5 +1,5 @@
-//! The durable store of inbound webhook events: dedupe, delivery queue and dead letters in one
-//! SQLite file, `webhooks.db` under `data_dir`.
+//! The embedded webhook store: dedupe, delivery queue and dead letters in one SQLite file,
+//! `webhooks.db` under `data_dir` (used when `[shared]` is absent).
 //!
 //! An event is committed (WAL, `synchronous = FULL`) before [`Store::insert`] returns, so a 2xx
 //! sent after it survives a crash. Concurrent arrivals share one commit (group commit, see
@@ -13,7 +13,8 @@
 //! - `writer.rs`: the writer thread and its group commit.
 //! - `reader.rs`: the reader thread (a read-only connection; why it is separate is there).
 //! - `queries.rs`: the statements behind each operation.
-//! - `types.rs`: events, states and counts; `error.rs`: [`StoreError`].
+//! - `error.rs`: [`StoreError`]. The events, states and counts are `store/types.rs`, shared with
+//!   the Redis store.
 //!
 //! No error, `Debug` or log line of this module carries an event body.
 
@@ -21,7 +22,6 @@ mod error;
 mod queries;
 mod reader;
 mod schema;
-mod types;
 mod writer;
 
 #[cfg(test)]
@@ -35,8 +35,8 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+pub use super::store::types::{Counts, Event, EventSummary, Inserted, NewEvent, State};
 pub use error::StoreError;
-pub use types::{Counts, Event, EventSummary, Inserted, NewEvent, State};
 
 /// The store's file name inside `data_dir`.
 pub const FILE_NAME: &str = "webhooks.db";

@@ -78,12 +78,13 @@ pub fn dead(conn: &Connection, seq: i64, status: Option<u16>, error: Option<&str
 }
 
 /// Replays the dead letter(s) of `webhook` with this event id: back in the queue, due at
-/// `now_ms`, as if never tried. (An id can have two rows when a dead letter outlived its dedupe.)
+/// `now_ms`, as if never tried and received at `now_ms` (so its `max_age` starts over: a dead
+/// letter older than `max_age` would otherwise die again at its first failure). (An id can have two rows when a dead letter outlived its dedupe.)
 pub fn replay_one(conn: &Connection, webhook: &str, event_id: &str, now_ms: i64) -> rusqlite::Result<bool> {
     let moved = conn
         .prepare_cached(
             "UPDATE events SET state = 'pending', attempts = 0, next_attempt_ms = ?3,
-                    last_status = NULL, last_error = NULL
+                    received_ms = ?3, last_status = NULL, last_error = NULL
              WHERE webhook = ?1 AND state = 'dead' AND event_id = ?2",
         )?
         .execute(params![webhook, event_id, now_ms])?;
@@ -100,7 +101,7 @@ pub fn replay_dead_since(
     let moved = conn
         .prepare_cached(
             "UPDATE events SET state = 'pending', attempts = 0, next_attempt_ms = ?3,
-                    last_status = NULL, last_error = NULL
+                    received_ms = ?3, last_status = NULL, last_error = NULL
              WHERE webhook = ?1 AND state = 'dead' AND received_ms >= ?2",
         )?
         .execute(params![webhook, since_ms, now_ms])?;
@@ -198,6 +199,7 @@ pub fn counts(conn: &Connection, webhook: &str) -> rusqlite::Result<Counts> {
 fn event_row(row: &Row<'_>) -> rusqlite::Result<Event> {
     Ok(Event {
         seq: row.get(0)?,
+        entry: None,
         webhook: row.get(1)?,
         event_id: row.get(2)?,
         content_type: row.get(3)?,
@@ -213,6 +215,7 @@ fn event_row(row: &Row<'_>) -> rusqlite::Result<Event> {
 fn summary_row(row: &Row<'_>) -> rusqlite::Result<EventSummary> {
     Ok(EventSummary {
         seq: row.get(0)?,
+        entry: None,
         event_id: row.get(1)?,
         received_ms: row.get(2)?,
         attempts: row.get(3)?,

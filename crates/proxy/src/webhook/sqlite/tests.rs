@@ -52,6 +52,7 @@ async fn an_event_is_stored_once_and_its_copy_is_a_duplicate() {
     let due = store.due("osigu", 1000, 10).await.unwrap();
     let expected = Event {
         seq: 1,
+        entry: None,
         webhook: "osigu".to_owned(),
         event_id: "evt_1".to_owned(),
         content_type: Some("application/json".to_owned()),
@@ -224,6 +225,7 @@ async fn retry_dead_and_replay_move_an_event_and_the_counts() {
     store.retry_later(1, 1, Some(500), None).await.unwrap();
     let dead_letter = EventSummary {
         seq: 1,
+        entry: None,
         event_id: "e1".to_owned(),
         received_ms: 1000,
         attempts: 2,
@@ -243,10 +245,12 @@ async fn retry_dead_and_replay_move_an_event_and_the_counts() {
         !store.replay_one("osigu", "e1", 7000).await.unwrap(),
         "no longer dead"
     );
+    // Received again at the replay, so its max_age starts over; it keeps its place (seq).
     let replayed = EventSummary {
         seq: 1,
+        entry: None,
         event_id: "e1".to_owned(),
-        received_ms: 1000,
+        received_ms: 7000,
         attempts: 0,
         next_attempt_ms: 7000,
         last_status: None,
@@ -262,7 +266,7 @@ async fn retry_dead_and_replay_move_an_event_and_the_counts() {
         Counts {
             pending: 1,
             dead: 0,
-            oldest_pending_ms: Some(1000)
+            oldest_pending_ms: Some(7000)
         }
     );
 

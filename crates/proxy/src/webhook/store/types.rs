@@ -40,8 +40,11 @@ pub enum Inserted {
 /// A pending event, with its body, for delivery.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Event {
-    /// Arrival order; the handle for delivered, retry_later and dead.
+    /// Arrival order; in SQLite the handle for delivered, retry_later and dead. In Redis the
+    /// millisecond part of the stream entry id.
     pub seq: i64,
+    /// The Redis stream entry id (the handle there); `None` in SQLite.
+    pub entry: Option<String>,
     pub webhook: String,
     pub event_id: String,
     pub content_type: Option<String>,
@@ -61,6 +64,9 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EventSummary {
     pub seq: i64,
+    /// The Redis stream entry id; absent with SQLite.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
     pub event_id: String,
     pub received_ms: i64,
     pub attempts: u32,
