@@ -5,6 +5,9 @@
 //! The issued tokens are learnt from what the partners received: access tokens from the API
 //! requests, the refresh token from the gateway's refresh call (forced by a short first token),
 //! and the partners' own counts prove none was missed.
+//!
+//! A webhook runs too: its verification secret, its re-signing secret and the body of an event
+//! (accepted, delivered, and refused) are sentinels as well.
 
 mod support;
 
@@ -64,8 +67,15 @@ async fn trace_logs_hold_no_configured_secret() {
     let osigu = Emulator::start(Partner::Osigu).await.unwrap();
     let c = oas.credentials().clone();
     let s = osigu.credentials().clone();
+    let receiver = Sink::start().await;
+    let data = tempfile::tempdir().unwrap();
     let cfg = config_file(&format!(
-        r#"{EPHEMERAL_SERVER}
+        r#"{EPHEMERAL_SERVER}webhook_listen = "127.0.0.1:0"
+data_dir = "{data}"
+[webhooks.osigu]
+secrets = ["{WEBHOOK_SECRET}"]
+deliver_secret = "{DELIVER_SECRET}"
+deliver_to = "http://{sink}/hooks"
 [upstreams.oas.sandbox]
 base_url = "{oas}"
 headers = {{ "X-Api-Key" = "{key}" }}
@@ -84,6 +94,8 @@ auth = {{ type = "oauth2_client_credentials", token_url = "{osigu}/oauth/token",
         osigu = osigu.base_url(),
         sid = s.client_id,
         ssec = s.client_secret,
+        data = data.path().display(),
+        sink = receiver.addr,
     ));
     let gw = Running::start(&cfg.path, &["--log-level", "trace"]);
     assert!(until(|| oas.issued_tokens() >= 1).await, "the gateway logged in");
@@ -121,6 +133,30 @@ auth = {{ type = "oauth2_client_credentials", token_url = "{osigu}/oauth/token",
         .await
         .unwrap();
     assert_eq!(resp.status(), 201);
+
+    // A webhook event accepted and delivered, and the same body with a wrong signature refused.
+    let hook = format!("http://{}/osigu", gw.webhook_addr().expect("webhooks are on"));
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let body = format!(r#"{{"patient":"{WEBHOOK_BODY}"}}"#);
+    for (id, key, want) in [
+        ("evt_log_1", WEBHOOK_SECRET, 202),
+        ("evt_log_2", DELIVER_SECRET, 401),
+    ] {
+        let resp = http
+            .post(&hook)
+            .header("webhook-id", id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", sign(key, id, ts, &body))
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), want, "{id}");
+    }
+    assert!(until(|| receiver.hits() >= 1).await, "the event was delivered");
 
     // The refresh, then a request that carries the refreshed token.
     assert!(until(|| oas.issued_tokens() >= 2).await, "the gateway refreshed");
@@ -161,7 +197,23 @@ auth = {{ type = "oauth2_client_credentials", token_url = "{osigu}/oauth/token",
     assert_eq!(osigu.issued_tokens(), 1);
     assert_eq!(osigu_access.len(), 1, "the Osigu token was seen");
 
+    assert!(log.contains("evt_log_1"), "the webhook lines were captured");
     let mut secrets: Vec<(&str, String)> = vec![
+        ("webhook secret", WEBHOOK_SECRET.to_owned()),
+        ("webhook key", WEBHOOK_SECRET["whsec_".len()..].to_owned()),
+        (
+            "webhook deliver secret",
+            DELIVER_SECRET["whsec_".len()..].to_owned(),
+        ),
+        (
+            "webhook key bytes",
+            "webhook-secret-must-not-log-123456".to_owned(),
+        ),
+        (
+            "deliver key bytes",
+            "deliver-secret-must-not-log-654321".to_owned(),
+        ),
+        ("webhook event body", WEBHOOK_BODY.to_owned()),
         ("OAS API key", c.api_key.clone()),
         ("OAS password", c.password.clone()),
         ("Osigu client secret", s.client_secret.clone()),
@@ -183,6 +235,64 @@ auth = {{ type = "oauth2_client_credentials", token_url = "{osigu}/oauth/token",
     for (kind, secret) in &secrets {
         assert!(secret.len() >= 16, "{kind} is too short to be a sentinel");
         assert!(!log.contains(secret.as_str()), "the {kind} reached the logs");
+    }
+}
+
+const WEBHOOK_SECRET: &str = "whsec_d2ViaG9vay1zZWNyZXQtbXVzdC1ub3QtbG9nLTEyMzQ1Ng==";
+const DELIVER_SECRET: &str = "whsec_ZGVsaXZlci1zZWNyZXQtbXVzdC1ub3QtbG9nLTY1NDMyMQ==";
+const WEBHOOK_BODY: &str = "webhook-body-personal-data-must-not-log";
+
+/// `v1,<base64 HMAC-SHA256>` over `{id}.{ts}.{body}` with a `whsec_` secret's key.
+fn sign(secret: &str, id: &str, ts: u64, body: &str) -> String {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let key = b64.decode(&secret["whsec_".len()..]).unwrap();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{ts}.{body}").as_bytes());
+    format!("v1,{}", b64.encode(mac.finalize().into_bytes()))
+}
+
+/// The internal service: answers every request 200 and counts them.
+struct Sink {
+    addr: std::net::SocketAddr,
+    hits: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Sink {
+    async fn start() -> Sink {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sink = Sink {
+            addr: listener.local_addr().unwrap(),
+            hits: Default::default(),
+        };
+        let hits = sink.hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let hits = hits.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut got = Vec::new();
+                    // The head and the (small) body; then one answer and close.
+                    while let Ok(n) = stream.read(&mut buf).await {
+                        got.extend_from_slice(&buf[..n]);
+                        if n == 0 || got.windows(4).any(|w| w == b"\r\n\r\n") && got.ends_with(b"}") {
+                            break;
+                        }
+                    }
+                    hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .await;
+                });
+            }
+        });
+        sink
+    }
+
+    fn hits(&self) -> u64 {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod claims;
+pub mod raw_socket;
 pub mod redis_server;
 pub mod webhook;
 
