@@ -14,8 +14,26 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listeners = Listeners::bind(&config.server).await?;
     let gateway = Gateway::new(config, Metrics::new(tollgate_proxy::VERSION)).map_err(anyhow::Error::msg)?;
+    gateway.preflight().await.map_err(anyhow::Error::msg)?;
+    let hangups = tokio::spawn(log_hangups());
     tollgate_proxy::serve(Arc::new(gateway), listeners, shutdown_signal()).await;
+    hangups.abort();
     Ok(())
+}
+
+/// SIGHUP's default action kills the process with every request in flight. Until reloading
+/// lands, a SIGHUP is caught and logged, and changes nothing.
+async fn log_hangups() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            tracing::warn!("SIGHUP received: reloading the config is not supported yet; nothing changed (restart to apply a new config)");
+        }
+    }
 }
 
 /// Resolves on the first SIGTERM or SIGINT.

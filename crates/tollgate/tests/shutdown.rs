@@ -150,3 +150,26 @@ async fn readiness_drops_when_the_drain_starts() {
         .expect("the drain ends once the request is answered")
         .unwrap();
 }
+
+/// SIGHUP no longer kills the process (its default action): it is logged and serving goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_is_logged_and_changes_nothing() {
+    let held = Held::start().await;
+    let cfg = config_file(&held_config(&held, "1s"));
+    let mut gw = Running::start(&cfg.path, &[]);
+    gw.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !gw.log().contains("SIGHUP received") {
+        assert!(gw.exited().is_none(), "SIGHUP killed tollgate:\n{}", gw.log());
+        assert!(Instant::now() < deadline, "SIGHUP was not logged:\n{}", gw.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ready = client()
+        .get(format!("http://{}/readyz", gw.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200, "still serving after SIGHUP");
+    let (status, _) = tokio::task::spawn_blocking(move || gw.terminate()).await.unwrap();
+    assert!(status.success(), "exit status {status}");
+}
