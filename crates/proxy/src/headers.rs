@@ -194,7 +194,10 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 }
 
 fn is_forwarding(n: &str) -> bool {
-    n == "forwarded" || n == "x-real-ip" || n.starts_with("x-forwarded-")
+    matches!(
+        n,
+        "forwarded" | "x-real-ip" | "x-client-ip" | "client-ip" | "true-client-ip" | "cf-connecting-ip" | "x-cluster-client-ip"
+    ) || n.starts_with("x-forwarded-")
 }
 
 /// `X-Tollgate-*` names are Tollgate's own (errors, upstream, environment): a caller may not

@@ -92,6 +92,9 @@ pub async fn serve(gw: Arc<Gateway>, listeners: Listeners, shutdown: impl Future
     let (stop_tx, stop_rx) = watch::channel(());
     let callers = Arc::new(Semaphore::new(max_connections as usize));
     let admin_slots = Arc::new(Semaphore::new(accept::ADMIN_CONNECTIONS));
+    // Partners' webhook deliveries get slots of their own (a quarter as many, at least 16): a
+    // flood of silent caller connections must not make Tollgate refuse signed events.
+    let webhook_slots = Arc::new(Semaphore::new((max_connections as usize / 4).max(16)));
     let Listeners { data, admin, webhook } = listeners;
     let addr = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
     gw.set_ready(true);
@@ -118,7 +121,7 @@ pub async fn serve(gw: Arc<Gateway>, listeners: Listeners, shutdown: impl Future
         spawn_acceptor(admin, Listener::Admin, &admin_slots),
     ];
     if let Some(webhook) = webhook {
-        acceptors.push(spawn_acceptor(webhook, Listener::Webhook, &callers));
+        acceptors.push(spawn_acceptor(webhook, Listener::Webhook, &webhook_slots));
     }
     drop(stop_rx);
     shutdown.await;
@@ -155,6 +158,9 @@ fn connection_builder() -> auto::Builder<TokioExecutor> {
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(MAX_HEADER_BYTES as u32);
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        // Each stream may hold up to replay_buffer read before its slot: bound how many one
+        // connection can open at once (hyper's default is 200).
+        .max_concurrent_streams(100);
     builder
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use support::webhook::{deliver, now_unix, sign, webhook_toml, HookGateway, Receiver, SECRET};
-use support::{client, eventually};
+use support::{client, eventually, metric};
 
 const RECEIVED: &str = "tollgate_webhook_received_total{result=";
 
@@ -141,9 +141,9 @@ async fn bad_signatures_are_refused_with_401_and_store_nothing() {
         assert!(text.contains("stale_timestamp"), "{text}");
     }
     assert!(gw.events("osigu", "pending").await.is_empty(), "nothing stored");
-    assert_eq!(gw.metric(&received("bad_signature")).await, cases.len() as f64);
-    assert_eq!(gw.metric(&received("stale_timestamp")).await, 2.0);
-    assert_eq!(gw.metric(&received("accepted")).await, 0.0);
+    assert_eq!(metric(&gw, &received("bad_signature")).await, cases.len() as f64);
+    assert_eq!(metric(&gw, &received("stale_timestamp")).await, 2.0);
+    assert_eq!(metric(&gw, &received("accepted")).await, 0.0);
 
     // The valid delivery is accepted and reaches the receiver once.
     let (status, _) = deliver(&c, &url, "evt_1", now, body).await;
@@ -261,8 +261,8 @@ async fn one_event_sent_five_times_is_stored_and_delivered_once() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(receiver.ids(), ["evt_dup"]);
-    assert_eq!(gw.metric(&received("duplicate")).await, 4.0);
-    assert_eq!(gw.metric(&received("accepted")).await, 1.0);
+    assert_eq!(metric(&gw, &received("duplicate")).await, 4.0);
+    assert_eq!(metric(&gw, &received("accepted")).await, 1.0);
     gw.stop().await;
 }
 
@@ -290,7 +290,7 @@ async fn a_receiver_that_was_down_gets_every_event_in_order() {
     }
     let retry = "tollgate_webhook_deliveries_total{result=\"retry\",webhook=\"osigu\"}";
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while gw.metric(retry).await < 1.0 {
+    while metric(&gw, retry).await < 1.0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "no failed attempt counted"
@@ -306,12 +306,12 @@ async fn a_receiver_that_was_down_gets_every_event_in_order() {
     );
     assert_eq!(receiver.ids(), ids, "arrival order");
     assert_eq!(
-        gw.metric(retry).await,
+        metric(&gw, retry).await,
         1.0,
         "one failed attempt, at the head of the line"
     );
     assert_eq!(
-        gw.metric("tollgate_webhook_deliveries_total{result=\"ok\",webhook=\"osigu\"}")
+        metric(&gw, "tollgate_webhook_deliveries_total{result=\"ok\",webhook=\"osigu\"}")
             .await,
         5.0
     );
@@ -348,7 +348,7 @@ async fn a_refused_event_is_a_dead_letter_and_replay_delivers_it() {
     assert!(dead.get("body").is_none(), "bodies are not listed");
     assert!(gw.events("osigu", "pending").await.is_empty());
     assert_eq!(
-        gw.metric("tollgate_webhook_deliveries_total{result=\"dead\",webhook=\"osigu\"}")
+        metric(&gw, "tollgate_webhook_deliveries_total{result=\"dead\",webhook=\"osigu\"}")
             .await,
         1.0
     );
@@ -418,7 +418,7 @@ async fn the_webhook_listener_serves_only_webhook_posts() {
     let big = "x".repeat(2048);
     let (status, _) = deliver(&c, &gw.url("/osigu"), "evt_big", now_unix(), &big).await;
     assert_eq!(status, 413);
-    assert_eq!(gw.metric(&received("too_large")).await, 1.0);
+    assert_eq!(metric(&gw, &received("too_large")).await, 1.0);
     // No webhook-id: the signature cannot be checked, so 401 (never stored).
     let resp = c
         .post(gw.url("/osigu"))

@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use support::redis_server::RedisServer;
 use support::webhook::{deliver, now_unix, webhook_toml, HookGateway, Receiver};
-use support::{client, eventually};
+use support::{client, eventually, metric};
 
 /// 32 bytes, base64: a test key, never a real one.
 const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -102,7 +102,7 @@ async fn a_dead_replicas_pending_events_are_claimed_and_delivered_by_another() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let pending = redis.cli(&["XPENDING", STREAM, "tollgate"]);
-        if pending.starts_with('3') && a.metric(retry).await >= 1.0 {
+        if pending.starts_with('3') && metric(&a, retry).await >= 1.0 {
             break;
         }
         assert!(
@@ -161,7 +161,7 @@ async fn without_redis_nothing_is_acknowledged_and_it_resumes_by_itself() {
         assert_eq!(resp.headers()["x-tollgate-error"], "store_unavailable");
     }
     assert_eq!(
-        gw.metric("tollgate_webhook_received_total{result=\"unavailable\",webhook=\"osigu\"}")
+        metric(&gw, "tollgate_webhook_received_total{result=\"unavailable\",webhook=\"osigu\"}")
             .await,
         3.0
     );

@@ -106,7 +106,8 @@ pub struct Server {
     pub idle_timeout: Duration,
     /// A caller that sends no body byte for this long while its body is read gets 408.
     pub body_idle_timeout: Duration,
-    /// Open connections on the data and webhook listeners together; one more is closed at once.
+    /// Open connections on the data listener; one more is closed at once. The webhook listener
+    /// has a quarter as many of its own (at least 16), the admin listener a reserve.
     /// `None`: derived from the open-file limit at start-up, leaving room for upstream
     /// connections and the admin listener (which has its own reserve).
     pub max_connections: Option<NonZeroU32>,

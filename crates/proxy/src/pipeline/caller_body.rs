@@ -124,6 +124,13 @@ impl HttpBody for CallerBody {
                     this.waiting = false;
                     this.watch.set(READING);
                 }
+                if frame.is_trailers() {
+                    // A caller's trailers would reach the partner unfiltered (hyper's HTTP/2
+                    // client sends them as they are): credentials, forwarding or X-Tollgate-*
+                    // names could ride in them. None is forwarded; ask again for the next frame.
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(None) => {

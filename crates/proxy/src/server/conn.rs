@@ -120,6 +120,9 @@ pub(super) async fn serve(
         }
         let now = Instant::now();
         let due = match closing_by {
+            // A request that arrived while the close was under way (an HTTP/2 stream opened
+            // before the client saw GOAWAY) finishes first: its own timeouts bound it.
+            Some(_) if activity.busy() => None,
             Some(by) => Some((by, Due::Drop)),
             None => activity.due(&timeouts),
         };
@@ -305,6 +308,11 @@ impl Activity {
             ambiguous_length: self.ambiguous_length.swap(false, Ordering::AcqRel),
             activity: self.clone(),
         }
+    }
+
+    /// Whether a request is in flight.
+    fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) > 0
     }
 
     /// Bytes arrived while no request is in flight: the start of the next head.

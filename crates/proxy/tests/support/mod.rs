@@ -232,7 +232,19 @@ impl Drop for Fixed {
 }
 
 /// The body of one admin endpoint (`/metrics`, `/status`, ...).
-pub async fn admin_text(gw: &TestGateway, path: &str) -> String {
+/// A gateway whose admin listener the helpers below can ask (in-process, with or without
+/// webhooks).
+pub trait Admin {
+    fn admin_url(&self, path: &str) -> String;
+}
+
+impl Admin for TestGateway {
+    fn admin_url(&self, path: &str) -> String {
+        TestGateway::admin_url(self, path)
+    }
+}
+
+pub async fn admin_text(gw: &impl Admin, path: &str) -> String {
     client()
         .get(gw.admin_url(path))
         .send()
@@ -244,12 +256,12 @@ pub async fn admin_text(gw: &TestGateway, path: &str) -> String {
 }
 
 /// `/status`, parsed.
-pub async fn status_json(gw: &TestGateway) -> serde_json::Value {
+pub async fn status_json(gw: &impl Admin) -> serde_json::Value {
     serde_json::from_str(&admin_text(gw, "/status").await).unwrap()
 }
 
 /// The value of one sample line of the gateway's `/metrics`, or 0 when absent.
-pub async fn metric(gw: &TestGateway, series: &str) -> f64 {
+pub async fn metric(gw: &impl Admin, series: &str) -> f64 {
     admin_text(gw, "/metrics")
         .await
         .lines()
@@ -260,7 +272,7 @@ pub async fn metric(gw: &TestGateway, series: &str) -> f64 {
 /// Polls `/metrics` every 20 ms until the sample `series` reads at least `at_least`, or `within`
 /// passes; returns whether it did. Tests wait on the gateway's own record of an event with this
 /// rather than sleeping and hoping it happened.
-pub async fn metric_reaches(gw: &TestGateway, series: &str, at_least: f64, within: Duration) -> bool {
+pub async fn metric_reaches(gw: &impl Admin, series: &str, at_least: f64, within: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         if metric(gw, series).await >= at_least {

@@ -85,21 +85,6 @@ impl HookGateway {
         format!("http://{}{}", self.addr, path)
     }
 
-    /// A metric from the admin listener (0 when the series is absent).
-    pub async fn metric(&self, series: &str) -> f64 {
-        let text = super::client()
-            .get(self.admin_url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-            .unwrap_or(0.0)
-    }
-
     /// `GET /webhooks/<name>/events?state=...` → the event ids, oldest first.
     pub async fn events(&self, name: &str, state: &str) -> Vec<String> {
         let v: serde_json::Value = super::client()
@@ -128,6 +113,12 @@ impl HookGateway {
                 .expect("gateway stops")
                 .unwrap();
         }
+    }
+}
+
+impl super::Admin for HookGateway {
+    fn admin_url(&self, path: &str) -> String {
+        HookGateway::admin_url(self, path)
     }
 }
 
