@@ -2,12 +2,15 @@
 //! series stay constant under random paths, the shipped Prometheus config, alert rules and their
 //! unit tests pass `promtool`, the dashboard and compose file reference only what exists, and a real
 //! Prometheus scraping a real gateway answers every PromQL expression of the dashboard and alerts.
+//! Also the wiring around them: every alert links to its runbook section by an absolute URL, the
+//! dashboard can pick one job or instance of a fleet, and compose's healthchecks, ports, profiles and
+//! Alertmanager fit together and with the configs they run.
 //!
 //! `prometheus` / `promtool` come from Debian's `prometheus` package; `./test.sh` installs it.
 
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -129,9 +132,15 @@ fn substitute(expr: &str) -> String {
         .replace("${upstream}", ".*")
         .replace("${environment}", ".*")
         .replace("${webhook}", ".*")
+        .replace("${job}", ".*")
+        .replace("${instance}", ".*")
+        .replace("${client}", ".*")
         .replace("$upstream", ".*")
         .replace("$environment", ".*")
         .replace("$webhook", ".*")
+        .replace("$job", ".*")
+        .replace("$instance", ".*")
+        .replace("$client", ".*")
 }
 
 #[test]
@@ -156,6 +165,7 @@ fn dashboard_and_alerts_reference_only_exported_metrics() {
         "TollgateUpstream5xxRatioHigh",
         "TollgateUpstream4xxSpike",
         "TollgateRateLimitSaturated",
+        "TollgateOverloaded",
         "TollgateStalled",
         "TollgateDown",
         "TollgateSharedStateDegraded",
@@ -228,6 +238,299 @@ fn compose_file_mounts_and_builds_only_what_exists() {
         .unwrap()
         .lines()
         .any(|l| l.trim() == ".env"));
+}
+
+/// The base every `runbook_url` falls back to without the `runbook_base` external label.
+const RUNBOOK_DEFAULT: &str = "https://github.com/tollgate/tollgate/blob/main/docs/runbook.md";
+
+#[test]
+fn every_alert_links_its_runbook_section_by_an_absolute_url() {
+    let text = std::fs::read_to_string(repo().join("config/alerts.yml")).unwrap();
+    let docs = yaml_rust2::YamlLoader::load_from_str(&text).unwrap();
+    let runbook = std::fs::read_to_string(repo().join("docs/runbook.md")).unwrap();
+    let mut checked = 0;
+    for group in docs[0]["groups"].as_vec().unwrap() {
+        for rule in group["rules"].as_vec().unwrap() {
+            let Some(alert) = rule["alert"].as_str() else {
+                continue;
+            };
+            let url = rule["annotations"]["runbook_url"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{alert} has no runbook_url"));
+            let anchor = alert.to_lowercase();
+            assert_eq!(
+                url,
+                format!(r#"{{{{ or $externalLabels.runbook_base "{RUNBOOK_DEFAULT}" }}}}#{anchor}"#),
+                "{alert}"
+            );
+            assert!(
+                runbook.lines().any(|l| l == format!("## {alert}")),
+                "docs/runbook.md has no `## {alert}` for #{anchor}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 14, "{checked} alerts");
+    assert!(RUNBOOK_DEFAULT.starts_with("https://") && RUNBOOK_DEFAULT.ends_with("/docs/runbook.md"));
+    // The unit tests expect the same absolute links (they run without external labels).
+    let tests = std::fs::read_to_string(repo().join("config/alerts_test.yml")).unwrap();
+    assert!(
+        !tests.contains("runbook_url: \"docs/"),
+        "relative runbook_url in alerts_test.yml"
+    );
+    // A fleet of sidecars is scraped under its applications' jobs, not one `tollgate` job.
+    let (_, down) = alert_exprs()
+        .into_iter()
+        .find(|(n, _)| n == "TollgateDown")
+        .unwrap();
+    assert!(!down.contains(r#"job="tollgate""#), "{down}");
+    assert!(down.contains("tollgate_build_info"), "{down}");
+}
+
+#[test]
+fn the_dashboard_can_pick_one_job_and_instance_of_a_fleet() {
+    let text = std::fs::read_to_string(repo().join("dashboards/tollgate.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let vars = json["templating"]["list"].as_array().unwrap();
+    let var = |name: &str| {
+        vars.iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no `{name}` variable"))
+    };
+    for name in ["job", "instance"] {
+        let v = var(name);
+        assert_eq!(v["multi"], true, "{name}");
+        assert_eq!(v["includeAll"], true, "{name}");
+        let query = v["query"]["query"].as_str().unwrap();
+        assert!(query.starts_with("label_values(tollgate_build_info"), "{query}");
+    }
+    // Every series of every panel is filtered by both, so "All" sums and one instance stands alone.
+    let exported = exported_names();
+    for expr in dashboard_exprs() {
+        let names = metric_names(&expr);
+        let filtered = expr.matches(r#"{job=~"$job", instance=~"$instance""#).count();
+        assert_eq!(
+            filtered,
+            names.len(),
+            "not every series is filtered by job and instance: `{expr}`"
+        );
+        assert!(names.iter().all(|n| exported.contains(n)), "{expr}");
+    }
+    for v in vars.iter().filter(|v| v["type"] == "query") {
+        let query = v["query"]["query"].as_str().unwrap();
+        for name in metric_names(query) {
+            assert!(exported.contains(&name), "variable {}: `{name}`", v["name"]);
+        }
+    }
+}
+
+/// The `${VAR}` names a config reads without a default.
+fn required_vars(toml: &str) -> BTreeSet<String> {
+    toml.split("${")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(inner, _)| inner))
+        .filter(|inner| !inner.contains(":-") && !inner.starts_with("file:"))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn env_example() -> BTreeMap<String, String> {
+    std::fs::read_to_string(repo().join(".env.example"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l.split_once('=').expect("KEY=value");
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
+fn strings(v: &yaml_rust2::Yaml) -> Vec<String> {
+    v.as_vec()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x.as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn compose_wires_healthchecks_ports_profiles_and_alerting() {
+    let root = repo();
+    let text = std::fs::read_to_string(root.join("docker-compose.yml")).unwrap();
+    let docs = yaml_rust2::YamlLoader::load_from_str(&text).unwrap();
+    let services = &docs[0]["services"];
+    let names: Vec<String> = services
+        .as_hash()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+    let env = env_example();
+
+    // The configs compose can select: the default and the emulators' one that .env.example picks.
+    let selected = env["TOLLGATE_COMPOSE_CONFIG"].clone();
+    let mut admin_ports = BTreeSet::new();
+    for config in ["compose.toml", selected.as_str()] {
+        let toml = std::fs::read_to_string(root.join("config").join(config)).unwrap();
+        for var in required_vars(&toml) {
+            assert!(
+                env.contains_key(&var),
+                "{config} reads ${{{var}}}, which .env.example lacks"
+            );
+        }
+        let parsed = tollgate_proxy::Config::parse(&toml, &|n| env.get(n).cloned())
+            .unwrap_or_else(|e| panic!("{config}: {e}"));
+        admin_ports.insert(parsed.server.admin_listen.port());
+    }
+    assert_eq!(admin_ports.len(), 1, "one admin port for both configs");
+    let admin = *admin_ports.first().unwrap();
+    assert_ne!(admin, 9090, "Prometheus's own port");
+
+    let healthy = |name: &str| {
+        let hc = &services[name]["healthcheck"];
+        !hc.is_badvalue() && hc["disable"].as_bool() != Some(true) && !strings(&hc["test"]).is_empty()
+    };
+    let mut host_ports = BTreeSet::new();
+    for name in &names {
+        let svc = &services[name.as_str()];
+        for (dep, cond) in svc["depends_on"].as_hash().into_iter().flatten() {
+            let dep = dep.as_str().unwrap();
+            assert!(names.iter().any(|n| n == dep), "{name} depends on unknown {dep}");
+            if cond["condition"].as_str() == Some("service_healthy") {
+                assert!(
+                    healthy(dep),
+                    "{name} waits for {dep} to be healthy, which has no healthcheck"
+                );
+            }
+        }
+        for port in strings(&svc["ports"]) {
+            assert!(
+                port.starts_with("127.0.0.1:"),
+                "{name} publishes {port} beyond loopback"
+            );
+            let host = port.split(':').nth(1).unwrap().to_owned();
+            assert!(
+                host_ports.insert(host.clone()),
+                "host port {host} published twice"
+            );
+        }
+        let command = strings(&svc["command"]);
+        if command.first().map(String::as_str) == Some("run") {
+            // A Tollgate replica: runs the selected config, mounts both, probes its own admin port.
+            assert_eq!(
+                command,
+                [
+                    "run",
+                    "--config",
+                    "/etc/tollgate/${TOLLGATE_COMPOSE_CONFIG:-compose.toml}"
+                ],
+                "{name}"
+            );
+            let mounts = strings(&svc["volumes"]).join(" ");
+            for config in ["compose.toml", selected.as_str()] {
+                assert!(
+                    mounts.contains(&format!("./config/{config}:/etc/tollgate/{config}:ro")),
+                    "{name}"
+                );
+            }
+            assert_eq!(
+                strings(&svc["healthcheck"]["test"]),
+                [
+                    "CMD",
+                    "/usr/local/bin/tollgate",
+                    "health",
+                    "--admin",
+                    format!("127.0.0.1:{admin}").as_str()
+                ],
+                "{name}"
+            );
+            let ports = strings(&svc["ports"]);
+            assert!(
+                ports.iter().any(|p| p.ends_with(&format!(":{admin}"))),
+                "{name}: {ports:?}"
+            );
+            assert!(svc["profiles"].is_badvalue(), "{name} runs in every profile");
+        }
+        if command.first().map(String::as_str) == Some("sandbox") {
+            // The emulators: only in their profile, inside a replica's network namespace on the
+            // loopback ports the emulator config names.
+            assert_eq!(strings(&svc["profiles"]), ["emulators"], "{name}");
+            assert_eq!(command, ["sandbox", "--listen", "127.0.0.1:7001"], "{name}");
+            let ns = svc["network_mode"].as_str().unwrap_or("");
+            let replica = ns
+                .strip_prefix("service:")
+                .unwrap_or_else(|| panic!("{name}: {ns}"));
+            assert_eq!(
+                strings(&services[replica]["command"]).first().map(String::as_str),
+                Some("run")
+            );
+        }
+    }
+    for must in ["tollgate", "tollgate-2", "redis", "prometheus", "alertmanager"] {
+        assert!(healthy(must), "{must} has no healthcheck");
+    }
+    let replicas: Vec<&String> = names
+        .iter()
+        .filter(|n| {
+            strings(&services[n.as_str()]["command"])
+                .first()
+                .map(String::as_str)
+                == Some("run")
+        })
+        .collect();
+    let emulated: BTreeSet<&str> = names
+        .iter()
+        .filter_map(|n| services[n.as_str()]["network_mode"].as_str())
+        .filter_map(|m| m.strip_prefix("service:"))
+        .collect();
+    assert_eq!(replicas.len(), 2);
+    assert!(
+        replicas.iter().all(|r| emulated.contains(r.as_str())),
+        "one emulator set per replica"
+    );
+
+    // Prometheus scrapes every replica's admin port and sends its alerts to the Alertmanager.
+    let prom = std::fs::read_to_string(root.join("config/prometheus.yml")).unwrap();
+    let prom = yaml_rust2::YamlLoader::load_from_str(&prom).unwrap();
+    let prom = &prom[0];
+    let scraped: BTreeSet<String> = prom["scrape_configs"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .flat_map(|j| j["static_configs"].as_vec().unwrap().iter())
+        .flat_map(|s| strings(&s["targets"]))
+        .collect();
+    let expected: BTreeSet<String> = replicas.iter().map(|r| format!("{r}:{admin}")).collect();
+    assert_eq!(scraped, expected);
+    let am_targets: Vec<String> = prom["alerting"]["alertmanagers"]
+        .as_vec()
+        .expect("prometheus.yml sends alerts to an Alertmanager")
+        .iter()
+        .flat_map(|a| a["static_configs"].as_vec().unwrap().iter())
+        .flat_map(|s| strings(&s["targets"]))
+        .collect();
+    assert_eq!(am_targets, ["alertmanager:9093"]);
+    let am_mounts = strings(&services["alertmanager"]["volumes"]).join(" ");
+    assert!(am_mounts.contains("./config/alertmanager.yml:"), "{am_mounts}");
+
+    // Alertmanager routes everything to a receiver that exists and is a service of the stack.
+    let am = std::fs::read_to_string(root.join("config/alertmanager.yml")).unwrap();
+    let am = yaml_rust2::YamlLoader::load_from_str(&am).unwrap();
+    let am = &am[0];
+    let receiver = am["route"]["receiver"].as_str().expect("a default receiver");
+    let receivers = am["receivers"].as_vec().unwrap();
+    let r = receivers
+        .iter()
+        .find(|r| r["name"].as_str() == Some(receiver))
+        .unwrap_or_else(|| panic!("receiver {receiver} is not defined"));
+    let url = r["webhook_configs"][0]["url"].as_str().expect("a webhook url");
+    let host = url
+        .strip_prefix("http://")
+        .and_then(|u| u.split(':').next())
+        .unwrap();
+    assert!(names.iter().any(|n| n == host), "{url}: no service {host}");
+    assert!(healthy(host), "{host} has no healthcheck");
 }
 
 #[test]
