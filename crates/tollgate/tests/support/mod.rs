@@ -54,12 +54,30 @@ pub const EPHEMERAL_SERVER: &str = "[server]\nlisten = \"127.0.0.1:0\"\nadmin_li
 impl Running {
     /// Starts `tollgate run --config PATH --log-format json` (plus `extra` args) and waits for ready.
     pub fn start(config: &Path, extra: &[&str]) -> Running {
-        let mut child = Command::new(BIN)
-            .args(["--log-format", "json"])
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--log-format", "json"])
             .args(extra)
             .arg("run")
             .arg("--config")
-            .arg(config)
+            .arg(config);
+        Self::spawn(cmd)
+    }
+
+    /// The same, with the open-file limit lowered to `nofile` first (`ulimit -n` in a shell that
+    /// then execs tollgate), as a host with the common 1,024 limit or less would run it.
+    pub fn start_with_nofile(config: &Path, nofile: u32) -> Running {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!(
+                "ulimit -n {nofile} && exec \"$0\" --log-format json run --config \"$1\""
+            ))
+            .arg(BIN)
+            .arg(config);
+        Self::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Running {
+        let mut child = cmd
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
