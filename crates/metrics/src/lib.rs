@@ -3,6 +3,8 @@
 //! # Layout
 //! - `lib.rs`: [`Metrics`], the registry and metric families, and rendering for `/metrics`.
 //! - `upstream.rs`: [`UpstreamMetrics`], the per-(upstream, environment) handles the request path uses.
+//! - `client.rs`: [`ClientMetrics`], the per-(upstream, environment, client) handles of a gateway
+//!   with `[clients]` (the `client` label; see [`Metrics::with_client_label`]).
 //! - `shared.rs`: [`SharedMetrics`], Redis in use or degraded, and Redis errors (`[shared]` only).
 //! - `webhook.rs`: [`WebhookMetrics`], inbound deliveries, acknowledgement time, delivery to the
 //!   internal service and the backlog, per configured webhook.
@@ -21,10 +23,19 @@
 //!   parser refused, `Content-Length` with `Transfer-Encoding`). A refused head on the data listener
 //!   also counts once in `tollgate_requests_total` under `upstream="none"`.
 //!
-//! Label values come from a closed set (configured upstream names, environments, status classes,
-//! fixed kinds): no path, id, host or caller-supplied value ever becomes a label. The request path
-//! only touches children resolved once at start-up, so it hashes no labels and allocates nothing.
+//! - `client` (only once [`Metrics::with_client_label`] ran, i.e. with `[clients]`): on
+//!   `tollgate_requests_total`, the configured client that sent the request, or `anonymous` (no
+//!   key, an unknown key, `caller_auth = "off"`, or a request no route matched); on
+//!   `tollgate_rate_limited_total`, the client whose own limit held the request (`scope="client"`)
+//!   and empty for the upstream and token scopes, which every caller shares (Prometheus drops an
+//!   empty label, so those series read as before).
+//!
+//! Label values come from a closed set (configured upstream and client names, environments, status
+//! classes, fixed kinds): no path, id, host, key or caller-supplied value ever becomes a label. The
+//! request path only touches children resolved once at start-up, so it hashes no labels and
+//! allocates nothing.
 
+mod client;
 mod connections;
 mod shared;
 mod upstream;
@@ -34,6 +45,7 @@ use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+pub use client::{ClientLimited, ClientMetrics, ANONYMOUS as ANONYMOUS_CLIENT};
 pub use connections::{ConnectionMetrics, Listener, OpenGuard, Rejected};
 pub use shared::{RedisOp, SharedMetrics};
 pub use upstream::{
@@ -83,11 +95,42 @@ pub struct Metrics {
     webhook_dead: IntGaugeVec,
     webhook_oldest_age: GaugeVec,
     connections: ConnectionMetrics,
+    /// `tollgate_requests_total` and `tollgate_rate_limited_total` carry a `client` label.
+    client_label: bool,
+    /// For `tollgate_build_info`, kept so [`Metrics::with_client_label`] can rebuild.
+    version: String,
+}
+
+/// `tollgate_requests_total`: name, help and labels without `client`.
+const REQUESTS: (&str, &str, &[&str]) = (
+    "tollgate_requests_total",
+    "Caller requests by the status class the caller got, gateway errors included.",
+    &["upstream", "environment", "status_class"],
+);
+
+/// `tollgate_rate_limited_total`: name, help and labels without `client`.
+const RATE_LIMITED: (&str, &str, &[&str]) = (
+    "tollgate_rate_limited_total",
+    "Requests held back by a limit, by scope (upstream, client, token) and action (queued, rejected).",
+    &["upstream", "environment", "scope", "action"],
+);
+
+/// A counter family with `labels`, plus `client` when `client` is true.
+fn family((name, help, labels): (&str, &str, &[&str]), client: bool) -> IntCounterVec {
+    let mut all = labels.to_vec();
+    if client {
+        all.push("client");
+    }
+    IntCounterVec::new(Opts::new(name, help), &all).expect("valid metric")
 }
 
 impl Metrics {
     /// Creates the registry with every family registered and `tollgate_build_info{version}` set.
     pub fn new(version: &str) -> Self {
+        Self::build(version, false)
+    }
+
+    fn build(version: &str, client_label: bool) -> Self {
         let registry = Registry::new();
         let ue = &["upstream", "environment"];
         let counter = |name: &str, help: &str, labels: &[&str]| {
@@ -101,11 +144,10 @@ impl Metrics {
             registry.register(Box::new(h.clone())).expect("registered once");
             h
         };
-        let requests = counter(
-            "tollgate_requests_total",
-            "Caller requests by the status class the caller got, gateway errors included.",
-            &["upstream", "environment", "status_class"],
-        );
+        let requests = family(REQUESTS, client_label);
+        registry
+            .register(Box::new(requests.clone()))
+            .expect("registered once");
         let upstream_responses = counter(
             "tollgate_upstream_responses_total",
             "Partner responses by status class; every attempt of a retry counts.",
@@ -160,11 +202,10 @@ impl Metrics {
         registry
             .register(Box::new(token_expiry.clone()))
             .expect("registered once");
-        let rate_limited = counter(
-            "tollgate_rate_limited_total",
-            "Requests held back by a limit, by scope (upstream, client, token) and action (queued, rejected).",
-            &["upstream", "environment", "scope", "action"],
-        );
+        let rate_limited = family(RATE_LIMITED, client_label);
+        registry
+            .register(Box::new(rate_limited.clone()))
+            .expect("registered once");
         let retries = counter(
             "tollgate_retries_total",
             "Retries by reason (connect, status_502/503/504/429), and retries the budget denied (budget_exhausted).",
@@ -321,7 +362,33 @@ impl Metrics {
             webhook_dead,
             webhook_oldest_age,
             connections,
+            client_label,
+            version: version.to_owned(),
         }
+    }
+
+    /// Gives `tollgate_requests_total` and `tollgate_rate_limited_total` a `client` label (a
+    /// gateway with `[clients]`). A family's label names are fixed once registered, so this
+    /// builds a fresh registry: call it before resolving any handle (one resolved earlier would
+    /// count into the discarded registry). Without it (no `[clients]`) both families keep
+    /// exactly the labels they always had.
+    pub fn with_client_label(self) -> Self {
+        if self.client_label {
+            return self;
+        }
+        Self::build(&self.version, true)
+    }
+
+    /// Whether [`Metrics::with_client_label`] ran.
+    pub fn has_client_label(&self) -> bool {
+        self.client_label
+    }
+
+    /// Resolves the children of one configured client on one (upstream, environment). Call once
+    /// per pair at start-up; `None` unless [`Metrics::with_client_label`] ran.
+    pub fn client(&self, upstream: &str, environment: &str, client: &str) -> Option<ClientMetrics> {
+        self.client_label
+            .then(|| ClientMetrics::resolve(self, upstream, environment, client))
     }
 
     /// The connection-level handles (resolved with the registry; this only clones them).

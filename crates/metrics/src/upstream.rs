@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use prometheus::{Gauge, Histogram, IntCounter, IntGauge};
 
-use crate::Metrics;
+use crate::{ClientMetrics, Metrics};
 
-const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+pub(crate) const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// Why an attempt got no partner response: the `kind` label of `tollgate_upstream_errors_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,14 +72,20 @@ pub enum Limited {
     UpstreamRejected,
     TokenQueued,
     TokenRejected,
+    /// Waited for a `max_concurrency` slot.
+    ConcurrencyQueued,
+    /// No `max_concurrency` slot freed within `max_wait`: 503 `overloaded`.
+    ConcurrencyRejected,
 }
 
 impl Limited {
-    const ALL: [Limited; 4] = [
+    const ALL: [Limited; 6] = [
         Limited::UpstreamQueued,
         Limited::UpstreamRejected,
         Limited::TokenQueued,
         Limited::TokenRejected,
+        Limited::ConcurrencyQueued,
+        Limited::ConcurrencyRejected,
     ];
 
     fn labels(self) -> [&'static str; 2] {
@@ -88,6 +94,8 @@ impl Limited {
             Limited::UpstreamRejected => ["upstream", "rejected"],
             Limited::TokenQueued => ["token", "queued"],
             Limited::TokenRejected => ["token", "rejected"],
+            Limited::ConcurrencyQueued => ["concurrency", "queued"],
+            Limited::ConcurrencyRejected => ["concurrency", "rejected"],
         }
     }
 }
@@ -167,7 +175,7 @@ pub struct UpstreamMetrics {
     token_error: IntCounter,
     token_failures: [IntCounter; 5],
     token_expiry: Gauge,
-    limited: [IntCounter; 4],
+    limited: [IntCounter; Limited::ALL.len()],
     retries: [IntCounter; 6],
     pause_until: Gauge,
     links_rewritten: IntCounter,
@@ -183,8 +191,17 @@ impl UpstreamMetrics {
         let by_class = |vec: &prometheus::IntCounterVec| {
             STATUS_CLASSES.map(|class| vec.with_label_values(&[upstream, env, class]))
         };
+        // With `[clients]` these handles are the anonymous caller's: the request path uses a
+        // client's own handles (`ClientMetrics`) for a known client. Upstream and token limits
+        // are shared by every caller, so their series name no client.
+        let anonymous = m.client_label.then_some(crate::client::ANONYMOUS);
+        let shared_scope = m.client_label.then_some("");
         Self {
-            requests: by_class(&m.requests),
+            requests: STATUS_CLASSES.map(|class| {
+                let mut values = vec![upstream, env, class];
+                values.extend(anonymous);
+                m.requests.with_label_values(&values)
+            }),
             upstream_responses: by_class(&m.upstream_responses),
             upstream_errors: ErrorKind::ALL
                 .map(|k| m.upstream_errors.with_label_values(&[upstream, env, k.label()])),
@@ -199,7 +216,9 @@ impl UpstreamMetrics {
             token_expiry: m.token_expiry.with_label_values(&[upstream, env]),
             limited: Limited::ALL.map(|l| {
                 let [scope, action] = l.labels();
-                m.rate_limited.with_label_values(&[upstream, env, scope, action])
+                let mut values = vec![upstream, env, scope, action];
+                values.extend(shared_scope);
+                m.rate_limited.with_label_values(&values)
             }),
             retries: RetryReason::ALL.map(|r| m.retries.with_label_values(&[upstream, env, r.label()])),
             pause_until: m.pause_until.with_label_values(&[upstream, env]),
@@ -212,7 +231,20 @@ impl UpstreamMetrics {
     /// A caller request finished with `status` after `total`, of which `waited` was partner time
     /// and deliberate waits (queueing, backoff).
     pub fn request_done(&self, status: u16, total: Duration, waited: Duration) {
-        self.requests[class_index(status)].inc();
+        self.request_done_by(None, status, total, waited);
+    }
+
+    /// [`UpstreamMetrics::request_done`] for a request a configured client sent: counted under
+    /// its `client` label (`None`: the anonymous caller's, as `request_done`).
+    pub fn request_done_by(
+        &self,
+        client: Option<&ClientMetrics>,
+        status: u16,
+        total: Duration,
+        waited: Duration,
+    ) {
+        let requests = client.map_or(&self.requests, |c| &c.requests);
+        requests[class_index(status)].inc();
         self.request_duration.observe(total.as_secs_f64());
         self.overhead.observe(total.saturating_sub(waited).as_secs_f64());
     }

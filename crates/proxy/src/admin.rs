@@ -22,6 +22,12 @@ struct Status<'a> {
     upstreams: Vec<UpstreamStatus<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     webhooks: Vec<crate::webhook::WebhookStatus>,
+    /// `[clients]` only: `off`, `optional` or `required`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    caller_auth: Option<&'static str>,
+    /// `[clients]` only: each client with what it may call and its limits; never a key or hash.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    clients: Vec<crate::pipeline::callers::ClientStatus<'a>>,
 }
 
 /// Admin request bodies (a replay order) are tiny.
@@ -89,6 +95,8 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
                     Some(hooks) => crate::webhook::status(hooks).await,
                     None => Vec::new(),
                 },
+                caller_auth: gw.callers.as_ref().map(|c| c.mode().as_str()),
+                clients: gw.callers.as_ref().map(|c| c.status()).unwrap_or_default(),
             };
             let mut resp = Response::new(full(serde_json::to_vec_pretty(&status).expect("plain data")));
             resp.headers_mut()

@@ -42,6 +42,19 @@ pub enum GatewayError {
     RateLimited { retry_after: Duration },
     #[error("this upstream's max_concurrency is reached and no slot freed within max_wait")]
     Overloaded,
+    /// Caller auth (`[clients]`): no key where one is required, a malformed
+    /// `Proxy-Authorization`, or a key no client has. The reason never holds the key.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// Caller auth: a known client asked for an upstream, method or path it is not allowed.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// This caller's own share of the upstream (`[clients.NAME.limits.UPSTREAM] rate_limit`).
+    #[error("this caller's rate limit for this upstream is reached; retry after {retry_after:?}")]
+    CallerRateLimited { retry_after: Duration },
+    /// This caller's own `max_concurrency` for the upstream.
+    #[error("this caller's max_concurrency for this upstream is reached and no slot freed within max_wait")]
+    CallerOverloaded,
     /// Webhook ingress: the signature is missing or does not verify (the reason names no value).
     #[error("{0}")]
     BadSignature(&'static str),
@@ -70,7 +83,10 @@ impl GatewayError {
             GatewayError::UpstreamTimeout(_) => "upstream_timeout",
             GatewayError::TokenUnavailable { .. } => "token_unavailable",
             GatewayError::RateLimited { .. } => "rate_limited",
-            GatewayError::Overloaded => "overloaded",
+            GatewayError::Overloaded | GatewayError::CallerOverloaded => "overloaded",
+            GatewayError::Unauthorized(_) => "unauthorized",
+            GatewayError::Forbidden(_) => "forbidden",
+            GatewayError::CallerRateLimited { .. } => "rate_limited",
             GatewayError::BadSignature(_) => "bad_signature",
             GatewayError::StaleTimestamp => "stale_timestamp",
             GatewayError::MethodNotAllowed(_) => "method_not_allowed",
@@ -88,11 +104,16 @@ impl GatewayError {
             | GatewayError::UpstreamInvalidResponse(_)
             | GatewayError::TokenUnavailable { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            GatewayError::Overloaded | GatewayError::StoreUnavailable { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
+            GatewayError::RateLimited { .. } | GatewayError::CallerRateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
             }
-            GatewayError::BadSignature(_) | GatewayError::StaleTimestamp => StatusCode::UNAUTHORIZED,
+            GatewayError::Overloaded
+            | GatewayError::CallerOverloaded
+            | GatewayError::StoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::BadSignature(_) | GatewayError::StaleTimestamp | GatewayError::Unauthorized(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            GatewayError::Forbidden(_) => StatusCode::FORBIDDEN,
             GatewayError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
         }
@@ -106,13 +127,17 @@ impl GatewayError {
             | GatewayError::BadSignature(_)
             | GatewayError::StaleTimestamp
             | GatewayError::MethodNotAllowed(_)
-            | GatewayError::RequestTimeout(_) => Side::Downstream,
+            | GatewayError::RequestTimeout(_)
+            | GatewayError::Unauthorized(_)
+            | GatewayError::Forbidden(_) => Side::Downstream,
             GatewayError::UpstreamUnreachable(_)
             | GatewayError::UpstreamInvalidResponse(_)
             | GatewayError::UpstreamTimeout(_)
             | GatewayError::TokenUnavailable { .. } => Side::Upstream,
             GatewayError::RateLimited { .. }
             | GatewayError::Overloaded
+            | GatewayError::CallerRateLimited { .. }
+            | GatewayError::CallerOverloaded
             | GatewayError::StoreUnavailable { .. } => Side::Gateway,
         }
     }
@@ -121,9 +146,9 @@ impl GatewayError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             GatewayError::TokenUnavailable { retry_after, .. } => *retry_after,
-            GatewayError::RateLimited { retry_after } | GatewayError::StoreUnavailable { retry_after } => {
-                Some(*retry_after)
-            }
+            GatewayError::RateLimited { retry_after }
+            | GatewayError::CallerRateLimited { retry_after }
+            | GatewayError::StoreUnavailable { retry_after } => Some(*retry_after),
             _ => None,
         }
     }

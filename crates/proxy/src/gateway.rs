@@ -1,5 +1,5 @@
 //! The gateway's runtime state, built once from a validated config: routes, one client and one set
-//! of prepared headers and metric handles per upstream.
+//! of prepared headers and metric handles per upstream, and the callers (`[clients]`).
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +32,9 @@ pub struct Gateway {
     pub(crate) shared: Option<Arc<SharedState>>,
     /// `[webhooks]`: inbound events, their store and delivery workers; `None` without webhooks.
     pub(crate) webhooks: Option<crate::webhook::Webhooks>,
+    /// `[clients]`: caller keys, ACLs and per-client limits; `None` without clients (sidecar use:
+    /// every caller is served, and no metric has a `client` label).
+    pub(crate) callers: Option<crate::pipeline::callers::Callers>,
 }
 
 /// One upstream, ready to forward to.
@@ -63,6 +66,13 @@ impl Gateway {
     /// Builds the runtime state. Fails only on things config validation cannot see (an unreadable
     /// or invalid `ca_file`).
     pub fn new(config: Config, metrics: Metrics) -> Result<Self, String> {
+        // With `[clients]`, requests and rate-limit counts gain a `client` label: before any
+        // handle is resolved.
+        let metrics = if config.clients.is_empty() {
+            metrics
+        } else {
+            metrics.with_client_label()
+        };
         let shared = config
             .shared
             .as_ref()
@@ -78,8 +88,10 @@ impl Gateway {
             )?);
         }
         let webhooks = crate::webhook::Webhooks::new(&config, &metrics, shared.as_ref())?;
+        let callers = crate::pipeline::callers::Callers::new(&config, &metrics, shared.as_ref())?;
         Ok(Self {
             webhooks,
+            callers,
             routes: Routes::new(config.upstreams.iter().map(|u| u.prefix.as_str())),
             unrouted: metrics.upstream("none", "none"),
             upstreams,

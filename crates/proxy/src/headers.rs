@@ -196,7 +196,13 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 fn is_forwarding(n: &str) -> bool {
     matches!(
         n,
-        "forwarded" | "x-real-ip" | "x-client-ip" | "client-ip" | "true-client-ip" | "cf-connecting-ip" | "x-cluster-client-ip"
+        "forwarded"
+            | "x-real-ip"
+            | "x-client-ip"
+            | "client-ip"
+            | "true-client-ip"
+            | "cf-connecting-ip"
+            | "x-cluster-client-ip"
     ) || n.starts_with("x-forwarded-")
 }
 

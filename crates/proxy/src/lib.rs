@@ -1,11 +1,14 @@
 //! Tollgate's library: config, routing, header hygiene, forwarding and the admin API.
 //!
 //! # Layout
-//! - `config/`: TOML → validated types (`interpolate`, `units`, `raw`, `validate`).
+//! - `config/`: TOML → validated types (`interpolate`, `units`, `raw`, `validate`; the
+//!   `[webhooks]` and `[clients]` sections in `webhook.rs` and `clients.rs`).
 //! - `secret.rs`: [`Secret`], values that never print.
 //! - `gateway.rs`: [`Gateway`], the runtime state built from a config.
-//! - `server.rs`: [`serve`] and [`Listeners`]: connections, h1/h2c, graceful shutdown.
-//! - `pipeline.rs`: the one function that composes the request path.
+//! - `server.rs`: [`serve`] and [`Listeners`]: connections, h1/h2c, graceful shutdown; `server/`
+//!   the accept loops (caps, back-off), each connection's clocks, and the raw head scan.
+//! - `pipeline.rs`: the one function that composes the request path; `pipeline/` the caller's
+//!   body (timeouts, framing errors) and `callers/` (caller keys, ACLs, per-caller limits).
 //! - `route.rs`: longest-prefix routing and path normalisation.
 //! - `headers.rs`: header hygiene both ways and the request id.
 //! - `forward.rs`: the pooled rustls client; the only code that connects to partners.

@@ -194,12 +194,12 @@ impl Admission {
     async fn wait_for_slot(&self, deadline: Instant) -> Result<Slot, GatewayError> {
         self.waiting_for_slot.fetch_add(1, Ordering::AcqRel);
         let _in_queue = InQueue(&self.waiting_for_slot);
-        self.metrics.limited(Limited::UpstreamQueued);
+        self.metrics.limited(Limited::ConcurrencyQueued);
         let until = deadline.min(Instant::now() + self.max_wait);
         match tokio::time::timeout_at(until, self.slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(Slot(permit)),
             _ => {
-                self.metrics.limited(Limited::UpstreamRejected);
+                self.metrics.limited(Limited::ConcurrencyRejected);
                 Err(GatewayError::Overloaded)
             }
         }

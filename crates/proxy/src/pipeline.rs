@@ -1,9 +1,10 @@
 //! The request path, composed in one place.
 //!
 //! ```text
-//! caller ─▶ check form ─▶ route (prefix → upstream) ─▶ normalise path ─▶ body limit
-//!        ─▶ header hygiene + static headers ─▶ concurrency slot (max_concurrency)
-//!        ─┬▶ pause + rate limit ─▶ token (cached; single flight when missing)
+//! caller ─▶ check form ─▶ route (prefix → upstream) ─▶ normalise path
+//!        ─▶ caller: key → client, ACL (401 / 403; `[clients]` only) ─▶ body limit
+//!        ─▶ header hygiene + static headers ─▶ client's slot ─▶ concurrency slot (max_concurrency)
+//!        ─┬▶ client's rate limit ─▶ pause + rate limit ─▶ token (cached; single flight when missing)
 //!         │  ─▶ attempt (pooled client, request_timeout) ─▶ learn pauses from the answer
 //!         └─ on 401: new token, replay once; on 502/503/504/429/connect: retry (policy, budget)
 //!        ─▶ link rewriting (Location, Link, streamed JSON) ─▶ response headers ─▶ caller
@@ -14,10 +15,17 @@
 //! `caller_body.rs`), before the concurrency slot is taken, so a slow uploader holds no slot. A
 //! body the caller breaks or stalls is answered as the caller's error (400, 408, 413), never as
 //! the partner's.
+//!
+//! Callers are identified and checked against their ACL (`callers/`) before anything is read,
+//! fetched or spent; without `[clients]` that step is one `Option` check. A client's own limits
+//! on the upstream come before the upstream's: its slot before the upstream's slot, its cell
+//! before the upstream's cell on every attempt.
 
 mod caller_body;
+pub(crate) mod callers;
 
 use std::borrow::Cow;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -27,6 +35,7 @@ use hyper::body::Incoming;
 use tollgate_metrics::{ErrorKind, RetryReason, UpstreamMetrics};
 
 use self::caller_body::{CallerBody, Watch};
+use self::callers::{Caller, CallerLimit};
 use crate::body::{self, Body};
 use crate::config::Server;
 use crate::error::GatewayError;
@@ -35,12 +44,17 @@ use crate::headers::{self, REQUEST_ID, TOLLGATE_ENVIRONMENT, TOLLGATE_UPSTREAM};
 use crate::respond::error_response;
 use crate::{retry, route};
 
-/// Handles one caller request from arrival to response headers.
-pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
-    let started = Instant::now();
-    let request_id = headers::request_id(req.headers());
-    let method = req.method().clone();
-    let uri = req.uri().clone();
+/// Handles one caller request from arrival to response headers. `peer` is the caller's socket
+/// address, for the access log.
+pub async fn handle(gw: &Gateway, req: Request<Incoming>, peer: Option<SocketAddr>) -> Response<Body> {
+    let arrival = Arrival {
+        started: Instant::now(),
+        request_id: headers::request_id(req.headers()),
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+        peer,
+    };
+    let request_id = &arrival.request_id;
     let h1 = req.version() <= Version::HTTP_11;
     // Whether the caller may still be sending a body that nothing has read.
     let mut body_unread = !req.body().is_end_stream();
@@ -48,27 +62,42 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
     let (upstream, rest) = match route(gw, &req) {
         Ok(found) => found,
         Err(err) => {
-            let resp = finish(error_response(&err, None, rid(&request_id)), &request_id, None);
+            let resp = finish(error_response(&err, None, rid(request_id)), request_id, None);
             let resp = close_if_unread(resp, h1, body_unread);
-            record(
-                &gw.unrouted,
-                "-",
-                &method,
-                &uri,
-                &resp,
-                started,
-                Duration::ZERO,
-                &request_id,
-            );
+            let caller = unrouted_caller(gw);
+            record(&arrival, &gw.unrouted, caller, "-", &resp, Duration::ZERO);
             return resp;
         }
     };
     let up = &gw.upstreams[upstream];
     let _inflight = up.metrics.inflight();
     let rest = rest.into_owned();
+    let caller = match &gw.callers {
+        None => Caller::default(),
+        Some(callers) => match callers.check(req.headers(), upstream, &arrival.method, &rest) {
+            Ok(caller) => caller,
+            Err((caller, err)) => {
+                let resp = error_response(&err, Some(&up.cfg.name), rid(request_id));
+                let resp = finish(close_if_unread(resp, h1, body_unread), request_id, Some(up));
+                record(&arrival, &up.metrics, caller, &up.cfg.name, &resp, Duration::ZERO);
+                return resp;
+            }
+        },
+    };
     let host = up.links.as_ref().and_then(|_| caller_host(&req));
     let server = &gw.config().server;
-    let sent = forward(up, server, req, &rest, &request_id, started, &mut body_unread).await;
+    let started = arrival.started;
+    let sent = forward(
+        up,
+        server,
+        req,
+        &rest,
+        request_id,
+        started,
+        &mut body_unread,
+        caller.limits,
+    )
+    .await;
     let (resp, partner_time) = match sent {
         Ok((resp, waited)) => match &up.links {
             Some(links) => (links.rewrite(host.as_ref(), &up.metrics, resp), waited),
@@ -76,25 +105,34 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
         },
         Err(err) => (
             close_if_unread(
-                error_response(&err, Some(&up.cfg.name), rid(&request_id)),
+                error_response(&err, Some(&up.cfg.name), rid(request_id)),
                 h1,
                 body_unread,
             ),
             Duration::ZERO,
         ),
     };
-    let resp = finish(resp, &request_id, Some(up));
-    record(
-        &up.metrics,
-        &up.cfg.name,
-        &method,
-        &uri,
-        &resp,
-        started,
-        partner_time,
-        &request_id,
-    );
+    let resp = finish(resp, request_id, Some(up));
+    record(&arrival, &up.metrics, caller, &up.cfg.name, &resp, partner_time);
     resp
+}
+
+/// What the access log needs of a request, taken on arrival (the request itself moves on).
+struct Arrival {
+    started: Instant,
+    request_id: HeaderValue,
+    method: Method,
+    uri: http::Uri,
+    peer: Option<SocketAddr>,
+}
+
+/// Who a request that reached no upstream is, for the log: `anonymous` once `[clients]` exists
+/// (it was never identified), nobody without.
+fn unrouted_caller(gw: &Gateway) -> Caller<'static> {
+    Caller {
+        name: gw.callers.as_ref().map(|_| crate::config::clients::ANONYMOUS),
+        ..Caller::default()
+    }
 }
 
 /// Refuses what an egress gateway must never do, then picks the upstream by path alone.
@@ -125,9 +163,11 @@ fn route<'r>(gw: &Gateway, req: &'r Request<Incoming>) -> Result<(usize, Cow<'r,
 /// Bodies up to `replay_buffer` are read first, within `request_timeout` and the body idle timeout,
 /// and kept so the request can be sent again: once after a 401 with a fresh token (not a retry),
 /// and on the retry policy's say, within the retry budget and never past `request_timeout`.
-/// Larger bodies stream once. Then a concurrency slot is held for the rest of the request. Each
-/// attempt passes the pause and the rate limit, then carries the current token. `body_unread` is
-/// cleared once the caller's body has been read whole.
+/// Larger bodies stream once. Then the client's slot (`limits`, its share of this upstream) and
+/// a concurrency slot are held for the rest of the request. Each attempt passes the client's rate
+/// limit, the pause and the upstream's rate limit, then carries the current token. `body_unread`
+/// is cleared once the caller's body has been read whole.
+#[allow(clippy::too_many_arguments)]
 async fn forward(
     up: &UpstreamRuntime,
     server: &Server,
@@ -136,6 +176,7 @@ async fn forward(
     request_id: &HeaderValue,
     started: Instant,
     body_unread: &mut bool,
+    caller_limits: Option<&CallerLimit>,
 ) -> Result<(Response<Body>, Duration), GatewayError> {
     let deadline = tokio::time::Instant::from_std(started) + up.cfg.request_timeout;
     let (parts, incoming) = req.into_parts();
@@ -172,6 +213,15 @@ async fn forward(
     }
     let mut waited = reading.elapsed();
     let queued = Instant::now();
+    // The client's share first, its slot and its first cell: a client over its share waits (or is
+    // refused) without holding one of the partner's slots or spending any of its budget.
+    let _client_slot = match caller_limits {
+        Some(limits) => Some(limits.enter(deadline).await?),
+        None => None,
+    };
+    if let Some(limits) = caller_limits {
+        waited += limits.admit(deadline).await?;
+    }
     let _slot = up.admission.enter(deadline).await?;
     let entered = Instant::now();
     waited += entered - queued;
@@ -181,9 +231,21 @@ async fn forward(
 
     let mut attempt_no = 1;
     let mut replayed = false;
+    // The first attempt's client cell was taken above; a 401 replay is Tollgate's own doing and
+    // is not charged to the client either.
+    let mut client_cell_due = false;
     // The previous attempt's result, answered if the limit refuses the next attempt.
     let mut last: Option<Result<(Response<Body>, Duration), Failure>> = None;
     loop {
+        // A retry's client cell before the upstream's, so a client over its share spends none of
+        // the partner's budget.
+        if let (true, Some(limits)) = (client_cell_due, caller_limits) {
+            match limits.admit(deadline).await {
+                Ok(wait) => waited += wait,
+                Err(refused) => return last.map_or(Err(refused), |l| l.map_err(|f| f.error)),
+            }
+        }
+        client_cell_due = true;
         match up.admission.admit(deadline).await {
             Ok(wait) => waited += wait,
             Err(refused) => return last.map_or(Err(refused), |l| l.map_err(|f| f.error)),
@@ -238,6 +300,7 @@ async fn forward(
             creds.invalidate(token);
             if body.replayable() && !replayed {
                 replayed = true;
+                client_cell_due = false;
                 last = Some(sent);
                 continue;
             }
@@ -433,20 +496,32 @@ fn finish(
 /// Answers a request the connection layer refused before routing (`Content-Length` with
 /// `Transfer-Encoding`): the error JSON with `Connection: close` (the body's framing cannot be
 /// trusted, so it is not read), counted and logged like any unrouted request.
-pub(crate) fn refuse(gw: &Gateway, req: &Request<Incoming>, err: &GatewayError) -> Response<Body> {
-    let started = Instant::now();
-    let request_id = headers::request_id(req.headers());
-    let resp = finish(error_response(err, None, rid(&request_id)), &request_id, None);
+pub(crate) fn refuse(
+    gw: &Gateway,
+    req: &Request<Incoming>,
+    err: &GatewayError,
+    peer: Option<SocketAddr>,
+) -> Response<Body> {
+    let arrival = Arrival {
+        started: Instant::now(),
+        request_id: headers::request_id(req.headers()),
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+        peer,
+    };
+    let resp = finish(
+        error_response(err, None, rid(&arrival.request_id)),
+        &arrival.request_id,
+        None,
+    );
     let resp = close_if_unread(resp, true, true);
     record(
+        &arrival,
         &gw.unrouted,
+        unrouted_caller(gw),
         "-",
-        req.method(),
-        req.uri(),
         &resp,
-        started,
         Duration::ZERO,
-        &request_id,
     );
     resp
 }
@@ -473,29 +548,29 @@ fn close_if_unread(mut resp: Response<Body>, h1: bool, body_unread: bool) -> Res
 /// Metrics and the access-log line. Caller-controlled values are logged as strings (`%`, so JSON
 /// lines hold `"path":"/p/x"`, not a quoted Debug form) after `printable` escaped anything that is
 /// not printable ASCII, so no value can end a line or forge a field; the query is never logged
-/// (it may hold personal data).
-#[allow(clippy::too_many_arguments)]
+/// (it may hold personal data). `client` (a configured name or `anonymous`) appears only with
+/// `[clients]`; `peer` is the caller's socket address. Neither is caller-controlled text.
 fn record(
+    arrival: &Arrival,
     metrics: &UpstreamMetrics,
+    caller: Caller<'_>,
     upstream: &str,
-    method: &Method,
-    uri: &http::Uri,
     resp: &Response<Body>,
-    started: Instant,
     partner_time: Duration,
-    request_id: &HeaderValue,
 ) {
-    let total = started.elapsed();
+    let total = arrival.started.elapsed();
     let status = resp.status().as_u16();
-    metrics.request_done(status, total, partner_time);
+    metrics.request_done_by(caller.metrics, status, total, partner_time);
     tracing::info!(
         target: "tollgate::access",
-        method = %method,
+        method = %arrival.method,
         upstream,
-        path = %printable(uri.path()),
+        path = %printable(arrival.uri.path()),
         status,
         duration_ms = total.as_secs_f64() * 1000.0,
-        request_id = %printable(rid(request_id)),
+        request_id = %printable(rid(&arrival.request_id)),
+        client = caller.name.map(tracing::field::display),
+        peer = arrival.peer.map(tracing::field::display),
         error = resp.headers().get(crate::respond::ERROR_HEADER).and_then(|v| v.to_str().ok()),
         "request"
     );

@@ -161,8 +161,11 @@ async fn without_redis_nothing_is_acknowledged_and_it_resumes_by_itself() {
         assert_eq!(resp.headers()["x-tollgate-error"], "store_unavailable");
     }
     assert_eq!(
-        metric(&gw, "tollgate_webhook_received_total{result=\"unavailable\",webhook=\"osigu\"}")
-            .await,
+        metric(
+            &gw,
+            "tollgate_webhook_received_total{result=\"unavailable\",webhook=\"osigu\"}"
+        )
+        .await,
         3.0
     );
     redis.restart();

@@ -1,12 +1,16 @@
-//! `tollgate check`: validate the config and print the resolved routes, never a secret.
+//! `tollgate check`: validate the config and print the resolved routes, never a secret; with
+//! `[clients]`, each client's access table (never a key or its hash) and what to watch out for.
 
 use std::path::Path;
 
+use tollgate_proxy::config::clients::{production_upstreams, CallerAuth};
+use tollgate_proxy::config::{OnLimit, RateLimit};
 use tollgate_proxy::Config;
 
 pub async fn check(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     print!("{}", render(&config));
+    print!("{}", clients(&config));
     if let Some(line) = shared(&config) {
         println!("{line}");
     }
@@ -113,7 +117,12 @@ pub fn render(config: &Config) -> String {
             },
         ]);
     }
-    let widths: Vec<usize> = (0..6)
+    table(&rows)
+}
+
+/// Columns padded to their widest cell, two spaces apart.
+fn table<const N: usize>(rows: &[[String; N]]) -> String {
+    let widths: Vec<usize> = (0..N)
         .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
@@ -127,4 +136,122 @@ pub fn render(config: &Config) -> String {
         out.push('\n');
     }
     out
+}
+
+/// With `[clients]`: the mode, one row per (client, upstream it may call), then warnings.
+/// Empty without clients.
+pub fn clients(config: &Config) -> String {
+    if config.clients.is_empty() {
+        return String::new();
+    }
+    let mode = config.server.caller_auth;
+    let mut out = format!(
+        "caller auth: {} ({} client(s); keys in Proxy-Authorization: Bearer <key>)\n",
+        mode.as_str(),
+        config.clients.len()
+    );
+    let mut rows = vec![[
+        "CLIENT".to_owned(),
+        "UPSTREAM".to_owned(),
+        "ENVIRONMENT".to_owned(),
+        "METHODS".to_owned(),
+        "PATHS".to_owned(),
+        "RATE LIMIT".to_owned(),
+        "MAX CONCURRENCY".to_owned(),
+    ]];
+    let mut warnings = Vec::new();
+    for c in &config.clients {
+        let methods = c.methods.as_ref().map_or_else(
+            || "any".to_owned(),
+            |m| m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","),
+        );
+        let paths = c.paths.as_ref().map_or_else(
+            || "any".to_owned(),
+            |p| p.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+        );
+        if c.upstreams.is_empty() {
+            rows.push([
+                c.name.clone(),
+                "(none)".to_owned(),
+                "-".to_owned(),
+                methods.clone(),
+                paths.clone(),
+                "-".to_owned(),
+                "-".to_owned(),
+            ]);
+            warnings.push(format!(
+                "warning: client `{}` may call no upstream (its upstreams list is empty)",
+                c.name
+            ));
+        }
+        for up in config.upstreams.iter().filter(|u| c.may_call(&u.name)) {
+            let limits = c.limits.get(&up.name);
+            rows.push([
+                c.name.clone(),
+                up.name.clone(),
+                up.environment.to_string(),
+                methods.clone(),
+                paths.clone(),
+                limits
+                    .and_then(|l| l.rate_limit.as_ref())
+                    .map_or_else(|| "-".to_owned(), rate),
+                limits
+                    .and_then(|l| l.max_concurrency)
+                    .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+            ]);
+        }
+    }
+    out.push_str(&table(&rows));
+    let production: Vec<&str> = config
+        .upstreams
+        .iter()
+        .filter(|u| u.environment == tollgate_proxy::config::Environment::Production)
+        .map(|u| u.name.as_str())
+        .collect();
+    match mode {
+        CallerAuth::Off => warnings.push(
+            "warning: caller_auth = \"off\": the clients above are not enforced; every caller may \
+             call every upstream"
+                .to_owned(),
+        ),
+        CallerAuth::Optional => warnings.push(format!(
+            "warning: caller_auth = \"optional\": a request without a key may call every upstream \
+             as `anonymous`{}",
+            if production.is_empty() {
+                String::new()
+            } else {
+                format!(", production ones included ({})", production.join(", "))
+            }
+        )),
+        CallerAuth::Required => {}
+    }
+    for c in &config.clients {
+        let reach: Vec<&str> = production_upstreams(c, &config.upstreams).collect();
+        if !reach.is_empty() && c.methods.is_none() && c.paths.is_none() {
+            warnings.push(format!(
+                "note: client `{}` may call production upstream(s) {} with any method and path",
+                c.name,
+                reach.join(", ")
+            ));
+        }
+    }
+    for w in warnings {
+        out.push_str(&w);
+        out.push('\n');
+    }
+    out
+}
+
+/// `20 per 1m (burst 1, reject)`.
+fn rate(r: &RateLimit) -> String {
+    let on_limit = match r.on_limit {
+        OnLimit::Reject => "reject".to_owned(),
+        OnLimit::Queue => format!("queue up to {}", humantime::format_duration(r.max_wait)),
+    };
+    format!(
+        "{} per {} (burst {}, {on_limit})",
+        r.requests,
+        humantime::format_duration(r.per),
+        r.burst
+    )
 }

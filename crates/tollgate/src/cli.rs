@@ -46,11 +46,29 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:7001")]
         listen: SocketAddr,
     },
+    /// Probe a running gateway's `/readyz`: exit 0 when ready, 1 otherwise (a container
+    /// HEALTHCHECK that needs no shell or curl).
+    Health {
+        #[arg(long, env = "TOLLGATE_ADMIN", default_value = "127.0.0.1:9180")]
+        admin: SocketAddr,
+    },
     /// Inspect and replay stored webhook events through a running gateway's admin listener.
     Webhooks {
         #[command(subcommand)]
         action: WebhooksCommand,
     },
+    /// Caller keys for `[clients.NAME]`.
+    Clients {
+        #[command(subcommand)]
+        action: ClientsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Read a caller key from stdin and print the `key_sha256 = "..."` line for its
+    /// `[clients.NAME]` block (surrounding whitespace, such as echo's newline, is not part of the key).
+    Hash,
 }
 
 #[derive(Debug, Subcommand)]
@@ -65,7 +83,7 @@ pub enum WebhooksCommand {
         #[arg(long, default_value_t = 100)]
         limit: u16,
         /// The gateway's admin listener.
-        #[arg(long, env = "TOLLGATE_ADMIN", default_value = "127.0.0.1:9090")]
+        #[arg(long, env = "TOLLGATE_ADMIN", default_value = "127.0.0.1:9180")]
         admin: SocketAddr,
     },
     /// Send dead letters again: one by event id, or every dead letter that arrived since a time.
@@ -77,7 +95,7 @@ pub enum WebhooksCommand {
         /// Every dead letter that arrived at or after this time (RFC 3339, e.g. 2026-11-30T12:00:00Z, or unix seconds).
         #[arg(long)]
         dead_since: Option<String>,
-        #[arg(long, env = "TOLLGATE_ADMIN", default_value = "127.0.0.1:9090")]
+        #[arg(long, env = "TOLLGATE_ADMIN", default_value = "127.0.0.1:9180")]
         admin: SocketAddr,
     },
 }

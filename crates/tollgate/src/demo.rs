@@ -165,8 +165,44 @@ pub async fn sandbox(listen: SocketAddr) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the emulators on {listen}..+2: {e}"))?;
     for e in &emulators {
-        println!("{:?}\t{}", e.partner(), e.base_url());
+        println!("{}", fixture_line(e));
     }
+    println!(
+        "These are the emulators' public sandbox fixtures (crates/sandbox/src/fixtures.rs, as in \
+         config/demo.toml), never real credentials."
+    );
     crate::run::shutdown_signal().await;
     Ok(())
+}
+
+/// One emulator's address and the fixture credentials a user's own config needs to call it.
+fn fixture_line(e: &tollgate_sandbox::Emulator) -> String {
+    let c = e.credentials();
+    let mut parts = Vec::new();
+    if !c.api_key.is_empty() {
+        parts.push(format!("API key {}", c.api_key));
+    }
+    if !c.client_id.is_empty() {
+        parts.push(format!(
+            "OAuth2 client_id {}, client_secret {} (POST {}/oauth/token)",
+            c.client_id,
+            c.client_secret,
+            e.base_url()
+        ));
+    }
+    if !c.username.is_empty() {
+        parts.push(format!(
+            "login username {}, email {}, password {} (POST {}/api/auth/login/)",
+            c.username,
+            c.email,
+            c.password,
+            e.base_url()
+        ));
+    }
+    format!(
+        "{:<9} {}  {}",
+        format!("{:?}", e.partner()),
+        e.base_url(),
+        parts.join("; ")
+    )
 }

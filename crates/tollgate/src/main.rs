@@ -5,8 +5,10 @@
 
 mod check;
 mod cli;
+mod clients;
 mod demo;
 mod demo_receiver;
+mod health;
 mod logging;
 mod run;
 mod webhooks;
@@ -25,6 +27,16 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Reads stdin and prints one line: no logging, no runtime.
+    if let Command::Clients { action } = &cli.command {
+        return match clients::clients(action) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Err(e) = logging::init(cli.log_format, cli.log_level.as_deref()) {
         eprintln!("error: {e}");
         return ExitCode::from(2);
@@ -43,6 +55,8 @@ fn main() -> ExitCode {
             Command::Demo => demo::demo().await,
             Command::Sandbox { listen } => demo::sandbox(listen).await,
             Command::Webhooks { action } => webhooks::webhooks(action).await,
+            Command::Health { admin } => health::health(admin).await,
+            Command::Clients { action } => clients::clients(&action),
         }
     });
     match result {

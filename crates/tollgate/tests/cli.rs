@@ -224,3 +224,161 @@ fn check_says_what_shared_state_shares_and_prints_no_redis_password_or_key() {
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("c2hvcnQ="));
 }
+
+// Callers ([clients]) -----------------------------------------------------------------------------
+
+const CALLER_KEY: &str = "billing-4f1c9e2a7b3d5e60";
+/// SHA-256 of `CALLER_KEY` (computed apart from Tollgate, with Python's hashlib).
+const CALLER_KEY_SHA256: &str = "3677eb47eda008246767134f9d933a709b1fe6335ebf47b0063efc50cc7fa3b5";
+const OTHER_KEY_SHA256: &str = "eb3fae89a681ea8850a5e7aab72c647efd2e04875cbabc586f6db1e5495451e2";
+
+/// `tollgate clients hash` with `input` on stdin.
+fn clients_hash(input: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(support::BIN)
+        .args(["clients", "hash"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tollgate runs");
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn clients_hash_prints_the_line_to_paste_and_never_the_key() {
+    // echo's newline is not part of the key, as with `${file:...}`.
+    for input in [format!("{CALLER_KEY}\n"), CALLER_KEY.to_owned()] {
+        let out = clients_hash(&input);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert_eq!(stdout, format!("key_sha256 = \"{CALLER_KEY_SHA256}\"\n"));
+        assert!(!stderr.contains(CALLER_KEY), "{stderr}");
+    }
+    let out = clients_hash("tooshort-1\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("at least 16"), "{stderr}");
+    assert!(!stderr.contains("tooshort-1"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn check_prints_each_clients_access_and_no_key_or_hash() {
+    let key_file = config_file(&format!("{CALLER_KEY}\n"));
+    let cfg = config_file(&format!(
+        r#"{}
+[clients.billing]
+key = "${{file:{}}}"
+upstreams = ["osigu"]
+methods = ["GET", "POST"]
+paths = ["/v1/beneficiaries*"]
+[clients.billing.limits.osigu]
+rate_limit = {{ requests = 20, per = "1m", on_limit = "reject" }}
+max_concurrency = 4
+[clients.reports]
+key_sha256 = "{OTHER_KEY_SHA256}"
+upstreams = ["oas", "osigu"]
+"#,
+        good_config(),
+        key_file.path.display()
+    ));
+    let out = tollgate(
+        &["check", "--config", cfg.path.to_str().unwrap()],
+        &[("OSIGU_SECRET", SECRET)],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("caller auth: required"), "{stdout}");
+    assert!(
+        stdout.contains("CLIENT") && stdout.contains("RATE LIMIT"),
+        "{stdout}"
+    );
+    let billing: Vec<&str> = stdout.lines().filter(|l| l.starts_with("billing")).collect();
+    assert_eq!(billing.len(), 1, "{stdout}");
+    for col in [
+        "osigu",
+        "sandbox",
+        "GET,POST",
+        "/v1/beneficiaries*",
+        "20 per 1m (burst 1, reject)",
+        "  4",
+    ] {
+        assert!(billing[0].contains(col), "missing {col}: {}", billing[0]);
+    }
+    let reports: Vec<&str> = stdout.lines().filter(|l| l.starts_with("reports")).collect();
+    assert_eq!(reports.len(), 2, "one row per upstream it may call: {stdout}");
+    assert!(reports.iter().all(|l| l.contains("any")), "{stdout}");
+    for printed in [&stdout, &stderr] {
+        for secret in [CALLER_KEY, CALLER_KEY_SHA256, OTHER_KEY_SHA256, SECRET] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+    }
+}
+
+#[test]
+fn check_refuses_a_key_shared_by_two_clients_and_says_who_reaches_production() {
+    let cfg = config_file(&format!(
+        r#"{}
+[server]
+allow_production = true
+[upstreams.pay]
+environment = "production"
+[upstreams.pay.production]
+base_url = "https://api.pay.example"
+[clients.a]
+key = "{CALLER_KEY}"
+upstreams = ["pay"]
+[clients.b]
+key_sha256 = "{CALLER_KEY_SHA256}"
+upstreams = ["oas"]
+"#,
+        good_config()
+    ));
+    let out = tollgate(
+        &["check", "--config", cfg.path.to_str().unwrap()],
+        &[("OSIGU_SECRET", SECRET)],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("clients.b: has the same key as client `a`")
+            && stderr.contains("`a` may reach production upstream `pay`"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(CALLER_KEY) && !stderr.contains(CALLER_KEY_SHA256),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn mtls_keys_are_refused_by_name_until_they_exist() {
+    for (extra, path) in [
+        (
+            "[server]\ntls = { cert = \"c.pem\", key = \"k.pem\" }\n",
+            "server.tls",
+        ),
+        (
+            "[clients.billing]\ncert_san = \"spiffe://corp/billing\"\n",
+            "clients.billing.cert_san",
+        ),
+    ] {
+        let cfg = config_file(&format!("{}\n{extra}", good_config()));
+        let out = tollgate(
+            &["check", "--config", cfg.path.to_str().unwrap()],
+            &[("OSIGU_SECRET", SECRET)],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            stderr.contains(&format!("{path}: is not supported yet")),
+            "{stderr}"
+        );
+    }
+}

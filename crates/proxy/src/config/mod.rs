@@ -5,6 +5,7 @@
 //! the raw types into the types below. Nothing past this module handles a raw duration, size, URL or
 //! header string. Every error names the key path it is about.
 
+pub mod clients;
 mod interpolate;
 mod raw;
 mod units;
@@ -51,6 +52,8 @@ pub struct Config {
     pub shared: Option<Shared>,
     /// `[webhooks.NAME]`, in name order; served on `server.webhook_listen`.
     pub webhooks: Vec<webhook::Webhook>,
+    /// `[clients.NAME]`, in name order: who may call which upstream (`server.caller_auth`).
+    pub clients: Vec<clients::Client>,
 }
 
 /// `[shared]`: state shared by every replica through one Redis.
@@ -113,6 +116,9 @@ pub struct Server {
     pub max_connections: Option<NonZeroU32>,
     /// What happens to a caller header whose name holds `_`.
     pub underscore_headers: UnderscoreHeaders,
+    /// Whether callers identify themselves (`[clients]`): `off` without clients, `required` by
+    /// default once one exists.
+    pub caller_auth: clients::CallerAuth,
 }
 
 /// `server.underscore_headers`: CGI, WSGI, PHP and Rack servers read `X_Api_Key` and `X-Api-Key`

@@ -16,6 +16,47 @@ pub struct RawConfig {
     pub shared: Option<RawShared>,
     #[serde(default)]
     pub webhooks: BTreeMap<String, RawWebhook>,
+    #[serde(default)]
+    pub clients: BTreeMap<String, RawClient>,
+}
+
+/// `[clients.NAME]`. `cert_san` / `cert_subject` (mTLS identities) are read only to be refused
+/// by name: they are designed but not built yet. `Debug` is written out so `key` never prints.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClient {
+    pub key_sha256: Option<String>,
+    /// The key itself (usually `${file:...}`): hashed at load, never kept.
+    pub key: Option<String>,
+    pub cert_san: Option<toml::Value>,
+    pub cert_subject: Option<toml::Value>,
+    #[serde(default)]
+    pub upstreams: Vec<String>,
+    pub methods: Option<Vec<String>>,
+    pub paths: Option<Vec<String>>,
+    #[serde(default)]
+    pub limits: BTreeMap<String, RawClientLimits>,
+}
+
+impl std::fmt::Debug for RawClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawClient")
+            .field("key_sha256", &self.key_sha256.as_ref().map(|_| "***"))
+            .field("key", &self.key.as_ref().map(|_| "***"))
+            .field("upstreams", &self.upstreams)
+            .field("methods", &self.methods)
+            .field("paths", &self.paths)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[clients.NAME.limits.UPSTREAM]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientLimits {
+    pub rate_limit: Option<RawRateLimit>,
+    pub max_concurrency: Option<u32>,
 }
 
 /// `[webhooks.NAME]`; the `signature_header` .. `signed_payload` keys belong to `scheme = "hmac"`.
@@ -69,6 +110,9 @@ pub struct RawServer {
     pub body_idle_timeout: Option<String>,
     pub max_connections: Option<u32>,
     pub underscore_headers: Option<String>,
+    pub caller_auth: Option<String>,
+    /// Read only to be refused by name: TLS on the data listener is not built yet.
+    pub tls: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -166,8 +166,14 @@ fn expand_value(value: &mut toml::Value, path: &str, lookup: Lookup<'_>) -> Resu
     Ok(())
 }
 
-fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
-    let server = server(raw.server)?;
+fn validate(mut raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
+    let caller_auth = raw
+        .server
+        .caller_auth
+        .take()
+        .map(|m| super::clients::caller_auth(&m))
+        .transpose()?;
+    let mut server = server(raw.server)?;
     let webhooks = super::webhook::validate_all(raw.webhooks)?;
     if raw.upstreams.is_empty() && webhooks.is_empty() {
         return Err(ConfigError::new("upstreams", "no upstream is configured"));
@@ -191,11 +197,14 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
         upstreams.push(up);
     }
     let shared = raw.shared.map(shared).transpose()?;
+    let clients = super::clients::validate_all(raw.clients, &upstreams, rate_limit)?;
+    server.caller_auth = super::clients::resolve_mode(caller_auth, &clients)?;
     Ok(Config {
         server,
         upstreams,
         shared,
         webhooks,
+        clients,
     })
 }
 
@@ -278,6 +287,13 @@ fn shared(raw: RawShared) -> Result<Shared, ConfigError> {
 }
 
 fn server(raw: RawServer) -> Result<Server, ConfigError> {
+    if raw.tls.is_some() {
+        return Err(ConfigError::new(
+            "server.tls",
+            "is not supported yet: the data listener speaks plain HTTP (h1 / h2c); terminate TLS in \
+             front of Tollgate and identify callers with [clients.NAME] keys",
+        ));
+    }
     let addr = |key: &str, v: Option<String>, default: &str| -> Result<SocketAddr, ConfigError> {
         let v = v.unwrap_or_else(|| default.to_owned());
         v.parse().map_err(|_| {
@@ -289,7 +305,7 @@ fn server(raw: RawServer) -> Result<Server, ConfigError> {
     };
     Ok(Server {
         listen: addr("listen", raw.listen, "127.0.0.1:8080")?,
-        admin_listen: addr("admin_listen", raw.admin_listen, "127.0.0.1:9090")?,
+        admin_listen: addr("admin_listen", raw.admin_listen, "127.0.0.1:9180")?,
         allow_production: raw.allow_production.unwrap_or(false),
         public_url: raw
             .public_url
@@ -326,6 +342,8 @@ fn server(raw: RawServer) -> Result<Server, ConfigError> {
                 ))
             }
         },
+        // Resolved in `validate` once the clients are known.
+        caller_auth: super::clients::CallerAuth::Off,
     })
 }
 
@@ -589,7 +607,11 @@ fn auth(path: &str, raw: RawAuth, request_timeout: Duration, ctx: &Ctx<'_>) -> R
     })
 }
 
-fn rate_limit(path: &str, raw: RawRateLimit, request_timeout: Duration) -> Result<RateLimit, ConfigError> {
+pub(super) fn rate_limit(
+    path: &str,
+    raw: RawRateLimit,
+    request_timeout: Duration,
+) -> Result<RateLimit, ConfigError> {
     let requests = NonZeroU32::new(raw.requests)
         .ok_or_else(|| ConfigError::new(format!("{path}.requests"), "must be at least 1"))?;
     let per = dur(&format!("{path}.per"), Some(raw.per), "1s")?;

@@ -51,7 +51,7 @@ pub(super) async fn run(
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
                 if let Some(failures) = backoff.succeeded() {
                     tracing::debug!(listener = kind.label(), failures, "accepting connections again");
                 }
@@ -59,7 +59,7 @@ pub(super) async fn run(
                     Ok(slot) => {
                         let (ctx, stop) = (ctx.clone(), stop.clone());
                         tokio::spawn(async move {
-                            conn::serve(ctx, kind, stream, stop).await;
+                            conn::serve(ctx, kind, stream, peer, stop).await;
                             drop(slot);
                         });
                     }

@@ -14,6 +14,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -68,10 +69,14 @@ pub(super) async fn serve(
     ctx: Arc<ConnCtx>,
     listener: Listener,
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     mut stop: watch::Receiver<()>,
 ) {
     let _open = ctx.metrics.opened(listener);
     let _ = stream.set_nodelay(true);
+    // From the accept, for the access log (`pipeline::handle`); an argument rather than a request
+    // extension, which would allocate for every request.
+    let peer = Some(peer);
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(Tracked::new(stream, activity.clone()));
     let svc = {
@@ -81,9 +86,9 @@ pub(super) async fn serve(
             let ctx = ctx.clone();
             async move {
                 let resp = if guard.ambiguous_length && has_transfer_encoding(&req) {
-                    refuse_ambiguous(&ctx, listener, &req)
+                    refuse_ambiguous(&ctx, listener, &req, peer)
                 } else {
-                    handle(&ctx, listener, req).await
+                    handle(&ctx, listener, req, peer).await
                 };
                 Ok::<_, Infallible>(resp.map(|body| ConnBody {
                     inner: body,
@@ -206,9 +211,14 @@ enum Due {
 }
 
 /// The listener's handler.
-async fn handle(ctx: &ConnCtx, listener: Listener, req: Request<Incoming>) -> Response<Body> {
+async fn handle(
+    ctx: &ConnCtx,
+    listener: Listener,
+    req: Request<Incoming>,
+    peer: Option<SocketAddr>,
+) -> Response<Body> {
     match listener {
-        Listener::Data => pipeline::handle(&ctx.gw, req).await,
+        Listener::Data => pipeline::handle(&ctx.gw, req, peer).await,
         Listener::Admin => admin::handle(&ctx.gw, req).await,
         Listener::Webhook => match &ctx.gw.webhooks {
             Some(hooks) => webhook::handle(hooks, req).await,
@@ -225,13 +235,18 @@ fn has_transfer_encoding(req: &Request<Incoming>) -> bool {
 
 /// 400 and `Connection: close` for a request whose head had both `Content-Length` and
 /// `Transfer-Encoding`: its body's length is ambiguous, so it is neither read nor forwarded.
-fn refuse_ambiguous(ctx: &ConnCtx, listener: Listener, req: &Request<Incoming>) -> Response<Body> {
+fn refuse_ambiguous(
+    ctx: &ConnCtx,
+    listener: Listener,
+    req: &Request<Incoming>,
+    peer: Option<SocketAddr>,
+) -> Response<Body> {
     ctx.metrics.rejected(Rejected::AmbiguousLength);
     let err = GatewayError::BadRequest(
         "Content-Length and Transfer-Encoding together are refused: the body's length is ambiguous",
     );
     let mut resp = match listener {
-        Listener::Data => return pipeline::refuse(&ctx.gw, req, &err),
+        Listener::Data => return pipeline::refuse(&ctx.gw, req, &err, peer),
         Listener::Admin => respond::error_response(&err, None, "-"),
         Listener::Webhook => {
             let request_id = headers::request_id(req.headers());

@@ -1,0 +1,381 @@
+//! Callers (`[clients.NAME]`): who sent a request, and whether it may send it.
+//!
+//! ```text
+//! request ─▶ caller_auth off ─────────────────────────────────────────────▶ anonymous
+//!         ─▶ Proxy-Authorization: Bearer <key> ─▶ SHA-256 ─▶ one HashMap lookup ─▶ client
+//!              no header: anonymous (optional) or 401; malformed or unknown key: 401
+//!         ─▶ upstream in its list? method? path? ──── no: 403 ───────────────▶ (refused)
+//!         ─▶ Caller { name, metrics, limits }: the limits are taken later in `pipeline::forward`
+//!            (slot before the upstream's slot, cell before the upstream's cell)
+//! ```
+//!
+//! Everything here runs after routing and before the body is read, any token is fetched or any
+//! limit is spent. Nothing here allocates or locks per request: the clients, their ACL and a
+//! [`ClientMetrics`] per (client, upstream) are built once; a request costs one SHA-256 of the
+//! presented key and one hash-map lookup whatever the number of clients. Without `[clients]`
+//! none of this exists (`Gateway::callers` is `None`).
+//!
+//! - `key.rs`: reading `Proxy-Authorization: Bearer <key>`.
+//! - `limit.rs`: [`CallerLimit`], one client's share of one upstream.
+
+mod key;
+mod limit;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use http::{HeaderMap, Method};
+use serde::Serialize;
+use tollgate_metrics::{ClientMetrics, Metrics};
+
+pub(crate) use limit::{CallerLimit, CallerLimitStatus};
+
+use self::key::Presented;
+use crate::config::clients::{CallerAuth, ClientId, KeyHash, PathPattern, ANONYMOUS};
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::shared::SharedState;
+
+/// The configured clients, ready for the request path.
+#[derive(Debug)]
+pub(crate) struct Callers {
+    mode: CallerAuth,
+    /// Key hash → index into `clients`.
+    ///
+    /// Constant-time enough: the lookup hashes and compares SHA-256 digests, not keys. A caller
+    /// controls the key it presents but not the digest's bytes, so timing can at most tell how
+    /// many leading bytes of its guess's digest match a stored digest, which brings it no
+    /// closer to a key with that digest (a SHA-256 preimage). The digest is also what keeps the
+    /// cost independent of the number of clients (one lookup), unlike comparing keys in turn.
+    by_key: HashMap<KeyHash, usize>,
+    clients: Vec<ClientRuntime>,
+    /// Upstream names by index, for `/status`.
+    upstream_names: Vec<String>,
+}
+
+#[derive(Debug)]
+struct ClientRuntime {
+    name: String,
+    methods: Option<Vec<Method>>,
+    paths: Option<Vec<PathPattern>>,
+    /// One per upstream, by upstream index: the request path indexes, never searches.
+    access: Vec<Access>,
+}
+
+/// One client on one upstream.
+#[derive(Debug)]
+struct Access {
+    allowed: bool,
+    /// Resolved for every pair, allowed or not: a refused request is counted under the client.
+    metrics: ClientMetrics,
+    limits: Option<CallerLimit>,
+}
+
+/// Who sent a request, as the rest of the pipeline needs it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Caller<'g> {
+    /// For the access log: a client's name or `anonymous`; `None` without `[clients]`.
+    pub name: Option<&'g str>,
+    /// This client's counters on the routed upstream; `None`: the upstream's own (anonymous).
+    pub metrics: Option<&'g ClientMetrics>,
+    /// This client's share of the routed upstream, when it has one.
+    pub limits: Option<&'g CallerLimit>,
+}
+
+/// A caller that is no configured client.
+const ANONYMOUS_CALLER: Caller<'static> = Caller {
+    name: Some(ANONYMOUS),
+    metrics: None,
+    limits: None,
+};
+
+/// What `/status` shows of a client: never its key or the key's hash.
+#[derive(Debug, Serialize)]
+pub(crate) struct ClientStatus<'a> {
+    name: &'a str,
+    upstreams: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    methods: Option<Vec<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    paths: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    limits: BTreeMap<&'a str, CallerLimitStatus>,
+}
+
+impl Callers {
+    /// `None` without `[clients]`. `metrics` must have the client label (`Gateway::new` sees to
+    /// it); `config.upstreams` is in the gateway's upstream order.
+    pub(crate) fn new(
+        config: &Config,
+        metrics: &Metrics,
+        shared: Option<&Arc<SharedState>>,
+    ) -> Result<Option<Self>, String> {
+        if config.clients.is_empty() {
+            return Ok(None);
+        }
+        let mut by_key = HashMap::with_capacity(config.clients.len());
+        let mut clients = Vec::with_capacity(config.clients.len());
+        for (i, c) in config.clients.iter().enumerate() {
+            match &c.id {
+                ClientId::Key(hash) => by_key.insert(*hash, i),
+            };
+            let mut access = Vec::with_capacity(config.upstreams.len());
+            for up in &config.upstreams {
+                let env = up.environment.as_str();
+                let handles = metrics
+                    .client(&up.name, env, &c.name)
+                    .ok_or("the metrics were built without the client label")?;
+                let limits = c.limits.get(&up.name).map(|l| {
+                    CallerLimit::new(
+                        l,
+                        up.request_timeout,
+                        (&c.name, &up.name, env),
+                        handles.clone(),
+                        shared,
+                    )
+                });
+                access.push(Access {
+                    allowed: c.may_call(&up.name),
+                    metrics: handles,
+                    limits,
+                });
+            }
+            clients.push(ClientRuntime {
+                name: c.name.clone(),
+                methods: c.methods.clone(),
+                paths: c.paths.clone(),
+                access,
+            });
+        }
+        Ok(Some(Self {
+            mode: config.server.caller_auth,
+            by_key,
+            clients,
+            upstream_names: config.upstreams.iter().map(|u| u.name.clone()).collect(),
+        }))
+    }
+
+    /// Identifies the caller of a request routed to `upstream` and checks that it may send it.
+    /// A refusal comes with who was refused (a client's name, or anonymous), for the metrics
+    /// and the access log; no refusal or log line ever holds the key.
+    pub(crate) fn check(
+        &self,
+        headers: &HeaderMap,
+        upstream: usize,
+        method: &Method,
+        rest: &str,
+    ) -> Result<Caller<'_>, (Caller<'_>, GatewayError)> {
+        let anonymous = ANONYMOUS_CALLER;
+        if self.mode == CallerAuth::Off {
+            return Ok(anonymous);
+        }
+        let hash = match key::presented(headers) {
+            Presented::Nothing if self.mode == CallerAuth::Optional => return Ok(anonymous),
+            Presented::Nothing => {
+                return Err((
+                    anonymous,
+                    GatewayError::Unauthorized(
+                        "a caller key is required: send Proxy-Authorization: Bearer <key>",
+                    ),
+                ))
+            }
+            Presented::Malformed(why) => return Err((anonymous, GatewayError::Unauthorized(why))),
+            Presented::Key(key) => KeyHash::of(key),
+        };
+        let Some(client) = self.by_key.get(&hash).map(|&i| &self.clients[i]) else {
+            return Err((
+                anonymous,
+                GatewayError::Unauthorized("the caller key is not a configured client's"),
+            ));
+        };
+        let Some(access) = client.access.get(upstream) else {
+            // Routing only yields configured upstreams; refuse rather than trust that here.
+            return Err((anonymous, GatewayError::Forbidden("no such upstream")));
+        };
+        let caller = Caller {
+            name: Some(&client.name),
+            metrics: Some(&access.metrics),
+            limits: access.limits.as_ref(),
+        };
+        if !access.allowed {
+            return Err((
+                caller,
+                GatewayError::Forbidden("this client may not call this upstream"),
+            ));
+        }
+        if client.methods.as_ref().is_some_and(|m| !m.contains(method)) {
+            return Err((
+                caller,
+                GatewayError::Forbidden("this client may not use this method"),
+            ));
+        }
+        if client
+            .paths
+            .as_ref()
+            .is_some_and(|p| !p.iter().any(|p| p.matches(rest)))
+        {
+            return Err((
+                caller,
+                GatewayError::Forbidden("this client may not call this path"),
+            ));
+        }
+        Ok(caller)
+    }
+
+    /// `caller_auth` as in force.
+    pub(crate) fn mode(&self) -> CallerAuth {
+        self.mode
+    }
+
+    /// What `/status` lists: each client, what it may call, and its limits' state.
+    pub(crate) fn status(&self) -> Vec<ClientStatus<'_>> {
+        self.clients
+            .iter()
+            .map(|c| {
+                // `access` is in upstream order, as are the names.
+                let each = || {
+                    c.access
+                        .iter()
+                        .zip(self.upstream_names.iter().map(String::as_str))
+                };
+                ClientStatus {
+                    name: &c.name,
+                    upstreams: each().filter(|(a, _)| a.allowed).map(|(_, name)| name).collect(),
+                    methods: c.methods.as_ref().map(|m| m.iter().map(Method::as_str).collect()),
+                    paths: c
+                        .paths
+                        .as_ref()
+                        .map(|p| p.iter().map(ToString::to_string).collect()),
+                    limits: each()
+                        .filter_map(|(a, name)| Some((name, a.limits.as_ref()?.status())))
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BILLING_KEY: &str = "billing-key-0123456789";
+    const OPS_KEY: &str = "ops-key-0123456789abc";
+
+    fn callers(mode: &str) -> Callers {
+        let toml = format!(
+            r#"
+[server]
+caller_auth = "{mode}"
+[upstreams.osigu.sandbox]
+base_url = "http://127.0.0.1:9"
+[upstreams.oas.sandbox]
+base_url = "http://127.0.0.1:9"
+[clients.billing]
+key = "{BILLING_KEY}"
+upstreams = ["osigu"]
+methods = ["get"]
+paths = ["/v1/beneficiaries*"]
+[clients.ops]
+key_sha256 = "{}"
+upstreams = ["oas", "osigu"]
+"#,
+            KeyHash::of(OPS_KEY.as_bytes()).to_hex()
+        );
+        let config = Config::parse(&toml, &|_| None).unwrap();
+        let metrics = Metrics::new("t").with_client_label();
+        Callers::new(&config, &metrics, None).unwrap().unwrap()
+    }
+
+    fn headers(key: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(k) = key {
+            h.insert(
+                http::header::PROXY_AUTHORIZATION,
+                format!("Bearer {k}").parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    /// (status, client name) of a check on upstream `up` (oas = 0, osigu = 1: name order).
+    fn outcome(
+        c: &Callers,
+        key: Option<&str>,
+        up: usize,
+        method: Method,
+        rest: &str,
+    ) -> (u16, Option<String>) {
+        match c.check(&headers(key), up, &method, rest) {
+            Ok(who) => (200, who.name.map(str::to_owned)),
+            Err((who, e)) => (e.status().as_u16(), who.name.map(str::to_owned)),
+        }
+    }
+
+    #[test]
+    fn required_mode_identifies_and_applies_the_acl() {
+        let c = callers("required");
+        let billing = Some("billing".to_owned());
+        let anon = Some("anonymous".to_owned());
+        assert_eq!(
+            outcome(&c, Some(BILLING_KEY), 1, Method::GET, "/v1/beneficiaries/1"),
+            (200, billing.clone())
+        );
+        assert_eq!(
+            outcome(&c, None, 1, Method::GET, "/v1/beneficiaries"),
+            (401, anon.clone())
+        );
+        let one_off = format!("{}x", &BILLING_KEY[..BILLING_KEY.len() - 1]);
+        assert_eq!(
+            outcome(&c, Some(&one_off), 1, Method::GET, "/v1/beneficiaries"),
+            (401, anon)
+        );
+        assert_eq!(
+            outcome(&c, Some(BILLING_KEY), 0, Method::GET, "/"),
+            (403, billing.clone())
+        );
+        assert_eq!(
+            outcome(&c, Some(BILLING_KEY), 1, Method::POST, "/v1/beneficiaries"),
+            (403, billing.clone())
+        );
+        assert_eq!(
+            outcome(&c, Some(BILLING_KEY), 1, Method::GET, "/v1/claims"),
+            (403, billing)
+        );
+        let ops = Some("ops".to_owned());
+        assert_eq!(
+            outcome(&c, Some(OPS_KEY), 0, Method::DELETE, "/x"),
+            (200, ops.clone())
+        );
+        assert_eq!(outcome(&c, Some(OPS_KEY), 1, Method::POST, ""), (200, ops));
+    }
+
+    #[test]
+    fn optional_mode_serves_the_keyless_as_anonymous_but_not_a_wrong_key() {
+        let c = callers("optional");
+        assert_eq!(
+            outcome(&c, None, 0, Method::GET, "/"),
+            (200, Some("anonymous".to_owned()))
+        );
+        assert_eq!(
+            outcome(&c, Some("not-a-client-key-000"), 0, Method::GET, "/").0,
+            401
+        );
+        assert_eq!(outcome(&c, Some(BILLING_KEY), 0, Method::GET, "/").0, 403);
+        let off = callers("off");
+        assert_eq!(
+            outcome(&off, Some("not-a-client-key-000"), 0, Method::GET, "/").0,
+            200
+        );
+    }
+
+    #[test]
+    fn status_names_what_each_client_may_call_and_no_key() {
+        let c = callers("required");
+        let text = serde_json::to_string(&c.status()).unwrap();
+        assert_eq!(
+            text,
+            r#"[{"name":"billing","upstreams":["osigu"],"methods":["GET"],"paths":["/v1/beneficiaries*"]},{"name":"ops","upstreams":["oas","osigu"]}]"#
+        );
+    }
+}
