@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use support::{
-    admin_text, client, eventually, metric, osigu_upstream, raw, status_json, status_of, TestGateway,
+    admin_text, client, eventually, metric, osigu_upstream, raw, status_json, status_of, AccessFields,
+    TestGateway,
 };
 use tollgate_proxy::config::clients::KeyHash;
 use tollgate_proxy::Config;
@@ -536,33 +537,4 @@ fn config_refuses_mtls_keys_until_they_exist_and_shared_keys() {
     assert_eq!(e.path, "clients.a.limits.oas");
     let e = err("[server]\ncaller_auth = \"required\"\n");
     assert_eq!(e.path, "server.caller_auth");
-}
-
-/// Records the fields of `tollgate::access` events as their `Debug` text (as in `hardening.rs`).
-struct AccessFields(Arc<Mutex<Vec<(String, String)>>>);
-
-impl tracing::Subscriber for AccessFields {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        struct Visit<'a>(&'a mut Vec<(String, String)>);
-        impl tracing::field::Visit for Visit<'_> {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                self.0.push((field.name().to_owned(), format!("{value:?}")));
-            }
-        }
-        if event.metadata().target() == "tollgate::access" {
-            let mut got = Vec::new();
-            event.record(&mut Visit(&mut got));
-            self.0.lock().unwrap().extend(got);
-        }
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
 }

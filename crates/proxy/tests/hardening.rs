@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use support::raw_socket::{closed_by, closed_within, header_of, open_file_limit, read_response, RawPartner};
 use support::webhook::{webhook_toml, HookGateway, Receiver};
 use support::{
-    client, eventually, metric, metric_reaches, raw, status_of, wire_request, Fixed, Recorder, TestGateway,
+    client, eventually, metric, metric_reaches, raw, status_of, wire_request, AccessFields, Fixed, Recorder,
+    TestGateway,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -497,35 +498,6 @@ async fn access_log_values_are_plain_strings() {
         logged.iter().all(|(_, v)| !v.contains("secret")),
         "the query was logged"
     );
-}
-
-/// Records the fields of `tollgate::access` events as their `Debug` text.
-struct AccessFields(Arc<Mutex<Vec<(String, String)>>>);
-
-impl tracing::Subscriber for AccessFields {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        struct Visit<'a>(&'a mut Vec<(String, String)>);
-        impl tracing::field::Visit for Visit<'_> {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                self.0.push((field.name().to_owned(), format!("{value:?}")));
-            }
-        }
-        if event.metadata().target() == "tollgate::access" {
-            let mut got = Vec::new();
-            event.record(&mut Visit(&mut got));
-            self.0.lock().unwrap().extend(got);
-        }
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
 }
 
 /// An answer given without reading the caller's body says `Connection: close` (hyper closes the

@@ -6,9 +6,12 @@
 mod check;
 mod cli;
 mod clients;
+mod completions;
+mod config_path;
 mod demo;
 mod demo_receiver;
 mod health;
+mod keygen;
 mod logging;
 mod run;
 mod webhooks;
@@ -27,15 +30,15 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Reads stdin and prints one line: no logging, no runtime.
-    if let Command::Clients { action } = &cli.command {
-        return match clients::clients(action) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
+    // These print one thing on stdout: no logging, no runtime.
+    let offline = match &cli.command {
+        Command::Clients { action } => Some(clients::clients(action)),
+        Command::Keygen => Some(keygen::keygen()),
+        Command::Completions { shell } => Some(completions::print(*shell)),
+        _ => None,
+    };
+    if let Some(result) = offline {
+        return exit_code(result);
     }
     if let Err(e) = logging::init(cli.log_format, cli.log_level.as_deref()) {
         eprintln!("error: {e}");
@@ -50,15 +53,21 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run { config } => run::run(&config).await,
-            Command::Check { config } => check::check(&config).await,
-            Command::Demo => demo::demo().await,
+            Command::Run { config } => run::run(&config_path::find(config.as_deref())?).await,
+            Command::Check { config } => check::check(&config_path::find(config.as_deref())?).await,
+            Command::Demo(args) => demo::demo(args).await,
             Command::Sandbox { listen } => demo::sandbox(listen).await,
             Command::Webhooks { action } => webhooks::webhooks(action).await,
             Command::Health { admin } => health::health(admin).await,
             Command::Clients { action } => clients::clients(&action),
+            Command::Keygen => keygen::keygen(),
+            Command::Completions { shell } => completions::print(shell),
         }
     });
+    exit_code(result)
+}
+
+fn exit_code(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

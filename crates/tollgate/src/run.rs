@@ -7,12 +7,20 @@ use tollgate_proxy::{Config, Gateway, Listeners, Metrics};
 
 pub async fn run(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
+    // The file may have been found by a search (config_path.rs): say which one is in force.
+    tracing::info!(config = %path.display(), "config loaded");
     serve(config).await
 }
 
 /// Builds the gateway from a loaded config and serves it until a shutdown signal.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listeners = Listeners::bind(&config.server).await?;
+    serve_on(config, listeners).await
+}
+
+/// [`serve`] on listeners the caller has bound (`tollgate demo` binds its own, to name the flag
+/// that moves a port in use).
+pub async fn serve_on(config: Config, listeners: Listeners) -> anyhow::Result<()> {
     let gateway = Gateway::new(config, Metrics::new(tollgate_proxy::VERSION)).map_err(anyhow::Error::msg)?;
     gateway.preflight().await.map_err(anyhow::Error::msg)?;
     let hangups = tokio::spawn(log_hangups());

@@ -1,5 +1,7 @@
 //! `tollgate check` and `tollgate run` as a user runs them: exit codes, messages naming the key
-//! path, the production guard, and no secret on stdout or stderr.
+//! path, the production guard, and no secret on stdout or stderr. Also the installed binary's
+//! conveniences: the config file search, `TOLLGATE_LOG_FORMAT`, `completions`, `keygen`, and
+//! `demo` naming the flag of a port in use.
 
 mod support;
 
@@ -381,4 +383,240 @@ fn mtls_keys_are_refused_by_name_until_they_exist() {
             "{stderr}"
         );
     }
+}
+
+// The installed binary ----------------------------------------------------------------------------
+
+/// A gateway with one route that nothing is asked of: start-up needs no partner.
+fn quiet_config(prefix: &str) -> String {
+    format!(
+        "{}[upstreams.p]\nprefix = \"{prefix}\"\n[upstreams.p.sandbox]\nbase_url = \"http://127.0.0.1:9\"\n",
+        support::EPHEMERAL_SERVER
+    )
+}
+
+/// `tollgate <args>` in `cwd` with exactly `envs` for the variables the binary reads.
+fn tollgate_in(cwd: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    std::process::Command::new(support::BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("TOLLGATE_CONFIG")
+        .env_remove("TOLLGATE_LOG_FORMAT")
+        .envs(envs.iter().copied())
+        .current_dir(cwd)
+        .output()
+        .expect("tollgate runs")
+}
+
+#[test]
+fn without_a_config_run_and_check_list_the_paths_they_tried() {
+    let cwd = tempfile::tempdir().unwrap();
+    if std::path::Path::new("/etc/tollgate/tollgate.toml").exists() {
+        eprintln!("skipped: this machine has /etc/tollgate/tollgate.toml, which would be found");
+        return;
+    }
+    for cmd in ["check", "run"] {
+        let out = tollgate_in(cwd.path(), &[cmd], &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {stderr}");
+        for tried in [
+            "$TOLLGATE_CONFIG (not set)",
+            "./config/tollgate.toml",
+            "/etc/tollgate/tollgate.toml",
+        ] {
+            assert!(stderr.contains(tried), "{cmd}: `{tried}` not listed in: {stderr}");
+        }
+    }
+}
+
+#[test]
+fn the_config_in_the_working_directory_is_found_and_a_named_one_must_exist() {
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::create_dir(cwd.path().join("config")).unwrap();
+    std::fs::write(cwd.path().join("config/tollgate.toml"), quiet_config("/from-cwd")).unwrap();
+    let out = tollgate_in(cwd.path(), &["check"], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("/from-cwd"), "{stdout}");
+    assert!(stdout.contains("./config/tollgate.toml: ok"), "{stdout}");
+
+    // A file the operator named is never passed over for the one in the working directory.
+    for (args, envs, named_by) in [
+        (
+            &["check", "--config", "/no/such/tollgate.toml"][..],
+            &[][..],
+            "--config",
+        ),
+        (
+            &["check"][..],
+            &[("TOLLGATE_CONFIG", "/no/such/tollgate.toml")][..],
+            "TOLLGATE_CONFIG",
+        ),
+    ] {
+        let out = tollgate_in(cwd.path(), args, envs);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("/no/such/tollgate.toml: no such file") && stderr.contains(named_by),
+            "{stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    }
+}
+
+#[test]
+fn tollgate_log_format_json_makes_run_log_json() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let cfg = config_file(&quiet_config("/p"));
+    let mut child = Command::new(support::BIN)
+        .args(["run", "--config", cfg.path.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .env("TOLLGATE_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tollgate starts");
+    let stderr = child.stderr.take().unwrap();
+    let (lines, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let ready = loop {
+        let line = match received.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => line,
+            Err(e) => {
+                let _ = child.kill();
+                panic!("no ready line ({e}); logged:\n{}", seen.join("\n"));
+            }
+        };
+        let is_ready = line.contains("tollgate ready");
+        seen.push(line);
+        if is_ready {
+            break seen.last().cloned().unwrap_or_default();
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    for line in &seen {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string(), "{line}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    assert_eq!(v["message"], "tollgate ready", "{ready}");
+
+    let out = tollgate_in(
+        std::path::Path::new("/"),
+        &["check", "--config", cfg.path.to_str().unwrap()],
+        &[("TOLLGATE_LOG_FORMAT", "yaml")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("yaml"), "{stderr}");
+}
+
+#[test]
+fn completions_print_a_script_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = tollgate(&["completions", shell], &[]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{shell}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("tollgate") && stdout.contains("keygen"),
+            "{shell}: {stdout}"
+        );
+    }
+    let out = tollgate(&["completions", "bash"], &[]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("complete -F"));
+}
+
+#[test]
+fn keygen_prints_a_fresh_key_that_shared_accepts() {
+    use base64::Engine as _;
+    let keygen = || {
+        let out = tollgate(&["keygen"], &[]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let (first, second) = (keygen(), keygen());
+    for printed in [&first, &second] {
+        let key = printed.strip_suffix('\n').expect("one line");
+        assert_eq!(key.len(), 44, "{printed:?}");
+        let bytes = base64::engine::general_purpose::STANDARD.decode(key).unwrap();
+        assert_eq!(bytes.len(), 32);
+    }
+    assert_ne!(first, second);
+
+    let key_file = config_file(&first);
+    let cfg = config_file(&format!(
+        "{}\n[shared]\nredis_url = \"redis://127.0.0.1:6379/0\"\nreplicas = 2\nencryption_key = \"${{file:{}}}\"\n",
+        quiet_config("/p"),
+        key_file.path.display()
+    ));
+    let out = tollgate(&["check", "--config", cfg.path.to_str().unwrap()], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("tokens shared (encrypted)"), "{stdout}");
+}
+
+#[test]
+fn demo_names_the_flag_of_a_port_in_use() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    let addr: &str = &taken_addr;
+    let free = "127.0.0.1:0";
+    // Every other port free (0), so only the taken one can stop the demo.
+    let demo = |listen: &str, webhook: &str, emulators: &str| {
+        let args = [
+            "demo",
+            "--listen",
+            listen,
+            "--admin-listen",
+            free,
+            "--webhook-listen",
+            webhook,
+            "--emulators",
+            emulators,
+        ];
+        tollgate(&args, &[])
+    };
+    let cases = [
+        (
+            demo(addr, free, free),
+            format!("port {addr} (--listen) is in use: pick another with --listen"),
+        ),
+        (
+            demo(free, addr, free),
+            format!("port {addr} (--webhook-listen) is in use: pick another with --webhook-listen"),
+        ),
+        (
+            demo(free, free, addr),
+            format!(
+                "port {addr} (--emulators: the ottimate emulator on P) is in use: pick another with \
+                 --emulators"
+            ),
+        ),
+    ];
+    for (out, expected) in cases {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(&expected), "expected `{expected}` in: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    drop(taken);
 }

@@ -523,3 +523,32 @@ fn dechunk(mut rest: &[u8]) -> (Vec<u8>, bool) {
         rest = &rest[size + 2..];
     }
 }
+
+/// Records the fields of `tollgate::access` events as their `Debug` text.
+pub struct AccessFields(pub Arc<std::sync::Mutex<Vec<(String, String)>>>);
+
+impl tracing::Subscriber for AccessFields {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Visit<'a>(&'a mut Vec<(String, String)>);
+        impl tracing::field::Visit for Visit<'_> {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push((field.name().to_owned(), format!("{value:?}")));
+            }
+        }
+        if event.metadata().target() == "tollgate::access" {
+            let mut got = Vec::new();
+            event.record(&mut Visit(&mut got));
+            self.0.lock().unwrap().extend(got);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
