@@ -7,12 +7,10 @@
 
 use prometheus::IntCounter;
 
-use crate::upstream::STATUS_CLASSES;
+use crate::labels::STATUS_CLASSES;
 use crate::Metrics;
 
-/// The `client` value of a caller that is not a configured client (no key, `caller_auth =
-/// "optional"` or `"off"`, an unknown key, a request no route matched).
-pub const ANONYMOUS: &str = "anonymous";
+pub use crate::labels::ANONYMOUS;
 
 /// What a client's own limit did: `scope="client"` on `tollgate_rate_limited_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

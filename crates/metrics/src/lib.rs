@@ -37,6 +37,7 @@
 
 mod client;
 mod connections;
+mod labels;
 mod shared;
 mod upstream;
 mod webhook;

@@ -6,7 +6,7 @@ use prometheus::{Gauge, Histogram, IntCounter, IntGauge};
 
 use crate::{ClientMetrics, Metrics};
 
-pub(crate) const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+use crate::labels::STATUS_CLASSES;
 
 /// Why an attempt got no partner response: the `kind` label of `tollgate_upstream_errors_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,7 +194,7 @@ impl UpstreamMetrics {
         // With `[clients]` these handles are the anonymous caller's: the request path uses a
         // client's own handles (`ClientMetrics`) for a known client. Upstream and token limits
         // are shared by every caller, so their series name no client.
-        let anonymous = m.client_label.then_some(crate::client::ANONYMOUS);
+        let anonymous = m.client_label.then_some(crate::labels::ANONYMOUS);
         let shared_scope = m.client_label.then_some("");
         Self {
             requests: STATUS_CLASSES.map(|class| {

@@ -6,6 +6,7 @@
 //! header string. Every error names the key path it is about.
 
 pub mod clients;
+mod fields;
 mod interpolate;
 mod raw;
 mod units;

@@ -133,7 +133,7 @@ fn validate(name: &str, raw: RawWebhook) -> Result<Webhook, ConfigError> {
         ));
     }
     let scheme = scheme(&at, &raw)?;
-    let path = super::validate::prefix(&at("path"), raw.path.unwrap_or_else(|| format!("/{name}")))?;
+    let path = super::fields::prefix(&at("path"), raw.path.unwrap_or_else(|| format!("/{name}")))?;
     if raw.secrets.is_empty() {
         return Err(ConfigError::new(
             at("secrets"),
@@ -173,21 +173,21 @@ fn validate(name: &str, raw: RawWebhook) -> Result<Webhook, ConfigError> {
             ))
         }
     };
-    let deliver_to = super::validate::url(
+    let deliver_to = super::fields::url(
         &at("deliver_to"),
         &raw.deliver_to,
-        super::validate::UrlUse::Endpoint,
+        super::fields::UrlUse::Endpoint,
     )?;
     let delivery_concurrency = NonZeroU32::new(raw.delivery_concurrency.unwrap_or(4))
         .ok_or_else(|| ConfigError::new(at("delivery_concurrency"), "must be at least 1"))?;
     let positive = |key: &str, v: Option<String>, default: &str| -> Result<Duration, ConfigError> {
-        let d = super::validate::dur(&at(key), v, default)?;
+        let d = super::fields::dur(&at(key), v, default)?;
         if d.is_zero() {
             return Err(ConfigError::new(at(key), "must be longer than zero"));
         }
         Ok(d)
     };
-    let max_body = super::validate::size(&at("max_body"), raw.max_body, "1MiB")?;
+    let max_body = super::fields::size(&at("max_body"), raw.max_body, "1MiB")?;
     if max_body == 0 {
         return Err(ConfigError::new(at("max_body"), "must be larger than zero"));
     }

@@ -40,7 +40,8 @@ use redis::streams::{StreamId, StreamRangeReply};
 use redis::{AsyncCommands, Script};
 use tollgate_metrics::RedisOp;
 
-use super::store::{Counts, Event, EventSummary, Inserted, NewEvent, State, StoreError};
+use super::store::error::StoreError;
+use super::store::types::{Counts, Event, EventSummary, Inserted, NewEvent, State};
 use crate::shared::SharedState;
 
 static HEAD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("head.lua")));

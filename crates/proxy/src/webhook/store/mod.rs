@@ -9,24 +9,16 @@
 //! fsynced commit; Redis: the script ran, and with `webhook_durability = "aof"` the AOF fsync),
 //! and remove an event only once it was delivered.
 
+pub(crate) mod error;
 pub(crate) mod types;
 
 use std::sync::Arc;
 
+pub(crate) use error::StoreError;
 pub(crate) use types::{Counts, Event, EventSummary, Inserted, NewEvent, State};
 
 use super::fleet::FleetStore;
 use super::sqlite;
-
-/// Why the store could not do something; never carries a body.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum StoreError {
-    #[error(transparent)]
-    Sqlite(#[from] sqlite::StoreError),
-    /// Redis failed, was slower than `op_timeout`, or is marked down (degraded).
-    #[error("webhook store (Redis): {0}")]
-    Fleet(String),
-}
 
 /// The store of one gateway; cheap to clone.
 #[derive(Debug, Clone)]
