@@ -271,6 +271,47 @@ async fn token_endpoint_failure_backs_off_and_recovers_without_restart() {
     );
 }
 
+/// While the token endpoint is failing, callers are answered at once: the retry after the
+/// backoff waits for the token limit's next cell (here up to 20 s), and a caller used to wait
+/// with it. Now it gets 502 `token_unavailable` at once, with the time of the next permitted
+/// call as `Retry-After`.
+#[tokio::test]
+async fn while_the_token_endpoint_fails_callers_are_answered_at_once() {
+    let e = Emulator::start(Partner::Ottimate).await.unwrap();
+    e.fail_next_token_requests(1, 500, None);
+    let gw = TestGateway::start(&ottimate_upstream(
+        &e,
+        "",
+        r#", token_rate_limit = { requests = 2, per = "20s" }"#,
+    ))
+    .await;
+    assert!(eventually(Duration::from_secs(10), || e.token_requests().len() == 1).await);
+    // After the 2 s backoff the refresher's retry is under way, waiting for the limit's cell.
+    let refreshing = support::status_reaches(&gw, Duration::from_secs(20), |v| {
+        v["upstreams"][0]["token"]["state"] == "refreshing"
+    })
+    .await;
+    assert!(refreshing, "{}", status_json(&gw).await);
+    let c = client();
+    for _ in 0..5 {
+        let asked = Instant::now();
+        let resp = c.get(gw.url("/ottimate/invoices")).send().await.unwrap();
+        assert!(
+            asked.elapsed() < Duration::from_secs(3),
+            "a caller waited {:?} for a failing token endpoint",
+            asked.elapsed()
+        );
+        assert_eq!(resp.status(), 502);
+        assert_eq!(resp.headers()["x-tollgate-error"], "token_unavailable");
+        let retry_after: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!(
+            (3..=20).contains(&retry_after),
+            "Retry-After {retry_after}: the next permitted token call is seconds away"
+        );
+    }
+    assert_eq!(e.token_requests().len(), 1, "no token call outside the limit");
+}
+
 #[tokio::test]
 async fn failing_early_refresh_keeps_the_valid_token_serving() {
     let e = Emulator::start(Partner::Ottimate).await.unwrap();

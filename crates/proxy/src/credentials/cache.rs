@@ -47,6 +47,8 @@ struct State {
     /// No token call before this.
     backoff_until: Option<Instant>,
     last_error: Option<String>,
+    /// When the token limit allows the next call, while a fetch waits for it.
+    next_call_at: Option<Instant>,
 }
 
 /// One upstream's token: cached, refreshed, single-flight.
@@ -207,6 +209,15 @@ impl TokenCache {
     /// (the early refresh). Refused at once while backing off.
     fn join_flight(self: &Arc<Self>, force: bool) -> Result<Flight, TokenError> {
         let mut slot = self.flight.lock().expect("flight lock");
+        if !force {
+            // While the token endpoint is failing, a caller is answered at once (502 with the
+            // time of the next permitted call) instead of waiting for a retry that may itself wait
+            // for the token limit's next cell: only a caller arriving when no failure is known
+            // waits for the call, within its own request_timeout.
+            if let Some(refused) = self.refuse_while_failing() {
+                return Err(refused);
+            }
+        }
         if let Some(flight) = slot.as_ref() {
             return Ok(flight.clone());
         }
@@ -238,6 +249,27 @@ impl TokenCache {
         // Driven by its own task so it completes (and is cached) even if every caller gives up.
         tokio::spawn(flight.clone());
         Ok(flight)
+    }
+
+    /// `Some` (the error to answer) while the last fetch failed and no valid token is held.
+    fn refuse_while_failing(&self) -> Option<TokenError> {
+        let state = self.state.lock().expect("state lock");
+        if state.failures == 0 {
+            return None;
+        }
+        let now = Instant::now();
+        let later = |t: Option<Instant>| t.and_then(|t| t.checked_duration_since(now));
+        let next_call = later(state.backoff_until)
+            .max(later(state.next_call_at))
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Duration::from_secs(1));
+        Some(TokenError {
+            retry_after: Some(next_call),
+            message: state
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "the token endpoint is failing".to_owned()),
+        })
     }
 
     fn backoff_left(&self) -> Option<Duration> {
@@ -382,9 +414,14 @@ impl TokenCache {
             // Redis unavailable: this replica's share, below.
         }
         if let Some(limiter) = &self.limiter {
-            if limiter.check().is_err() {
+            if let Err(not_until) = limiter.check() {
                 self.metrics.limited(Limited::TokenQueued);
+                let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                    &governor::clock::DefaultClock::default(),
+                ));
+                self.state.lock().expect("state lock").next_call_at = Some(Instant::now() + wait);
                 limiter.until_ready().await;
+                self.state.lock().expect("state lock").next_call_at = None;
             }
         }
     }
