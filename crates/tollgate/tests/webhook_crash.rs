@@ -13,14 +13,16 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::os::unix::process::ExitStatusExt as _;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::webhook_load::{client, plan, seed, send, tail, Answer, Service, SplitMix, Work, SECRET};
+use support::webhook_load::{
+    check_answers, check_delivered, client, plan, seed, send, tail, Answer, Service, SplitMix, Work, SECRET,
+};
 use support::{config_file, Running, EPHEMERAL_SERVER};
 
 /// Planned sends, repeats included (the partner's retries come on top).
@@ -146,80 +148,18 @@ async fn acknowledged_deliveries_survive_sigkill_and_reach_the_service() {
         work.next.load(SeqCst).min(PLAN),
         work.owed.lock().unwrap().len()
     );
-    let stored_twice: Vec<&str> = answers
-        .iter()
-        .filter(|(_, a)| a.iter().filter(|x| **x == Answer::Accepted).count() > 1)
-        .map(|(id, _)| *id)
-        .take(10)
-        .collect();
-    assert!(
-        stored_twice.is_empty(),
-        "answered 202 more than once, so stored twice (dedupe lost across a crash): {stored_twice:?} (seed {seed})"
-    );
-    let attempted: BTreeSet<&str> = answers.keys().copied().collect();
-    let acked: BTreeSet<&str> = answers
-        .iter()
-        .filter(|(_, a)| a.iter().any(|x| x.acknowledged()))
-        .map(|(id, _)| *id)
-        .collect();
-    let never_acked: Vec<&&str> = attempted.difference(&acked).take(10).collect();
-    assert!(
-        never_acked.is_empty(),
-        "sent and retried but never acknowledged: {never_acked:?} (seed {seed})"
-    );
-    // Committed, but the 202 died with the process: no send of the id got 202, a retry got 200.
-    // Each is one of the sends in flight at a kill.
-    let committed_unanswered = answers
-        .values()
-        .filter(|a| !a.contains(&Answer::Accepted) && a.contains(&Answer::Duplicate))
-        .count();
-    assert!(
-        committed_unanswered <= SENDERS * KILLS,
-        "{committed_unanswered} ids were stored without any 202; at most {} sends were in flight at the kills (seed {seed})",
-        SENDERS * KILLS
-    );
+    let (attempted, acked, committed_unanswered) = check_answers(&answers, SENDERS * KILLS, seed);
 
     // Let the last run deliver what is left.
-    let deadline = Instant::now() + DELIVERY_LIMIT;
-    loop {
-        let got = service.ids();
-        if acked.iter().all(|id| got.contains(*id)) || Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let received = service.ids();
-    let missing: Vec<&&str> = acked
-        .iter()
-        .filter(|id| !received.contains(**id))
-        .take(10)
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{} of {} acknowledged ids never reached the service within {DELIVERY_LIMIT:?}, e.g. {missing:?} (seed {seed}):\n{}",
-        acked.iter().filter(|id| !received.contains(**id)).count(),
-        acked.len(),
-        tail(&gw.log())
-    );
-    let invented: Vec<&String> = received
-        .iter()
-        .filter(|id| !attempted.contains(id.as_str()))
-        .take(10)
-        .collect();
-    assert!(
-        invented.is_empty(),
-        "the service got ids nobody sent: {invented:?} (seed {seed})"
-    );
-    assert_eq!(
-        received.len(),
-        acked.len(),
-        "distinct ids at the service vs distinct acknowledged ids (seed {seed})"
-    );
-    let altered = service.altered();
-    assert!(
-        altered.is_empty(),
-        "bodies delivered not as sent: {altered:?} (seed {seed})"
-    );
+    let received = check_delivered(
+        &service,
+        &attempted,
+        &acked,
+        DELIVERY_LIMIT,
+        || tail(&gw.log()),
+        seed,
+    )
+    .await;
 
     // The store agrees: nothing left to deliver, nothing given up on.
     let c = client();

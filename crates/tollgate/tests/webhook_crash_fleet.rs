@@ -27,7 +27,9 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::webhook_load::{client, plan, seed, send, tail, Answer, Service, SplitMix, Work, SECRET};
+use support::webhook_load::{
+    check_answers, check_delivered, client, plan, seed, send, tail, Answer, Service, SplitMix, Work, SECRET,
+};
 use support::{config_file, ConfigFile, Running, EPHEMERAL_SERVER};
 use tokio::time::{sleep, sleep_until, Instant, MissedTickBehavior};
 
@@ -204,80 +206,19 @@ async fn acknowledged_deliveries_survive_sigkilled_replicas_and_reach_the_servic
         work.next.load(SeqCst).min(PLAN),
         work.owed.lock().unwrap().len()
     );
-    let stored_twice: Vec<&str> = answers
-        .iter()
-        .filter(|(_, a)| a.iter().filter(|x| **x == Answer::Accepted).count() > 1)
-        .map(|(id, _)| *id)
-        .take(10)
-        .collect();
-    assert!(
-        stored_twice.is_empty(),
-        "answered 202 more than once, so stored twice (fleet dedupe lost across replicas or kills): {stored_twice:?} (seed {seed})"
-    );
-    let attempted: BTreeSet<&str> = answers.keys().copied().collect();
-    let acked: BTreeSet<&str> = answers
-        .iter()
-        .filter(|(_, a)| a.iter().any(|x| x.acknowledged()))
-        .map(|(id, _)| *id)
-        .collect();
-    let never_acked: Vec<&&str> = attempted.difference(&acked).take(10).collect();
-    assert!(
-        never_acked.is_empty(),
-        "sent and retried but never acknowledged: {never_acked:?} (seed {seed})"
-    );
-    // Stored, but no 202 reached the partner: the replica died before it left, or (a 503) Redis
-    // ran the accept script but answered later than op_timeout. A retry then got 200.
-    let committed_unanswered = answers
-        .values()
-        .filter(|a| !a.contains(&Answer::Accepted) && a.contains(&Answer::Duplicate))
-        .count();
-    assert!(
-        committed_unanswered <= SENDERS * KILLS + unavailable,
-        "{committed_unanswered} ids were stored without any 202; at most {} sends were in flight at the kills, {unavailable} answered 503 (seed {seed})",
-        SENDERS * KILLS
-    );
+    let (attempted, acked, committed_unanswered) =
+        check_answers(&answers, SENDERS * KILLS + unavailable, seed);
 
     // Let the fleet deliver what is left.
-    let deadline = Instant::now() + DELIVERY_LIMIT;
-    loop {
-        let got = service.ids();
-        if acked.iter().all(|id| got.contains(*id)) || Instant::now() >= deadline {
-            break;
-        }
-        sleep(Duration::from_millis(20)).await;
-    }
-    let received = service.ids();
-    let missing: Vec<&&str> = acked
-        .iter()
-        .filter(|id| !received.contains(**id))
-        .take(10)
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{} of {} acknowledged ids never reached the service within {DELIVERY_LIMIT:?}, e.g. {missing:?} (seed {seed}):\n{}",
-        acked.iter().filter(|id| !received.contains(**id)).count(),
-        acked.len(),
-        fleet.logs()
-    );
-    let invented: Vec<&String> = received
-        .iter()
-        .filter(|id| !attempted.contains(id.as_str()))
-        .take(10)
-        .collect();
-    assert!(
-        invented.is_empty(),
-        "the service got ids nobody sent: {invented:?} (seed {seed})"
-    );
-    assert_eq!(
-        received.len(),
-        acked.len(),
-        "distinct ids at the service vs distinct acknowledged ids (seed {seed})"
-    );
-    let altered = service.altered();
-    assert!(
-        altered.is_empty(),
-        "bodies delivered not as sent: {altered:?} (seed {seed})"
-    );
+    let received = check_delivered(
+        &service,
+        &attempted,
+        &acked,
+        DELIVERY_LIMIT,
+        || fleet.logs(),
+        seed,
+    )
+    .await;
 
     // The outage: what the killed replica held with a retry scheduled arrived, and so did every
     // event the service refused; the dead consumer holds nothing any more.

@@ -308,3 +308,100 @@ impl Drop for Service {
         self.task.abort();
     }
 }
+
+/// Checks the answers every send finally got, as both crash tests need them: no id answered 202
+/// twice (that would be two stored copies), every id sent was in the end acknowledged, and at most
+/// `max_unanswered` ids were stored without a 202 reaching the sender (the sends in flight at the
+/// kills). Returns the ids sent, the ids acknowledged, and how many were stored unanswered.
+pub fn check_answers<'a>(
+    answers: &std::collections::BTreeMap<&'a str, Vec<Answer>>,
+    max_unanswered: usize,
+    seed: u64,
+) -> (BTreeSet<&'a str>, BTreeSet<&'a str>, usize) {
+    let stored_twice: Vec<&str> = answers
+        .iter()
+        .filter(|(_, a)| a.iter().filter(|x| **x == Answer::Accepted).count() > 1)
+        .map(|(id, _)| *id)
+        .take(10)
+        .collect();
+    assert!(
+        stored_twice.is_empty(),
+        "answered 202 more than once, so stored twice (dedupe lost across a crash): {stored_twice:?} (seed {seed})"
+    );
+    let attempted: BTreeSet<&str> = answers.keys().copied().collect();
+    let acked: BTreeSet<&str> = answers
+        .iter()
+        .filter(|(_, a)| a.iter().any(|x| x.acknowledged()))
+        .map(|(id, _)| *id)
+        .collect();
+    let never_acked: Vec<&&str> = attempted.difference(&acked).take(10).collect();
+    assert!(
+        never_acked.is_empty(),
+        "sent and retried but never acknowledged: {never_acked:?} (seed {seed})"
+    );
+    // Stored, but no 202 reached the sender (the process died before it left, or the store
+    // answered late): a retry then got 200.
+    let committed_unanswered = answers
+        .values()
+        .filter(|a| !a.contains(&Answer::Accepted) && a.contains(&Answer::Duplicate))
+        .count();
+    assert!(
+        committed_unanswered <= max_unanswered,
+        "{committed_unanswered} ids were stored without any 202; at most {max_unanswered} may be (seed {seed})"
+    );
+    (attempted, acked, committed_unanswered)
+}
+
+/// Waits (up to `within`) for the service to have every acknowledged id, then checks it got
+/// each of them, nothing that was never sent, as many distinct ids as were acknowledged, and every
+/// body as sent. `logs` is shown when something is missing.
+pub async fn check_delivered(
+    service: &Service,
+    attempted: &BTreeSet<&str>,
+    acked: &BTreeSet<&str>,
+    within: Duration,
+    logs: impl Fn() -> String,
+    seed: u64,
+) -> BTreeSet<String> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let got = service.ids();
+        if acked.iter().all(|id| got.contains(*id)) || std::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let received = service.ids();
+    let missing: Vec<&&str> = acked
+        .iter()
+        .filter(|id| !received.contains(**id))
+        .take(10)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged ids never reached the service within {within:?}, e.g. {missing:?} (seed {seed}):\n{}",
+        acked.iter().filter(|id| !received.contains(**id)).count(),
+        acked.len(),
+        logs()
+    );
+    let invented: Vec<&String> = received
+        .iter()
+        .filter(|id| !attempted.contains(id.as_str()))
+        .take(10)
+        .collect();
+    assert!(
+        invented.is_empty(),
+        "the service got ids nobody sent: {invented:?} (seed {seed})"
+    );
+    assert_eq!(
+        received.len(),
+        acked.len(),
+        "distinct ids at the service vs distinct acknowledged ids (seed {seed})"
+    );
+    let altered = service.altered();
+    assert!(
+        altered.is_empty(),
+        "bodies delivered not as sent: {altered:?} (seed {seed})"
+    );
+    received
+}
