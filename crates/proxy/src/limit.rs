@@ -130,6 +130,22 @@ pub struct RateLimitStatus {
     pub max_wait_seconds: f64,
 }
 
+impl RateLimitStatus {
+    /// How `/status` shows a configured rate limit (an upstream's or a client's share).
+    pub(crate) fn of(limit: &RateLimit) -> Self {
+        Self {
+            requests: limit.requests.get(),
+            per_seconds: limit.per.as_secs_f64(),
+            burst: limit.burst.get(),
+            on_limit: match limit.on_limit {
+                OnLimit::Queue => "queue",
+                OnLimit::Reject => "reject",
+            },
+            max_wait_seconds: limit.max_wait.as_secs_f64(),
+        }
+    }
+}
+
 /// Decrements the queue length when a waiter leaves, however it leaves.
 struct InQueue<'a>(&'a AtomicUsize);
 
@@ -435,16 +451,7 @@ impl Admission {
     pub fn status(&self) -> LimitStatus {
         let paused = self.pause.remaining(Instant::now());
         LimitStatus {
-            rate_limit: self.rate.as_ref().map(|r| RateLimitStatus {
-                requests: r.config.requests.get(),
-                per_seconds: r.config.per.as_secs_f64(),
-                burst: r.config.burst.get(),
-                on_limit: match r.config.on_limit {
-                    OnLimit::Queue => "queue",
-                    OnLimit::Reject => "reject",
-                },
-                max_wait_seconds: r.config.max_wait.as_secs_f64(),
-            }),
+            rate_limit: self.rate.as_ref().map(|r| RateLimitStatus::of(&r.config)),
             max_concurrency: self.max_concurrency,
             in_flight: self.max_concurrency - u32::try_from(self.slots.available_permits()).unwrap_or(0),
             queued: self.queued.load(Ordering::Acquire) + self.waiting_for_slot.load(Ordering::Acquire),

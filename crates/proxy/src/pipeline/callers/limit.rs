@@ -281,16 +281,7 @@ impl CallerLimit {
 
     pub(crate) fn status(&self) -> CallerLimitStatus {
         CallerLimitStatus {
-            rate_limit: self.rate.as_ref().map(|r| RateLimitStatus {
-                requests: r.config.requests.get(),
-                per_seconds: r.config.per.as_secs_f64(),
-                burst: r.config.burst.get(),
-                on_limit: match r.config.on_limit {
-                    OnLimit::Queue => "queue",
-                    OnLimit::Reject => "reject",
-                },
-                max_wait_seconds: r.config.max_wait.as_secs_f64(),
-            }),
+            rate_limit: self.rate.as_ref().map(|r| RateLimitStatus::of(&r.config)),
             max_concurrency: self.slots.as_ref().map(|_| self.max_concurrency),
             in_flight: self.slots.as_ref().map(|s| {
                 self.max_concurrency
