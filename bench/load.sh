@@ -110,25 +110,11 @@ P_REDIS=$((BASE_PORT + 15))
 PIDS=()  # every background process started here, stopped in reverse order on exit
 WORK=""
 
-is_alive() { # PID: running and not a zombie
-    local s
-    s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    s=${s##*) }
-    [[ ${s:0:1} != Z ]]
-}
 
 cleanup() {
-    local rc=$? pid i
+    local rc=$?
     trap - EXIT INT TERM
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill -TERM "${PIDS[i]}" 2>/dev/null || true; done
-    for i in $(seq 50); do # up to 5 s for graceful exits
-        local left=0
-        for pid in "${PIDS[@]}"; do is_alive "$pid" && left=1; done
-        ((left)) || break
-        sleep 0.1
-    done
-    for pid in "${PIDS[@]}"; do is_alive "$pid" && kill -KILL "$pid" 2>/dev/null; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    stop_pids ${PIDS[@]+"${PIDS[@]}"}
     if [[ -n $WORK && -d $WORK ]]; then
         if ((rc == 0)) && [[ $KEEP_WORK != 1 ]]; then
             rm -rf "$WORK"
@@ -138,30 +124,13 @@ cleanup() {
     fi
     exit "$rc"
 }
+source "$(dirname "${BASH_SOURCE[0]}")/procs.sh"
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# start_bg NAME CMD...: run CMD in the background, output to $WORK/NAME.log; sets LAST_PID.
-start_bg() {
-    local name=$1
-    shift
-    "$@" >"$WORK/$name.log" 2>&1 </dev/null &
-    LAST_PID=$!
-    PIDS+=("$LAST_PID")
-}
 
-died() { # NAME PID: fail with the tail of the process's log
-    die "$1 (pid $2) exited; last lines of $WORK/$1.log:"$'\n'"$(tail -n 20 "$WORK/$1.log" 2>/dev/null)"
-}
 
-port_taken() {
-    if command -v ss >/dev/null 2>&1; then
-        [[ -n $(ss -Hltn "sport = :$1" 2>/dev/null) ]]
-    else
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-    fi
-}
 
 wait_tcp() { # NAME PID PORT: wait up to 10 s until PORT accepts
     local i
@@ -173,16 +142,6 @@ wait_tcp() { # NAME PID PORT: wait up to 10 s until PORT accepts
     die "$1 does not listen on 127.0.0.1:$3 after 10 s (log: $WORK/$1.log)"
 }
 
-wait_http_200() { # NAME PID URL: wait up to 15 s for a 200
-    local i code
-    for i in $(seq 300); do
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$3" 2>/dev/null || true)
-        [[ $code == 200 ]] && return 0
-        is_alive "$2" || died "$1" "$2"
-        sleep 0.05
-    done
-    die "$3 did not answer 200 after 15 s (last: $code; log: $WORK/$1.log)"
-}
 
 # render TEMPLATE OUT KEY=VALUE...: replace every @KEY@ in TEMPLATE, refuse leftovers.
 render() {
@@ -195,13 +154,6 @@ render() {
 }
 
 # --------------------------------------------------------------------------- measurement
-cpu_ticks() { # PID: utime + stime of the whole process, in clock ticks
-    local s f
-    s=$(<"/proc/$1/stat")
-    s=${s##*) } # after the command name: field 3 (state) onwards
-    read -ra f <<<"$s"
-    echo $((f[11] + f[12])) # fields 14 and 15
-}
 busy_ticks() { # CPU ticks all processes spent (user + nice + system, both cores) since boot
     local _ u n sy
     read -r _ u n sy _ </proc/stat

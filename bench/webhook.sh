@@ -133,26 +133,12 @@ PIDS=()      # every long-running background process started here, stopped in re
 LOAD_PID=""  # the generator while it runs
 WORK=""
 
-is_alive() { # PID: running and not a zombie
-    local s
-    s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    s=${s##*) }
-    [[ ${s:0:1} != Z ]]
-}
 
 cleanup() {
-    local rc=$? pid i left all=("${PIDS[@]}")
+    local rc=$? all=(${PIDS[@]+"${PIDS[@]}"})
     trap - EXIT INT TERM
     [[ -z $LOAD_PID ]] || all+=("$LOAD_PID")
-    for ((i = ${#all[@]} - 1; i >= 0; i--)); do kill -TERM "${all[i]}" 2>/dev/null || true; done
-    for i in $(seq 50); do # up to 5 s for graceful exits
-        left=0
-        for pid in "${all[@]}"; do is_alive "$pid" && left=1; done
-        ((left)) || break
-        sleep 0.1
-    done
-    for pid in "${all[@]}"; do is_alive "$pid" && kill -KILL "$pid" 2>/dev/null; done
-    for pid in "${all[@]}"; do wait "$pid" 2>/dev/null || true; done
+    stop_pids ${all[@]+"${all[@]}"}
     if [[ -n $WORK && -d $WORK ]]; then
         if ((rc == 0)) && [[ $KEEP_WORK != 1 ]]; then
             rm -rf "$WORK"
@@ -162,49 +148,15 @@ cleanup() {
     fi
     exit "$rc"
 }
+source "$(dirname "${BASH_SOURCE[0]}")/procs.sh"
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# start_bg NAME CMD...: run CMD in the background, output to $WORK/NAME.log; sets LAST_PID.
-start_bg() {
-    local name=$1
-    shift
-    "$@" >"$WORK/$name.log" 2>&1 </dev/null &
-    LAST_PID=$!
-    PIDS+=("$LAST_PID")
-}
 
-died() { # NAME PID: fail with the tail of the process's log
-    die "$1 (pid $2) exited; last lines of $WORK/$1.log:"$'\n'"$(tail -n 20 "$WORK/$1.log" 2>/dev/null)"
-}
 
-port_taken() {
-    if command -v ss >/dev/null 2>&1; then
-        [[ -n $(ss -Hltn "sport = :$1" 2>/dev/null) ]]
-    else
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-    fi
-}
 
-wait_http_200() { # NAME PID URL: wait up to 15 s for a 200
-    local i code=none
-    for i in $(seq 300); do
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$3" 2>/dev/null || true)
-        [[ $code == 200 ]] && return 0
-        is_alive "$2" || died "$1" "$2"
-        sleep 0.05
-    done
-    die "$3 did not answer 200 after 15 s (last: $code; log: $WORK/$1.log)"
-}
 
-cpu_ticks() { # PID: utime + stime of the whole process (every thread), in clock ticks
-    local s f
-    s=$(<"/proc/$1/stat")
-    s=${s##*) }
-    read -ra f <<<"$s"
-    echo $((f[11] + f[12]))
-}
 
 # ------------------------------------------------------------------------------ 1. install
 apt_get() { # apt-get ARGS...: waits (polling every 20 s, up to 30 min) while apt's lock is busy
