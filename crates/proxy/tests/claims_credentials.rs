@@ -229,7 +229,9 @@ auth = {{ type = "oauth2_client_credentials", token_url = "{token}/t", client_id
 #[tokio::test]
 async fn status_shows_refreshing_valid_missing_and_failing() {
     let e = Emulator::start(Partner::Ottimate).await.unwrap();
-    e.set_token_delay(Duration::from_secs(1));
+    // 5 s: the start-up fetch is still under way when the first /status poll arrives, however
+    // slowly the gateway starts.
+    e.set_token_delay(Duration::from_secs(5));
     e.set_delay(Duration::from_millis(300));
     let gw = TestGateway::start(&ottimate_upstream(&e, "retry = { attempts = 1 }", "")).await;
     assert!(

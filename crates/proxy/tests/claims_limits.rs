@@ -183,11 +183,12 @@ async fn queued_callers_wait_out_a_pause_in_arrival_order() {
     let gw = TestGateway::start(&oas_key_only(
         &e,
         "retry = { attempts = 1 }",
-        r#"rate_limit = { requests = 20, per = "1s", burst = 1, on_limit = "queue", max_wait = "10s" }"#,
+        r#"rate_limit = { requests = 20, per = "1s", burst = 1, on_limit = "queue", max_wait = "30s" }"#,
     ))
     .await;
     let c = client();
-    e.fail_next_api_requests(1, 429, Some(2));
+    // A 10 s pause: long enough that four callers are surely queued inside it on a slow machine.
+    e.fail_next_api_requests(1, 429, Some(10));
     let r = c.get(gw.url("/oas/helloworld?n=first")).send().await.unwrap();
     assert_eq!(r.status(), 429, "the partner's own answer (attempts = 1)");
     assert!(r.headers().get("x-tollgate-error").is_none());
@@ -229,20 +230,20 @@ async fn queued_callers_wait_out_a_pause_in_arrival_order() {
     for r in &seen[1..] {
         let after = r.at.duration_since(limited_at);
         assert!(
-            after >= Duration::from_millis(1900),
+            after >= Duration::from_millis(9900),
             "reached the partner {after:?} after the 429"
         );
     }
 }
 
-/// Proves `max_pause` caps a partner's `Retry-After`: an hour asked, two seconds paused, then
+/// Proves `max_pause` caps a partner's `Retry-After`: an hour asked, five seconds paused, then
 /// traffic flows again.
 #[tokio::test]
 async fn max_pause_caps_a_partner_retry_after() {
     let e = Emulator::start(Partner::Oas).await.unwrap();
     let gw = TestGateway::start(&oas_key_only(
         &e,
-        "max_pause = \"2s\"\nretry = { attempts = 1 }",
+        "max_pause = \"5s\"\nretry = { attempts = 1 }",
         "",
     ))
     .await;
@@ -254,7 +255,7 @@ async fn max_pause_caps_a_partner_retry_after() {
     let left = v["upstreams"][0]["limits"]["paused_for_seconds"]
         .as_f64()
         .unwrap();
-    assert!(left > 0.0 && left <= 2.0, "paused for {left} s: {v}");
+    assert!(left > 0.0 && left <= 5.0, "paused for {left} s: {v}");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -265,68 +266,68 @@ async fn max_pause_caps_a_partner_retry_after() {
     )
     .await;
     assert!(
-        until > now && until <= now + 2.5,
+        until > now && until <= now + 5.5,
         "the gauge says {until}, now {now}"
     );
     let limited_at = e.requests()[0].at;
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let r = c.get(gw.url("/oas/helloworld")).send().await.unwrap();
         if r.status() == 200 {
             break;
         }
         assert_eq!(r.headers()["x-tollgate-error"], "rate_limited");
-        assert!(Instant::now() < deadline, "still paused 15 s later");
+        assert!(Instant::now() < deadline, "still paused 30 s later");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let seen = e.requests();
     assert_eq!(seen.len(), 2, "nothing reached the partner during the pause");
-    assert!(seen[1].at.duration_since(limited_at) >= Duration::from_millis(1900));
+    assert!(seen[1].at.duration_since(limited_at) >= Duration::from_millis(4900));
 }
 
 /// (partner status, its headers, rate_limit line, expected pause reason, least and most seconds)
 type PauseCase<'a> = (u16, Vec<(&'static str, String)>, &'a str, &'a str, f64, f64);
 
 /// Proves each answer named in the README pauses the upstream for what it says: a 503 with
-/// `Retry-After`, a 429 without one (one cell: 3 s here, not a fixed second), and
+/// `Retry-After`, a 429 without one (one cell: 30 s here, not a fixed second), and
 /// `RateLimit-Remaining: 0` / `X-RateLimit-Remaining: 0` with a reset on a 200. The next caller
 /// gets Tollgate's 429 and the partner sees nothing more.
 #[tokio::test]
 async fn a_503_retry_after_a_bare_429_and_rate_limit_headers_pause_the_upstream() {
     // Written when the case starts, so a slow machine cannot eat into it beforehand.
-    const IN_4_S: &str = "<unix time 4 s from now>";
-    let one_cell = r#"rate_limit = { requests = 3, per = "6s", burst = 1, on_limit = "reject" }"#;
+    const IN_30_S: &str = "<unix time 30 s from now>";
+    let one_cell = r#"rate_limit = { requests = 3, per = "60s", burst = 1, on_limit = "reject" }"#;
     let cases: Vec<PauseCase> = vec![
         (
             503,
-            vec![("retry-after", "5".into())],
+            vec![("retry-after", "30".into())],
             "",
             "partner Retry-After",
-            3.0,
-            5.0,
+            20.0,
+            30.0,
         ),
-        (429, vec![], one_cell, "partner 429", 1.5, 3.0),
+        (429, vec![], one_cell, "partner 429", 20.0, 30.0),
         (
             200,
             vec![
                 ("ratelimit-remaining", "0".into()),
-                ("ratelimit-reset", "4".into()),
+                ("ratelimit-reset", "30".into()),
             ],
             "",
             "partner rate-limit headers",
-            2.0,
-            4.0,
+            20.0,
+            30.0,
         ),
         (
             200,
             vec![
                 ("x-ratelimit-remaining", "0".into()),
-                ("x-ratelimit-reset", IN_4_S.into()),
+                ("x-ratelimit-reset", IN_30_S.into()),
             ],
             "",
             "partner rate-limit headers",
-            1.0,
-            4.0,
+            15.0,
+            30.0,
         ),
     ];
     for (status, headers, env_extra, reason, low, high) in cases {
@@ -337,7 +338,7 @@ async fn a_503_retry_after_a_bare_429_and_rate_limit_headers_pause_the_upstream(
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap();
                 match value.as_str() {
-                    IN_4_S => (name, (now.as_secs() + 4).to_string()),
+                    IN_30_S => (name, (now.as_secs() + 30).to_string()),
                     _ => (name, value),
                 }
             })

@@ -166,14 +166,13 @@ async fn malformed_chunked_bodies_are_the_callers_400_not_a_partner_error() {
 async fn silent_and_half_sent_connections_are_closed_at_header_read_timeout() {
     let partner = Fixed::start(200, "text/plain", b"ok".to_vec()).await;
     let gw = TestGateway::start(&gateway_toml("header_read_timeout = \"1s\"", &partner.url(), "")).await;
+    // Taken before the connects: whatever the test's own delays, no connection may close sooner
+    // than header_read_timeout after this.
+    let t0 = Instant::now();
     let mut silent = TcpStream::connect(gw.addr).await.unwrap();
     let mut half = TcpStream::connect(gw.addr).await.unwrap();
     half.write_all(b"GET /up/x HTTP/1.1\r\nHost: g").await.unwrap();
     let mut admin = TcpStream::connect(gw.admin).await.unwrap();
-    assert!(
-        !closed_within(&mut silent, Duration::from_millis(300)).await,
-        "closed too early"
-    );
     for (what, conn) in [
         ("silent", &mut silent),
         ("half-sent head", &mut half),
@@ -182,6 +181,10 @@ async fn silent_and_half_sent_connections_are_closed_at_header_read_timeout() {
         assert!(
             closed_within(conn, Duration::from_secs(5)).await,
             "{what} connection still open"
+        );
+        assert!(
+            t0.elapsed() >= Duration::from_millis(900),
+            "{what} closed too early"
         );
     }
     assert!(metric_reaches(&gw, &rejected("header_timeout"), 3.0, Duration::from_secs(5)).await);
@@ -212,7 +215,10 @@ async fn idle_keep_alive_connections_are_closed_after_idle_timeout() {
     ))
     .await;
     let mut conn = TcpStream::connect(gw.addr).await.unwrap();
+    let mut idle_from = Instant::now();
     for _ in 0..2 {
+        // The idle clock cannot start before the last request is written.
+        idle_from = Instant::now();
         conn.write_all(b"GET /up/x HTTP/1.1\r\nHost: gw\r\n\r\n")
             .await
             .unwrap();
@@ -222,13 +228,12 @@ async fn idle_keep_alive_connections_are_closed_after_idle_timeout() {
         assert_eq!(status_of(&resp), 200, "{resp}");
         assert!(!says_close(&resp));
     }
-    let idle_from = Instant::now();
     assert!(
         closed_within(&mut conn, Duration::from_secs(5)).await,
         "idle connection still open"
     );
     assert!(
-        idle_from.elapsed() >= Duration::from_millis(700),
+        idle_from.elapsed() >= Duration::from_millis(950),
         "closed before idle_timeout"
     );
     assert_eq!(
@@ -302,7 +307,7 @@ async fn thousands_of_silent_connections_leave_admin_reachable_and_all_close() {
     let health = client().get(gw.admin_url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
     assert!(
-        asked.elapsed() < Duration::from_secs(2),
+        asked.elapsed() < Duration::from_secs(10),
         "the admin port was slow: {:?}",
         asked.elapsed()
     );
@@ -356,7 +361,7 @@ async fn stalled_small_bodies_get_408_at_request_timeout_and_hold_no_slot() {
     let gw = TestGateway::start(&gateway_toml(
         "",
         &partner.url(),
-        "request_timeout = \"2s\"\nmax_concurrency = 2",
+        "request_timeout = \"6s\"\nmax_concurrency = 2",
     ))
     .await;
     let mut stalled = Vec::new();
@@ -372,13 +377,9 @@ async fn stalled_small_bodies_get_408_at_request_timeout_and_hold_no_slot() {
     let asked = Instant::now();
     let resp = client().get(gw.url("/up/x")).send().await.unwrap();
     assert_eq!(resp.status(), 200, "the GET was held behind the stalled uploads");
-    assert!(
-        asked.elapsed() < Duration::from_millis(1500),
-        "{:?}",
-        asked.elapsed()
-    );
+    assert!(asked.elapsed() < Duration::from_secs(4), "{:?}", asked.elapsed());
     for conn in &mut stalled {
-        let resp = read_response(conn, Duration::from_secs(6))
+        let resp = read_response(conn, Duration::from_secs(12))
             .await
             .expect("the stalled upload got an answer");
         assert_eq!(
@@ -390,7 +391,7 @@ async fn stalled_small_bodies_get_408_at_request_timeout_and_hold_no_slot() {
     }
     let waited = started.elapsed();
     assert!(
-        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(6),
+        waited >= Duration::from_millis(5500) && waited < Duration::from_secs(15),
         "{waited:?}"
     );
     assert_eq!(partner.hits(), 1, "a stalled upload reached the partner");
