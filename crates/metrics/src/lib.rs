@@ -380,11 +380,6 @@ impl Metrics {
         Self::build(&self.version, true)
     }
 
-    /// Whether [`Metrics::with_client_label`] ran.
-    pub fn has_client_label(&self) -> bool {
-        self.client_label
-    }
-
     /// Resolves the children of one configured client on one (upstream, environment). Call once
     /// per pair at start-up; `None` unless [`Metrics::with_client_label`] ran.
     pub fn client(&self, upstream: &str, environment: &str, client: &str) -> Option<ClientMetrics> {

@@ -25,7 +25,12 @@ pub fn upstream_headers(
     caller: &HeaderMap,
     request_id: &HeaderValue,
 ) -> Result<HeaderMap, GatewayError> {
-    headers::upstream_request_headers(caller, &gw.upstreams[upstream].injected, request_id)
+    headers::upstream_request_headers_with(
+        caller,
+        &gw.upstreams[upstream].injected,
+        request_id,
+        gw.config().server.underscore_headers,
+    )
 }
 
 /// The upstream's current token header value (fetched first when none is held).

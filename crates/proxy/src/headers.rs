@@ -49,8 +49,10 @@ pub struct Injected {
     pub reserved: Vec<HeaderName>,
 }
 
-/// The headers to send upstream, built from the caller's, with `underscore_headers = "drop"`.
-pub fn upstream_request_headers(
+/// The headers to send upstream, built from the caller's, with `underscore_headers = "drop"`
+/// (the default): the tests' shorthand.
+#[cfg(test)]
+fn upstream_request_headers(
     caller: &HeaderMap,
     injected: &Injected,
     request_id: &HeaderValue,

@@ -79,14 +79,15 @@ struct SharedAdmission {
     degraded: Option<Rate>,
 }
 
+/// A local GCRA limit and its arrival-order line; also the per-caller limits' (`callers/limit.rs`).
 #[derive(Debug)]
-struct Rate {
-    gcra: DefaultDirectRateLimiter,
-    config: RateLimit,
+pub(crate) struct Rate {
+    pub(crate) gcra: DefaultDirectRateLimiter,
+    pub(crate) config: RateLimit,
     /// Time between cells once the burst is spent.
-    interval: Duration,
+    pub(crate) interval: Duration,
     /// Queue mode: waiters take turns in arrival order (tokio's mutex is fair).
-    line: tokio::sync::Mutex<()>,
+    pub(crate) line: tokio::sync::Mutex<()>,
 }
 
 /// "Do not send before": a deadline in ms since `base`, 0 for none.
@@ -147,7 +148,7 @@ impl RateLimitStatus {
 }
 
 /// Decrements the queue length when a waiter leaves, however it leaves.
-struct InQueue<'a>(&'a AtomicUsize);
+pub(crate) struct InQueue<'a>(pub(crate) &'a AtomicUsize);
 
 impl Drop for InQueue<'_> {
     fn drop(&mut self) {
@@ -156,7 +157,7 @@ impl Drop for InQueue<'_> {
 }
 
 impl Rate {
-    fn new(config: RateLimit) -> Self {
+    pub(crate) fn new(config: RateLimit) -> Self {
         let q = quota(&config);
         Rate {
             gcra: RateLimiter::direct(q),
@@ -164,6 +165,15 @@ impl Rate {
             config,
             line: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// One cell now, or how long until the next.
+    pub(crate) fn check(&self) -> Result<(), Duration> {
+        self.gcra.check().map_err(|not_until| {
+            not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ))
+        })
     }
 }
 

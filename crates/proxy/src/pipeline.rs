@@ -211,17 +211,19 @@ async fn forward(
     if body.replayable() {
         *body_unread = false;
     }
-    let mut waited = reading.elapsed();
     let queued = Instant::now();
+    let mut waited = queued - reading;
     // The client's share first, its slot and its first cell: a client over its share waits (or is
-    // refused) without holding one of the partner's slots or spending any of its budget.
+    // refused) without holding one of the partner's slots or spending any of its budget. The time
+    // it waits is in `entered - queued` below.
     let _client_slot = match caller_limits {
-        Some(limits) => Some(limits.enter(deadline).await?),
+        Some(limits) => {
+            let slot = limits.enter(deadline).await?;
+            limits.admit(deadline).await?;
+            Some(slot)
+        }
         None => None,
     };
-    if let Some(limits) = caller_limits {
-        waited += limits.admit(deadline).await?;
-    }
     let _slot = up.admission.enter(deadline).await?;
     let entered = Instant::now();
     waited += entered - queued;

@@ -123,7 +123,6 @@ pub(super) async fn serve(
                 return Poll::Pending;
             }
         }
-        let now = Instant::now();
         let due = match closing_by {
             // A request that arrived while the close was under way (an HTTP/2 stream opened
             // before the client saw GOAWAY) finishes first: its own timeouts bound it.
@@ -134,6 +133,8 @@ pub(super) async fn serve(
         let Some((at, what)) = due else {
             return Poll::Pending;
         };
+        // Read only when a deadline exists: while a request is in flight there is none.
+        let now = Instant::now();
         if at <= now {
             match what {
                 Due::Drop => return Poll::Ready(Ended::Dropped),

@@ -20,17 +20,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, RateLimiter};
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tollgate_metrics::{ClientLimited, ClientMetrics};
 
 use crate::config::clients::ClientLimits;
-use crate::config::{OnLimit, RateLimit};
+use crate::config::OnLimit;
 use crate::error::GatewayError;
-use crate::limit::RateLimitStatus;
+use crate::limit::{InQueue, Rate, RateLimitStatus};
 use crate::shared::{SharedLimiter, SharedState, Verdict};
 
 /// A client's limits on one upstream.
@@ -46,34 +44,6 @@ pub(crate) struct CallerLimit {
     /// Requests in line for a cell right now.
     queued: AtomicUsize,
     metrics: ClientMetrics,
-}
-
-#[derive(Debug)]
-struct Rate {
-    gcra: DefaultDirectRateLimiter,
-    config: RateLimit,
-    interval: Duration,
-    /// Queue mode: waiters take turns in arrival order (tokio's mutex is fair).
-    line: tokio::sync::Mutex<()>,
-}
-
-impl Rate {
-    fn new(config: RateLimit) -> Self {
-        let q = crate::limit::quota(&config);
-        Self {
-            gcra: RateLimiter::direct(q),
-            interval: q.replenish_interval(),
-            config,
-            line: tokio::sync::Mutex::new(()),
-        }
-    }
-
-    /// One cell now, or how long until the next.
-    fn check(&self) -> Result<(), Duration> {
-        self.gcra
-            .check()
-            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
-    }
 }
 
 #[derive(Debug)]
@@ -97,15 +67,6 @@ pub(crate) struct CallerLimitStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     in_flight: Option<u32>,
     queued: usize,
-}
-
-/// Decrements the queue length when a waiter leaves, however it leaves.
-struct InQueue<'a>(&'a AtomicUsize);
-
-impl Drop for InQueue<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 impl CallerLimit {
@@ -299,6 +260,7 @@ mod tests {
     use tollgate_metrics::Metrics;
 
     use super::*;
+    use crate::config::RateLimit;
 
     fn limit(
         requests: u32,
