@@ -63,6 +63,14 @@ fn render(
     if let GatewayError::MethodNotAllowed(allowed) = err {
         headers.insert(header::ALLOW, HeaderValue::from_static(allowed));
     }
+    if let GatewayError::Unauthorized(_) = err {
+        // The status DESIGN fixes is 401, but the credential is the proxy's (`Proxy-Authorization`):
+        // name the scheme the way a 407 would, so a client library knows what to send.
+        headers.insert(
+            header::PROXY_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"tollgate\""),
+        );
+    }
     if let Some(wait) = err.retry_after() {
         headers.insert(header::RETRY_AFTER, crate::retry_after::header_value(wait));
     }

@@ -141,6 +141,12 @@ async fn missing_unknown_and_foreign_keys_reach_no_partner_and_fetch_no_token() 
             assert!(!text.contains(key), "{what}: the answer echoes a key: {text}");
         }
         assert!(!text.contains(&hash(BILLING_KEY)), "{what}: {text}");
+        // A 401 names the scheme to answer with, as a proxy's 407 would; a 403 does not.
+        assert_eq!(
+            text.contains(r#""proxy-authenticate": "Bearer realm=\"tollgate\"""#),
+            *status == 401,
+            "{what}: {text}"
+        );
     }
     assert!(
         osigu.requests().is_empty(),

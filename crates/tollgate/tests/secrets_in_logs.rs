@@ -6,6 +6,9 @@
 //! requests, the refresh token from the gateway's refresh call (forced by a short first token),
 //! and the partners' own counts prove none was missed.
 //!
+//! Callers are configured (`caller_auth = "optional"`): a client's key sent right, one byte off,
+//! and to an upstream it may not call are sentinels too, and the hash the config holds.
+//!
 //! A webhook runs too: its verification secret, its re-signing secret and the body of an event
 //! (accepted, delivered, and refused) are sentinels as well.
 
@@ -71,11 +74,18 @@ async fn trace_logs_hold_no_configured_secret() {
     let data = tempfile::tempdir().unwrap();
     let cfg = config_file(&format!(
         r#"{EPHEMERAL_SERVER}webhook_listen = "127.0.0.1:0"
+caller_auth = "optional"
 data_dir = "{data}"
 [webhooks.osigu]
 secrets = ["{WEBHOOK_SECRET}"]
 deliver_secret = "{DELIVER_SECRET}"
 deliver_to = "http://{sink}/hooks"
+[clients.billing]
+key = "{CALLER_KEY}"
+upstreams = ["osigu"]
+[clients.ops]
+key_sha256 = "{ops_hash}"
+upstreams = ["oas"]
 [upstreams.oas.sandbox]
 base_url = "{oas}"
 headers = {{ "X-Api-Key" = "{key}" }}
@@ -96,6 +106,7 @@ auth = {{ type = "oauth2_client_credentials", token_url = "{osigu}/oauth/token",
         ssec = s.client_secret,
         data = data.path().display(),
         sink = receiver.addr,
+        ops_hash = key_hash(OPS_KEY),
     ));
     let gw = Running::start(&cfg.path, &["--log-level", "trace"]);
     assert!(until(|| oas.issued_tokens() >= 1).await, "the gateway logged in");
@@ -117,6 +128,24 @@ auth = {{ type = "oauth2_client_credentials", token_url = "{osigu}/oauth/token",
             .unwrap();
         assert_eq!(resp.status().as_u16(), want, "{path}");
         resp.bytes().await.unwrap();
+    }
+    // A client's key: right, one byte off (401), and on an upstream it may not call (403).
+    let one_off = format!("{}0", &CALLER_KEY[..CALLER_KEY.len() - 1]);
+    for (path, key, want) in [
+        ("/osigu/v1/medications", CALLER_KEY, 200),
+        ("/osigu/v1/medications", one_off.as_str(), 401),
+        ("/oas/helloworld", CALLER_KEY, 403),
+        ("/oas/helloworld", OPS_KEY, 200),
+    ] {
+        let resp = http
+            .get(gw.url(path))
+            .header("proxy-authorization", format!("Bearer {key}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), want, "{path}");
+        let text = resp.text().await.unwrap();
+        assert!(!text.contains(key), "the answer echoes the caller key: {text}");
     }
     // A climb out of the prefix, sent raw: an HTTP client would resolve the `..` itself.
     let climb = raw(
@@ -218,6 +247,11 @@ auth = {{ type = "oauth2_client_credentials", token_url = "{osigu}/oauth/token",
         ("OAS password", c.password.clone()),
         ("Osigu client secret", s.client_secret.clone()),
         ("caller token", caller_token.to_owned()),
+        ("client key", CALLER_KEY.to_owned()),
+        ("client key one byte off", one_off.clone()),
+        ("other client's key", OPS_KEY.to_owned()),
+        ("other client's key hash", key_hash(OPS_KEY)),
+        ("client key hash", key_hash(CALLER_KEY)),
     ];
     for (kind, tokens) in [
         ("OAS access token", &oas_access),
@@ -236,6 +270,15 @@ auth = {{ type = "oauth2_client_credentials", token_url = "{osigu}/oauth/token",
         assert!(secret.len() >= 16, "{kind} is too short to be a sentinel");
         assert!(!log.contains(secret.as_str()), "the {kind} reached the logs");
     }
+}
+
+const CALLER_KEY: &str = "client-key-billing-must-not-log-0001";
+const OPS_KEY: &str = "client-key-ops-must-not-log-000002";
+
+/// What `tollgate clients hash` prints for a key: its SHA-256 in hex.
+fn key_hash(key: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(key.as_bytes()))
 }
 
 const WEBHOOK_SECRET: &str = "whsec_d2ViaG9vay1zZWNyZXQtbXVzdC1ub3QtbG9nLTEyMzQ1Ng==";
