@@ -23,15 +23,19 @@ pub enum Rejected {
     HeaderTooLarge,
     /// `Content-Length` and `Transfer-Encoding` together: answered 400 and closed.
     AmbiguousLength,
+    /// `server.tls`: the handshake failed (a client certificate from another CA, plain HTTP on
+    /// a TLS port, no common protocol) or did not finish within `header_read_timeout`.
+    TlsHandshake,
 }
 
 impl Rejected {
-    pub const ALL: [Rejected; 5] = [
+    pub const ALL: [Rejected; 6] = [
         Rejected::MaxConnections,
         Rejected::HeaderTimeout,
         Rejected::BadRequest,
         Rejected::HeaderTooLarge,
         Rejected::AmbiguousLength,
+        Rejected::TlsHandshake,
     ];
 
     pub fn label(self) -> &'static str {
@@ -41,6 +45,7 @@ impl Rejected {
             Rejected::BadRequest => "bad_request",
             Rejected::HeaderTooLarge => "header_too_large",
             Rejected::AmbiguousLength => "ambiguous_length",
+            Rejected::TlsHandshake => "tls_handshake",
         }
     }
 }

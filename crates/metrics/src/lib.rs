@@ -298,7 +298,7 @@ impl Metrics {
             .expect("registered once");
         let rejected_connections = counter(
             "tollgate_rejected_connections_total",
-            "Connections closed before a request on them was served, by reason (max_connections, header_timeout, bad_request, header_too_large, ambiguous_length).",
+            "Connections closed before a request on them was served, by reason (max_connections, header_timeout, bad_request, header_too_large, ambiguous_length, tls_handshake).",
             &["reason"],
         );
         let open_connections = IntGaugeVec::new(

@@ -9,12 +9,13 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Uri};
 use tollgate_metrics::{Metrics, UpstreamMetrics};
 
-use crate::config::{Config, Upstream};
+use crate::config::{Config, ConfigError, Upstream};
 use crate::credentials::TokenCache;
 use crate::forward::UpstreamClient;
 use crate::headers::Injected;
 use crate::limit::Admission;
 use crate::route::Routes;
+use crate::server::tls::TlsListener;
 use crate::shared::SharedState;
 
 /// Everything the request path needs, shared by all connections.
@@ -35,6 +36,8 @@ pub struct Gateway {
     /// `[clients]`: caller keys, ACLs and per-client limits; `None` without clients (sidecar use:
     /// every caller is served, and no metric has a `client` label).
     pub(crate) callers: Option<crate::pipeline::callers::Callers>,
+    /// `server.tls`: the data listener's certificate in force; `None`: plain HTTP.
+    pub(crate) tls: Option<Arc<TlsListener>>,
 }
 
 /// One upstream, ready to forward to.
@@ -89,7 +92,15 @@ impl Gateway {
         }
         let webhooks = crate::webhook::Webhooks::new(&config, &metrics, shared.as_ref())?;
         let callers = crate::pipeline::callers::Callers::new(&config, &metrics, shared.as_ref())?;
+        let tls = config
+            .server
+            .tls
+            .as_ref()
+            .map(|t| TlsListener::new(t).map(Arc::new))
+            .transpose()
+            .map_err(|e| e.to_string())?;
         Ok(Self {
+            tls,
             webhooks,
             callers,
             routes: Routes::new(config.upstreams.iter().map(|u| u.prefix.as_str())),
@@ -108,6 +119,20 @@ impl Gateway {
         match &self.webhooks {
             Some(hooks) => hooks.preflight(&self.config).await,
             None => Ok(()),
+        }
+    }
+
+    /// SIGHUP: re-reads the data listener's certificate, key and client CA as `config` (the
+    /// config file, read again) names them. Only `server.tls` is applied; turning TLS on or off
+    /// changes the listener and needs a restart. `Ok(false)`: there is no TLS to re-read.
+    pub fn reload_tls(&self, config: &Config) -> Result<bool, ConfigError> {
+        match (&self.tls, &config.server.tls) {
+            (None, None) => Ok(false),
+            (Some(listener), Some(tls)) => listener.reload(tls).map(|()| true),
+            (None, Some(_)) | (Some(_), None) => Err(ConfigError::new(
+                "server.tls",
+                "was added or removed: the listener changes only with a restart",
+            )),
         }
     }
 

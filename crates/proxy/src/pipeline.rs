@@ -35,7 +35,7 @@ use hyper::body::Incoming;
 use tollgate_metrics::{ErrorKind, RetryReason, UpstreamMetrics};
 
 use self::caller_body::{CallerBody, Watch};
-use self::callers::{Caller, CallerLimit};
+use self::callers::{Caller, CallerLimit, CertClient};
 use crate::body::{self, Body};
 use crate::config::Server;
 use crate::error::GatewayError;
@@ -45,8 +45,13 @@ use crate::respond::error_response;
 use crate::{retry, route};
 
 /// Handles one caller request from arrival to response headers. `peer` is the caller's socket
-/// address, for the access log.
-pub async fn handle(gw: &Gateway, req: Request<Incoming>, peer: Option<SocketAddr>) -> Response<Body> {
+/// address, for the access log; `cert` the client its connection's certificate named (mTLS).
+pub(crate) async fn handle(
+    gw: &Gateway,
+    req: Request<Incoming>,
+    peer: Option<SocketAddr>,
+    cert: Option<CertClient>,
+) -> Response<Body> {
     let arrival = Arrival {
         started: Instant::now(),
         request_id: headers::request_id(req.headers()),
@@ -74,7 +79,7 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>, peer: Option<SocketAdd
     let rest = rest.into_owned();
     let caller = match &gw.callers {
         None => Caller::default(),
-        Some(callers) => match callers.check(req.headers(), upstream, &arrival.method, &rest) {
+        Some(callers) => match callers.check(req.headers(), cert, upstream, &arrival.method, &rest) {
             Ok(caller) => caller,
             Err((caller, err)) => {
                 let resp = error_response(&err, Some(&up.cfg.name), rid(request_id));

@@ -9,12 +9,14 @@
 //! - `conn.rs`: one connection: `header_read_timeout` from the accept, `idle_timeout`, the
 //!   `Content-Length` + `Transfer-Encoding` refusal, and the count of heads the parser refused.
 //! - `head_scan.rs`: the raw-head scanner that spots both framing headers.
+//! - `tls.rs`: `server.tls` on the data listener, and re-reading its files.
 //!
 //! Every listener gets the same protections; only the handler differs.
 
 mod accept;
 mod conn;
 mod head_scan;
+pub(crate) mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -77,6 +79,9 @@ pub async fn serve(gw: Arc<Gateway>, listeners: Listeners, shutdown: impl Future
     if let Some(hooks) = &gw.webhooks {
         background.extend(hooks.start());
     }
+    if let Some(tls) = &gw.tls {
+        background.push(tls.clone().watch());
+    }
     let server = &gw.config().server;
     let max_connections = accept::max_connections(server.max_connections);
     let ctx = Arc::new(conn::ConnCtx {
@@ -100,6 +105,7 @@ pub async fn serve(gw: Arc<Gateway>, listeners: Listeners, shutdown: impl Future
     gw.set_ready(true);
     tracing::info!(
         listen = %addr(&data),
+        tls = gw.tls.is_some(),
         admin = %addr(&admin),
         webhook = %webhook.as_ref().map(addr).unwrap_or_else(|| "off".to_owned()),
         upstreams = gw.config().upstreams.len(),

@@ -504,23 +504,28 @@ async fn the_access_log_names_the_client_and_the_peer() {
 }
 
 #[test]
-fn config_refuses_mtls_keys_until_they_exist_and_shared_keys() {
+fn config_checks_mtls_identities_and_refuses_shared_keys() {
     let base = "[upstreams.osigu.sandbox]\nbase_url = \"http://127.0.0.1:9\"\n";
     let err = |extra: &str| {
         Config::parse(&format!("{base}{extra}"), &|_| None)
             .map(|_| ())
             .unwrap_err()
     };
-    let e = err("[server]\ntls = { cert = \"c.pem\", key = \"k.pem\" }\n");
-    assert_eq!(e.path, "server.tls");
-    assert!(e.message.contains("not supported yet"), "{e}");
+    let e = err("[server]\ntls = { cert = \"/nonexistent/c.pem\", key = \"k.pem\" }\n");
+    assert_eq!(e.path, "server.tls.cert");
+    assert!(e.message.contains("cannot read `/nonexistent/c.pem`"), "{e}");
     for key in ["cert_san", "cert_subject"] {
         let e = err(&format!(
-            "[clients.billing]\n{key} = \"spiffe://corp/billing\"\nupstreams = [\"osigu\"]\n"
+            "[clients.billing]\n{key} = \"CN=billing\"\nupstreams = [\"osigu\"]\n"
         ));
         assert_eq!(e.path, format!("clients.billing.{key}"));
-        assert!(e.message.contains("not supported yet"), "{e}");
+        assert!(e.message.contains("needs server.tls with client_ca"), "{e}");
     }
+    let e = err(&format!(
+        "[clients.billing]\nkey = \"{BILLING_KEY}\"\ncert_san = \"spiffe://corp/billing\"\n"
+    ));
+    assert_eq!(e.path, "clients.billing");
+    assert!(e.message.contains("has key and cert_san"), "{e}");
     let e = err(&format!(
         "[server]\nallow_production = true\n[clients.a]\nkey = \"{BILLING_KEY}\"\n[clients.b]\nkey_sha256 = \"{}\"\nupstreams = [\"osigu\"]\n",
         hash(BILLING_KEY)

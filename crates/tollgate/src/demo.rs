@@ -64,7 +64,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     // Held until the gateway stops: dropping it stops the receiver.
     let (hook_url, _receiver) = wire_webhooks(&mut config, osigu, args.receiver_listen).await?;
     print_usage(&config, &hook_url);
-    crate::run::serve_on(config, listeners).await
+    crate::run::serve_on(config, listeners, None).await
 }
 
 /// Starts the receiver at `receiver` (`--receiver-listen`), points the demo webhook's

@@ -1,12 +1,12 @@
 //! `[clients.NAME]` and `server.caller_auth`: who may call which upstream, as validated types and
 //! their validation.
 //!
-//! A caller proves who it is with a key (`Proxy-Authorization: Bearer <key>`). The config holds
-//! only the key's SHA-256 ([`KeyHash`]): written as `key_sha256`, or computed at load from `key`
-//! (usually `${file:...}`), whose text is then dropped. [`ClientId`] is the one place an identity
-//! kind lives, so a certificate identity (mTLS `cert_san` / `cert_subject`) can join it later
-//! without touching the ACL or the limits; until then those keys, and `server.tls`, are refused
-//! by name. Kept apart from the upstream config like `webhook.rs`: the runtime side is
+//! A caller proves who it is with a key (`Proxy-Authorization: Bearer <key>`) or, when
+//! `server.tls.client_ca` is set, with a client certificate (`cert_san` / `cert_subject`). The
+//! config holds only a key's SHA-256 ([`KeyHash`]): written as `key_sha256`, or computed at load
+//! from `key` (usually `${file:...}`), whose text is then dropped. [`ClientId`] is the one place
+//! an identity kind lives; the ACL and the limits are keyed by the client whatever proved it.
+//! Kept apart from the upstream config like `webhook.rs`: the runtime side is
 //! `pipeline/callers/`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -73,13 +73,33 @@ impl Client {
     }
 }
 
-/// How a caller is identified. One variant today; mTLS will add the certificate's SAN or
-/// subject, matched by the connection layer against a verified client certificate, while the
-/// ACL and limits stay keyed by the client whatever proved it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How a caller is identified.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ClientId {
     /// The SHA-256 of the key sent as `Proxy-Authorization: Bearer <key>`.
     Key(KeyHash),
+    /// A subject alternative name of a verified client certificate (URI, DNS name or email),
+    /// e.g. a SPIFFE ID.
+    CertSan(String),
+    /// A verified client certificate's subject, as [`subject_key`] writes it.
+    CertSubject(String),
+}
+
+/// A distinguished name as one comparable string: `TYPE=value` pairs with the type upper-cased
+/// and the spaces around `=` and `,` dropped, sorted. Order-blind on purpose: `openssl x509
+/// -subject` prints the attributes in one order and RFC 4514 in the reverse one, and either way
+/// of writing `cert_subject` should match. Values holding a `,` are not supported.
+pub fn subject_key(dn: &str) -> Option<String> {
+    let mut parts = dn
+        .split(',')
+        .map(|part| {
+            let (kind, value) = part.split_once('=')?;
+            let (kind, value) = (kind.trim(), value.trim());
+            (!kind.is_empty() && !value.is_empty()).then(|| format!("{}={value}", kind.to_ascii_uppercase()))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    parts.sort();
+    Some(parts.join(","))
 }
 
 /// The SHA-256 of a caller key. Not the key, but still never shown (`/status`, logs, `check`):
@@ -259,15 +279,15 @@ pub(super) fn resolve_mode(
 pub(super) fn validate_all(
     raw: BTreeMap<String, RawClient>,
     upstreams: &[Upstream],
+    verifies_clients: bool,
     rate_limit: impl Fn(&str, super::raw::RawRateLimit, std::time::Duration) -> Result<RateLimit, ConfigError>,
 ) -> Result<Vec<Client>, ConfigError> {
     let mut clients: Vec<Client> = Vec::with_capacity(raw.len());
-    // Key hash → index into `clients`.
-    let mut by_key: HashMap<KeyHash, usize> = HashMap::new();
+    // Identity → index into `clients`.
+    let mut by_id: HashMap<ClientId, usize> = HashMap::new();
     for (name, raw) in raw {
-        let client = client(&name, raw, upstreams, &rate_limit)?;
-        let ClientId::Key(hash) = &client.id;
-        if let Some(first) = by_key.get(hash).and_then(|&i| clients.get(i)) {
+        let client = client(&name, raw, upstreams, verifies_clients, &rate_limit)?;
+        if let Some(first) = by_id.get(&client.id).and_then(|&i| clients.get(i)) {
             let other = &first.name;
             let production: Vec<String> = [first, &client]
                 .into_iter()
@@ -276,16 +296,21 @@ pub(super) fn validate_all(
                         .map(move |u| format!("`{}` may reach production upstream `{u}`", c.name))
                 })
                 .collect();
+            let what = match client.id {
+                ClientId::Key(_) => "key",
+                ClientId::CertSan(_) => "cert_san",
+                ClientId::CertSubject(_) => "cert_subject",
+            };
             let mut message = format!(
-                "has the same key as client `{other}`: a key must identify one client (logs, metrics and \
-                 the ACL would name the wrong one); give each its own key"
+                "has the same {what} as client `{other}`: an identity must name one client (logs, metrics \
+                 and the ACL would name the wrong one); give each its own"
             );
             if !production.is_empty() {
                 message.push_str(&format!(" (and {})", production.join(", ")));
             }
             return Err(ConfigError::new(format!("clients.{name}"), message));
         }
-        by_key.insert(*hash, clients.len());
+        by_id.insert(client.id.clone(), clients.len());
         clients.push(client);
     }
     Ok(clients)
@@ -306,6 +331,7 @@ fn client(
     name: &str,
     raw: RawClient,
     upstreams: &[Upstream],
+    verifies_clients: bool,
     rate_limit: &impl Fn(&str, super::raw::RawRateLimit, std::time::Duration) -> Result<RateLimit, ConfigError>,
 ) -> Result<Client, ConfigError> {
     let at = |key: &str| format!("clients.{name}.{key}");
@@ -325,42 +351,56 @@ fn client(
             "`anonymous` is reserved: it names callers that are no configured client",
         ));
     }
-    for (key, present) in [
+    let named = [
+        ("key_sha256", raw.key_sha256.is_some()),
+        ("key", raw.key.is_some()),
         ("cert_san", raw.cert_san.is_some()),
         ("cert_subject", raw.cert_subject.is_some()),
-    ] {
-        if present {
-            return Err(ConfigError::new(
-                at(key),
-                "is not supported yet: client certificates (mTLS) are not built; identify this client \
-                 with key_sha256 or key",
-            ));
-        }
+    ];
+    let given: Vec<&str> = named.iter().filter(|(_, p)| *p).map(|(k, _)| *k).collect();
+    if given.len() > 1 {
+        return Err(ConfigError::new(
+            format!("clients.{name}"),
+            format!("has {}: give one way to identify it", given.join(" and ")),
+        ));
     }
-    let id = match (raw.key_sha256, raw.key) {
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::new(
-                format!("clients.{name}"),
-                "has both key_sha256 and key: give one",
-            ))
-        }
-        (None, None) => {
-            return Err(ConfigError::new(
-                format!("clients.{name}"),
-                "needs key_sha256 (the SHA-256 of its key, from `tollgate clients hash`) or key \
-                 (e.g. \"${file:/run/secrets/NAME_key}\")",
-            ))
-        }
-        // Neither value is echoed: one is a key, the other as good as one for a short key.
-        (Some(hex_digits), None) => ClientId::Key(KeyHash::from_hex(&hex_digits).ok_or_else(|| {
+    if (raw.cert_san.is_some() || raw.cert_subject.is_some()) && !verifies_clients {
+        return Err(ConfigError::new(
+            at(given[0]),
+            "needs server.tls with client_ca: without it no caller can present a certificate",
+        ));
+    }
+    let id = if let Some(hex_digits) = raw.key_sha256 {
+        // Neither key value is echoed: one is a key, the other as good as one for a short key.
+        ClientId::Key(KeyHash::from_hex(&hex_digits).ok_or_else(|| {
             ConfigError::new(
                 at("key_sha256"),
                 "must be 64 hex digits: the SHA-256 of the key (`tollgate clients hash` prints the line)",
             )
-        })?),
-        (None, Some(key)) => {
-            ClientId::Key(hash_key(&key).map_err(|e| ConfigError::new(at("key"), e.to_string()))?)
+        })?)
+    } else if let Some(key) = raw.key {
+        ClientId::Key(hash_key(&key).map_err(|e| ConfigError::new(at("key"), e.to_string()))?)
+    } else if let Some(san) = raw.cert_san {
+        if san.trim().is_empty() || san.trim() != san {
+            return Err(ConfigError::new(
+                at("cert_san"),
+                "must be a name as the certificate holds it (e.g. \"spiffe://corp/billing\"), without spaces around it",
+            ));
         }
+        ClientId::CertSan(san)
+    } else if let Some(subject) = raw.cert_subject {
+        ClientId::CertSubject(subject_key(&subject).ok_or_else(|| {
+            ConfigError::new(
+                at("cert_subject"),
+                format!("`{subject}` is not a subject like \"CN=billing,O=Acme\""),
+            )
+        })?)
+    } else {
+        return Err(ConfigError::new(
+            format!("clients.{name}"),
+            "needs key_sha256 (the SHA-256 of its key, from `tollgate clients hash`), key \
+             (e.g. \"${file:/run/secrets/NAME_key}\"), or with mTLS cert_san or cert_subject",
+        ));
     };
     let mut allowed = Vec::with_capacity(raw.upstreams.len());
     for (i, up) in raw.upstreams.into_iter().enumerate() {

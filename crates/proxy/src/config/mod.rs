@@ -9,6 +9,7 @@ pub mod clients;
 mod fields;
 mod interpolate;
 mod raw;
+pub mod tls;
 mod units;
 mod validate;
 pub mod webhook;
@@ -120,6 +121,8 @@ pub struct Server {
     /// Whether callers identify themselves (`[clients]`): `off` without clients, `required` by
     /// default once one exists.
     pub caller_auth: clients::CallerAuth,
+    /// The data listener speaks TLS (and may verify callers' certificates) when set.
+    pub tls: Option<tls::Tls>,
 }
 
 /// `server.underscore_headers`: CGI, WSGI, PHP and Rack servers read `X_Api_Key` and `X-Api-Key`

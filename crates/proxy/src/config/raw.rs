@@ -20,16 +20,17 @@ pub struct RawConfig {
     pub clients: BTreeMap<String, RawClient>,
 }
 
-/// `[clients.NAME]`. `cert_san` / `cert_subject` (mTLS identities) are read only to be refused
-/// by name: they are designed but not built yet. `Debug` is written out so `key` never prints.
+/// `[clients.NAME]`. `Debug` is written out so `key` never prints.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawClient {
     pub key_sha256: Option<String>,
     /// The key itself (usually `${file:...}`): hashed at load, never kept.
     pub key: Option<String>,
-    pub cert_san: Option<toml::Value>,
-    pub cert_subject: Option<toml::Value>,
+    /// mTLS: a subject alternative name (URI, DNS or email) of the client's certificate.
+    pub cert_san: Option<String>,
+    /// mTLS: the client certificate's subject, e.g. "CN=billing,O=Acme".
+    pub cert_subject: Option<String>,
     #[serde(default)]
     pub upstreams: Vec<String>,
     pub methods: Option<Vec<String>>,
@@ -43,6 +44,8 @@ impl std::fmt::Debug for RawClient {
         f.debug_struct("RawClient")
             .field("key_sha256", &self.key_sha256.as_ref().map(|_| "***"))
             .field("key", &self.key.as_ref().map(|_| "***"))
+            .field("cert_san", &self.cert_san)
+            .field("cert_subject", &self.cert_subject)
             .field("upstreams", &self.upstreams)
             .field("methods", &self.methods)
             .field("paths", &self.paths)
@@ -111,8 +114,23 @@ pub struct RawServer {
     pub max_connections: Option<u32>,
     pub underscore_headers: Option<String>,
     pub caller_auth: Option<String>,
-    /// Read only to be refused by name: TLS on the data listener is not built yet.
-    pub tls: Option<toml::Value>,
+    pub tls: Option<RawTls>,
+}
+
+/// `server.tls = { cert, key, client_ca }`: each a file path or PEM text (`${file:...}`).
+/// `Debug` is written out so an inline key never prints.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: String,
+    pub key: String,
+    pub client_ca: Option<String>,
+}
+
+impl std::fmt::Debug for RawTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawTls").finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -196,7 +196,8 @@ fn validate(mut raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
         upstreams.push(up);
     }
     let shared = raw.shared.map(shared).transpose()?;
-    let clients = super::clients::validate_all(raw.clients, &upstreams, rate_limit)?;
+    let verifies_clients = server.tls.as_ref().is_some_and(super::tls::Tls::verifies_clients);
+    let clients = super::clients::validate_all(raw.clients, &upstreams, verifies_clients, rate_limit)?;
     server.caller_auth = super::clients::resolve_mode(caller_auth, &clients)?;
     Ok(Config {
         server,
@@ -286,13 +287,6 @@ fn shared(raw: RawShared) -> Result<Shared, ConfigError> {
 }
 
 fn server(raw: RawServer) -> Result<Server, ConfigError> {
-    if raw.tls.is_some() {
-        return Err(ConfigError::new(
-            "server.tls",
-            "is not supported yet: the data listener speaks plain HTTP (h1 / h2c); terminate TLS in \
-             front of Tollgate and identify callers with [clients.NAME] keys",
-        ));
-    }
     let addr = |key: &str, v: Option<String>, default: &str| -> Result<SocketAddr, ConfigError> {
         let v = v.unwrap_or_else(|| default.to_owned());
         v.parse().map_err(|_| {
@@ -343,6 +337,7 @@ fn server(raw: RawServer) -> Result<Server, ConfigError> {
         },
         // Resolved in `validate` once the clients are known.
         caller_auth: super::clients::CallerAuth::Off,
+        tls: raw.tls.map(super::tls::Tls::validate).transpose()?,
     })
 }
 

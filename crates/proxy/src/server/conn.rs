@@ -38,6 +38,7 @@ use super::head_scan::HeadScan;
 use crate::body::{Body, BoxError};
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
+use crate::pipeline::callers::CertClient;
 use crate::{admin, headers, pipeline, respond, webhook};
 
 /// After an idle close began (GOAWAY, or keep-alive turned off), the connection gets this long
@@ -63,21 +64,68 @@ pub(super) struct ConnCtx {
     pub metrics: ConnectionMetrics,
 }
 
-/// Serves one accepted connection on `listener` until it closes, times out, or `stop` changes
-/// (then gracefully: in-flight requests finish).
+/// Serves one accepted connection: over TLS when the listener has one (`server.tls` on the data
+/// listener), else as it is.
 pub(super) async fn serve(
     ctx: Arc<ConnCtx>,
     listener: Listener,
     stream: TcpStream,
-    peer: std::net::SocketAddr,
-    mut stop: watch::Receiver<()>,
+    peer: SocketAddr,
+    stop: watch::Receiver<()>,
 ) {
-    let _open = ctx.metrics.opened(listener);
     let _ = stream.set_nodelay(true);
+    let tls = match (listener, &ctx.gw.tls) {
+        (Listener::Data, Some(tls)) => tls.clone(),
+        _ => return serve_http(ctx, listener, stream, peer, None, Instant::now(), stop).await,
+    };
+    // The handshake is part of the head: a caller that never finishes it is closed when a
+    // silent plain-text one would be.
+    let epoch = Instant::now();
+    let accepted =
+        tokio::time::timeout_at(epoch + ctx.timeouts.header_read, tls.acceptor().accept(stream)).await;
+    let stream = match accepted {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            ctx.metrics.rejected(Rejected::TlsHandshake);
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            ctx.metrics.rejected(Rejected::TlsHandshake);
+            tracing::debug!(%peer, "no TLS handshake within server.header_read_timeout");
+            return;
+        }
+    };
+    let cert = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .zip(ctx.gw.callers.as_ref())
+        .and_then(|(leaf, callers)| callers.client_of_cert(leaf));
+    serve_http(ctx, listener, stream, peer, cert, epoch, stop).await;
+}
+
+/// Serves HTTP on one connection until it closes, times out, or `stop` changes (then
+/// gracefully: in-flight requests finish). `cert`: the client the connection's certificate named;
+/// `accepted`: when the head clock started.
+#[allow(clippy::too_many_arguments)]
+async fn serve_http<S>(
+    ctx: Arc<ConnCtx>,
+    listener: Listener,
+    stream: S,
+    peer: SocketAddr,
+    cert: Option<CertClient>,
+    accepted: Instant,
+    mut stop: watch::Receiver<()>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let _open = ctx.metrics.opened(listener);
     // From the accept, for the access log (`pipeline::handle`); an argument rather than a request
     // extension, which would allocate for every request.
     let peer = Some(peer);
-    let activity = Arc::new(Activity::new());
+    let activity = Arc::new(Activity::since(accepted));
     let io = TokioIo::new(Tracked::new(stream, activity.clone()));
     let svc = {
         let (ctx, activity) = (ctx.clone(), activity.clone());
@@ -88,7 +136,7 @@ pub(super) async fn serve(
                 let resp = if guard.ambiguous_length && has_transfer_encoding(&req) {
                     refuse_ambiguous(&ctx, listener, &req, peer)
                 } else {
-                    handle(&ctx, listener, req, peer).await
+                    handle(&ctx, listener, req, peer, cert).await
                 };
                 Ok::<_, Infallible>(resp.map(|body| ConnBody {
                     inner: body,
@@ -217,9 +265,10 @@ async fn handle(
     listener: Listener,
     req: Request<Incoming>,
     peer: Option<SocketAddr>,
+    cert: Option<CertClient>,
 ) -> Response<Body> {
     match listener {
-        Listener::Data => pipeline::handle(&ctx.gw, req, peer).await,
+        Listener::Data => pipeline::handle(&ctx.gw, req, peer, cert).await,
         Listener::Admin => admin::handle(&ctx.gw, req).await,
         Listener::Webhook => match &ctx.gw.webhooks {
             Some(hooks) => webhook::handle(hooks, req).await,
@@ -295,9 +344,15 @@ struct Activity {
 }
 
 impl Activity {
+    #[cfg(test)]
     fn new() -> Self {
+        Self::since(Instant::now())
+    }
+
+    /// `epoch`: the accept (before a TLS handshake, which spends the same head time).
+    fn since(epoch: Instant) -> Self {
         Self {
-            epoch: Instant::now(),
+            epoch,
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             idle_since: AtomicU64::new(0),
@@ -411,16 +466,16 @@ impl HttpBody for ConnBody {
 /// The accepted socket, telling [`Activity`] when bytes arrive between requests and scanning
 /// HTTP/1 heads for both framing headers.
 #[derive(Debug)]
-struct Tracked {
-    stream: TcpStream,
+struct Tracked<S> {
+    stream: S,
     activity: Arc<Activity>,
     scan: HeadScan,
     /// Bytes of the h2c preface matched so far; `None` once the connection is known HTTP/1.
     preface: Option<usize>,
 }
 
-impl Tracked {
-    fn new(stream: TcpStream, activity: Arc<Activity>) -> Self {
+impl<S> Tracked<S> {
+    fn new(stream: S, activity: Arc<Activity>) -> Self {
         Self {
             stream,
             activity,
@@ -452,7 +507,7 @@ impl Tracked {
     }
 }
 
-impl AsyncRead for Tracked {
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
@@ -464,7 +519,7 @@ impl AsyncRead for Tracked {
     }
 }
 
-impl AsyncWrite for Tracked {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
     }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod tls;
 pub mod webhook_load;
 
 use std::io::{BufRead, BufReader};
@@ -290,6 +291,11 @@ impl Held {
             tokio::time::timeout(Duration::from_secs(30), self.arrivals.recv()).await,
             Ok(Some(()))
         )
+    }
+
+    /// Whether a request head arrived that no `arrived` took yet, without waiting.
+    pub fn arrived_now(&mut self) -> bool {
+        self.arrivals.try_recv().is_ok()
     }
 
     /// Lets every held request, and every later one, have its answer.

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! request ─▶ caller_auth off ─────────────────────────────────────────────▶ anonymous
+//!         ─▶ the connection's verified certificate named a client (mTLS) ──────▶ client
 //!         ─▶ Proxy-Authorization: Bearer <key> ─▶ SHA-256 ─▶ one HashMap lookup ─▶ client
 //!              no header: anonymous (optional) or 401; malformed or unknown key: 401
 //!         ─▶ upstream in its list? method? path? ──── no: 403 ───────────────▶ (refused)
@@ -15,9 +16,15 @@
 //! presented key and one hash-map lookup whatever the number of clients. Without `[clients]`
 //! none of this exists (`Gateway::callers` is `None`).
 //!
+//! A client certificate is matched once per connection ([`Callers::client_of_cert`], called by
+//! the TLS accept), not per request; a certificate that names no client leaves the caller to
+//! identify itself with a key.
+//!
 //! - `key.rs`: reading `Proxy-Authorization: Bearer <key>`.
+//! - `cert.rs`: the names a client certificate offers (SANs, subject).
 //! - `limit.rs`: [`CallerLimit`], one client's share of one upstream.
 
+mod cert;
 mod key;
 mod limit;
 
@@ -48,6 +55,8 @@ pub(crate) struct Callers {
     /// closer to a key with that digest (a SHA-256 preimage). The digest is also what keeps the
     /// cost independent of the number of clients (one lookup), unlike comparing keys in turn.
     by_key: HashMap<KeyHash, usize>,
+    /// Certificate identity (`cert_san`, `cert_subject`) → index into `clients`.
+    by_cert: HashMap<ClientId, usize>,
     clients: Vec<ClientRuntime>,
     /// Upstream names by index, for `/status`.
     upstream_names: Vec<String>,
@@ -82,6 +91,11 @@ pub(crate) struct Caller<'g> {
     pub limits: Option<&'g CallerLimit>,
 }
 
+/// A client named by a connection's verified certificate (an index into the clients, valid for
+/// the `Callers` that made it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CertClient(usize);
+
 /// A caller that is no configured client.
 const ANONYMOUS_CALLER: Caller<'static> = Caller {
     name: Some(ANONYMOUS),
@@ -114,10 +128,12 @@ impl Callers {
             return Ok(None);
         }
         let mut by_key = HashMap::with_capacity(config.clients.len());
+        let mut by_cert = HashMap::new();
         let mut clients = Vec::with_capacity(config.clients.len());
         for (i, c) in config.clients.iter().enumerate() {
             match &c.id {
                 ClientId::Key(hash) => by_key.insert(*hash, i),
+                cert => by_cert.insert(cert.clone(), i),
             };
             let mut access = Vec::with_capacity(config.upstreams.len());
             for up in &config.upstreams {
@@ -150,17 +166,32 @@ impl Callers {
         Ok(Some(Self {
             mode: config.server.caller_auth,
             by_key,
+            by_cert,
             clients,
             upstream_names: config.upstreams.iter().map(|u| u.name.clone()).collect(),
         }))
     }
 
+    /// The client a verified client certificate names, if any: its SANs first, then its
+    /// subject. Once per TLS connection.
+    pub(crate) fn client_of_cert(&self, der: &[u8]) -> Option<CertClient> {
+        if self.by_cert.is_empty() {
+            return None;
+        }
+        cert::identities(der)
+            .iter()
+            .find_map(|id| self.by_cert.get(id))
+            .map(|&i| CertClient(i))
+    }
+
     /// Identifies the caller of a request routed to `upstream` and checks that it may send it.
-    /// A refusal comes with who was refused (a client's name, or anonymous), for the metrics
-    /// and the access log; no refusal or log line ever holds the key.
+    /// `cert` is the client the connection's certificate named; it wins over a key. A refusal
+    /// comes with who was refused (a client's name, or anonymous), for the metrics and the
+    /// access log; no refusal or log line ever holds the key.
     pub(crate) fn check(
         &self,
         headers: &HeaderMap,
+        cert: Option<CertClient>,
         upstream: usize,
         method: &Method,
         rest: &str,
@@ -168,6 +199,9 @@ impl Callers {
         let anonymous = ANONYMOUS_CALLER;
         if self.mode == CallerAuth::Off {
             return Ok(anonymous);
+        }
+        if let Some(CertClient(i)) = cert {
+            return self.allow(&self.clients[i], upstream, method, rest);
         }
         let hash = match key::presented(headers) {
             Presented::Nothing if self.mode == CallerAuth::Optional => return Ok(anonymous),
@@ -188,6 +222,18 @@ impl Callers {
                 GatewayError::Unauthorized("the caller key is not a configured client's"),
             ));
         };
+        self.allow(client, upstream, method, rest)
+    }
+
+    /// The ACL of an identified client.
+    fn allow<'a>(
+        &'a self,
+        client: &'a ClientRuntime,
+        upstream: usize,
+        method: &Method,
+        rest: &str,
+    ) -> Result<Caller<'a>, (Caller<'a>, GatewayError)> {
+        let anonymous = ANONYMOUS_CALLER;
         let Some(access) = client.access.get(upstream) else {
             // Routing only yields configured upstreams; refuse rather than trust that here.
             return Err((anonymous, GatewayError::Forbidden("no such upstream")));
@@ -306,7 +352,7 @@ upstreams = ["oas", "osigu"]
         method: Method,
         rest: &str,
     ) -> (u16, Option<String>) {
-        match c.check(&headers(key), up, &method, rest) {
+        match c.check(&headers(key), None, up, &method, rest) {
             Ok(who) => (200, who.name.map(str::to_owned)),
             Err((who, e)) => (e.status().as_u16(), who.name.map(str::to_owned)),
         }
