@@ -43,5 +43,5 @@ pub async fn token(gw: &Gateway, upstream: usize) -> Option<HeaderValue> {
 /// One pass through the upstream's pause check and rate limiter.
 pub async fn admit(gw: &Gateway, upstream: usize) -> Result<Duration, GatewayError> {
     let deadline = Instant::now() + Duration::from_secs(5);
-    gw.upstreams[upstream].admission.admit(deadline).await
+    gw.upstreams[upstream].admission.admit(deadline, None).await
 }

@@ -35,7 +35,7 @@ use tollgate_metrics::{Limited, UpstreamMetrics};
 
 use crate::config::{OnLimit, RateLimit, Upstream};
 use crate::error::GatewayError;
-use crate::shared::{SharedLimiter, SharedState, Verdict};
+use crate::shared::{SharedCell, SharedLimiter, SharedState, Verdict};
 
 /// `[shared]`: a pause with at most this left is waited out rather than answered with 429.
 const PAUSE_GRACE: Duration = Duration::from_millis(50);
@@ -77,6 +77,14 @@ struct SharedAdmission {
     limiter: Arc<SharedLimiter>,
     /// This replica's share of the rate limit, used while Redis is unavailable.
     degraded: Option<Rate>,
+}
+
+/// With `[shared]`, a client's share of an upstream as the upstream's admission takes it: its
+/// cell in the fleet's script, and this replica's part of it while Redis is unavailable.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientShare<'a> {
+    pub cell: &'a SharedCell,
+    pub degraded: &'a Rate,
 }
 
 /// A local GCRA limit and its arrival-order line; also the per-caller limits' (`callers/limit.rs`).
@@ -232,11 +240,21 @@ impl Admission {
     }
 
     /// Admits one attempt through the pause and the rate limit. Returns the time spent waiting.
-    pub async fn admit(&self, deadline: Instant) -> Result<Duration, GatewayError> {
+    ///
+    /// `client`: with `[shared]`, a client's share of this upstream, judged in the same script
+    /// call before the upstream's cell (without `[shared]` the pipeline checks a client's share
+    /// itself, and passes `None`). When that share is spent the answer is at once
+    /// `CallerRateLimited` with the wait, and nothing was taken: the caller waits for its share
+    /// by its own rules (`CallerLimit::wait_for_fleet`), then asks again.
+    pub async fn admit(
+        &self,
+        deadline: Instant,
+        client: Option<&ClientShare<'_>>,
+    ) -> Result<Duration, GatewayError> {
         if let Some(shared) = &self.shared {
             // Boxed so the local path's future does not grow by the shared one: the pipeline's
             // future is moved into hyper's connection slot for every request, so size is time.
-            return Box::pin(self.admit_shared(shared, deadline)).await;
+            return Box::pin(self.admit_shared(shared, deadline, client)).await;
         }
         self.admit_local(self.rate.as_ref(), deadline).await
     }
@@ -318,6 +336,7 @@ impl Admission {
         &self,
         shared: &SharedAdmission,
         deadline: Instant,
+        client: Option<&ClientShare<'_>>,
     ) -> Result<Duration, GatewayError> {
         let start = Instant::now();
         let queueing = self
@@ -330,9 +349,12 @@ impl Admission {
             Duration::ZERO
         } else {
             loop {
-                match self.ask(shared).await {
-                    None => return self.admit_local(shared.degraded.as_ref(), deadline).await,
+                match self.ask(shared, client).await {
+                    None => return self.admit_degraded(shared, deadline, client).await,
                     Some(Verdict::Admitted) => return Ok(start.elapsed()),
+                    Some(Verdict::Client { wait }) => {
+                        return Err(GatewayError::CallerRateLimited { retry_after: wait })
+                    }
                     // A pause about to end is waited out, not refused: the replica that saw the
                     // partner's answer writes the pause a moment after taking it, so its own retry
                     // can meet the last milliseconds of it in Redis.
@@ -374,14 +396,19 @@ impl Admission {
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
             }
-            wait = match self.ask(shared).await {
+            wait = match self.ask(shared, client).await {
                 Some(Verdict::Admitted) => return Ok(start.elapsed()),
                 Some(Verdict::Wait { wait, .. }) => wait,
+                // The client's share ran out while this request waited for the upstream's: it
+                // leaves the line to wait for its own.
+                Some(Verdict::Client { wait }) => {
+                    return Err(GatewayError::CallerRateLimited { retry_after: wait })
+                }
                 None => {
                     drop((turn, in_queue));
                     let waited = start.elapsed();
                     return self
-                        .admit_local(shared.degraded.as_ref(), deadline)
+                        .admit_degraded(shared, deadline, client)
                         .await
                         .map(|w| w + waited);
                 }
@@ -391,7 +418,7 @@ impl Admission {
 
     /// One question to Redis, unless this replica already knows of a pause. A pause learnt from
     /// Redis is kept locally, so this replica stops asking until it ends.
-    async fn ask(&self, shared: &SharedAdmission) -> Option<Verdict> {
+    async fn ask(&self, shared: &SharedAdmission, client: Option<&ClientShare<'_>>) -> Option<Verdict> {
         let paused = self.pause.remaining(Instant::now());
         if !paused.is_zero() {
             return Some(Verdict::Wait {
@@ -399,11 +426,27 @@ impl Admission {
                 paused: true,
             });
         }
-        let verdict = shared.limiter.check().await?;
+        let verdict = shared.limiter.check_with(client.map(|c| c.cell)).await?;
         if let Verdict::Wait { wait, paused: true } = verdict {
             self.pause_for(wait, "shared pause");
         }
         Some(verdict)
+    }
+
+    /// Redis is unavailable: this replica's share of the client's limit, then of the upstream's.
+    async fn admit_degraded(
+        &self,
+        shared: &SharedAdmission,
+        deadline: Instant,
+        client: Option<&ClientShare<'_>>,
+    ) -> Result<Duration, GatewayError> {
+        if let Some(client) = client {
+            client
+                .degraded
+                .check()
+                .map_err(|wait| GatewayError::CallerRateLimited { retry_after: wait })?;
+        }
+        self.admit_local(shared.degraded.as_ref(), deadline).await
     }
 
     fn reject(&self, retry_after: Duration) -> GatewayError {

@@ -220,7 +220,8 @@ async fn forward(
     let mut waited = queued - reading;
     // The client's share first, its slot and its first cell: a client over its share waits (or is
     // refused) without holding one of the partner's slots or spending any of its budget. The time
-    // it waits is in `entered - queued` below.
+    // it waits is in `entered - queued` below. With `[shared]` the client's cell is judged with the
+    // upstream's, in one script call per attempt (`fleet_share`).
     let _client_slot = match caller_limits {
         Some(limits) => {
             let slot = limits.enter(deadline).await?;
@@ -229,7 +230,8 @@ async fn forward(
         }
         None => None,
     };
-    let _slot = up.admission.enter(deadline).await?;
+    let fleet_share = caller_limits.and_then(CallerLimit::fleet);
+    let mut slot = Some(up.admission.enter(deadline).await?);
     let entered = Instant::now();
     waited += entered - queued;
     let policy = retry::Request::new(&parts.method, &parts.headers, body.replayable());
@@ -238,9 +240,11 @@ async fn forward(
 
     let mut attempt_no = 1;
     let mut replayed = false;
-    // The first attempt's client cell was taken above; a 401 replay is Tollgate's own doing and
-    // is not charged to the client either.
-    let mut client_cell_due = false;
+    // The first attempt's local client cell was taken above (the fleet's is taken with the
+    // upstream's); a 401 replay is Tollgate's own doing and is not charged to the client either.
+    let mut client_cell_due = fleet_share.is_some();
+    // When the fleet first refused this request's client share: its `max_wait` counts from there.
+    let mut share_refused: Option<tokio::time::Instant> = None;
     // The previous attempt's result, answered if the limit refuses the next attempt.
     let mut last: Option<Result<(Response<Body>, Duration), Failure>> = None;
     loop {
@@ -252,10 +256,25 @@ async fn forward(
                 Err(refused) => return last.map_or(Err(refused), |l| l.map_err(|f| f.error)),
             }
         }
+        let share = fleet_share.filter(|_| client_cell_due);
         client_cell_due = true;
-        match up.admission.admit(deadline).await {
-            Ok(wait) => waited += wait,
-            Err(refused) => return last.map_or(Err(refused), |l| l.map_err(|f| f.error)),
+        let admitted = up.admission.admit(deadline, share.as_ref()).await;
+        match (admitted, caller_limits) {
+            (Ok(wait), _) => waited += wait,
+            (Err(GatewayError::CallerRateLimited { retry_after }), Some(limits)) if share.is_some() => {
+                // The client's fleet-wide share is spent: wait for it without holding one of
+                // the partner's slots, then take a slot and ask again.
+                drop(slot.take());
+                let first = share_refused.is_none();
+                let since = *share_refused.get_or_insert_with(tokio::time::Instant::now);
+                match limits.wait_for_fleet(retry_after, since, first, deadline).await {
+                    Ok(wait) => waited += wait,
+                    Err(refused) => return last.map_or(Err(refused), |l| l.map_err(|f| f.error)),
+                }
+                slot = Some(up.admission.enter(deadline).await?);
+                continue;
+            }
+            (Err(refused), _) => return last.map_or(Err(refused), |l| l.map_err(|f| f.error)),
         }
         drop(last.take());
         let mut attempt_headers = match headers.take() {

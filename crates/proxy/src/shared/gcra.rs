@@ -5,6 +5,10 @@
 //! costs one round trip. The limit has the same shape as the local one (`limit::quota`): `burst`
 //! back to back, then one per emission interval.
 //!
+//! A client's share of an upstream (`[clients.NAME.limits.UPSTREAM]`) is a [`SharedCell`] passed
+//! to the upstream's check: both cells are judged and spent in the same call, so a limited client
+//! costs no extra round trip.
+//!
 //! The script never reserves: a refused request is told how long to wait, waits locally, then asks
 //! again. That keeps Redis free of queue state a dead replica could leave behind.
 
@@ -29,16 +33,50 @@ pub enum Verdict {
         wait: Duration,
         paused: bool,
     },
+    /// The client's share (the [`SharedCell`] passed along) is spent: nothing was taken from
+    /// the upstream's budget.
+    Client {
+        wait: Duration,
+    },
+}
+
+/// One GCRA state in Redis: its key and its shape (`limit::quota`).
+#[derive(Debug)]
+pub struct SharedCell {
+    key: String,
+    interval_us: u64,
+    tolerance_us: u64,
+}
+
+impl SharedCell {
+    /// `limit: None`: no rate limit (every check admits).
+    pub fn new(key: String, limit: Option<&RateLimit>) -> Self {
+        let (interval_us, tolerance_us) = limit.map_or((0, 0), |l| {
+            let q = crate::limit::quota(l);
+            let interval = u64::try_from(q.replenish_interval().as_micros())
+                .unwrap_or(u64::MAX)
+                .max(1);
+            (interval, interval * u64::from(q.burst_size().get() - 1))
+        });
+        Self {
+            key,
+            interval_us,
+            tolerance_us,
+        }
+    }
+
+    /// The emission interval (zero without a rate limit).
+    pub fn interval(&self) -> Duration {
+        Duration::from_micros(self.interval_us)
+    }
 }
 
 /// One limiter state in Redis: an upstream's rate limit (with its pause), or its token limit.
 #[derive(Debug)]
 pub struct SharedLimiter {
     state: Arc<SharedState>,
-    key: String,
+    cell: SharedCell,
     pause_key: Option<String>,
-    interval_us: u64,
-    tolerance_us: u64,
 }
 
 impl SharedLimiter {
@@ -49,49 +87,50 @@ impl SharedLimiter {
         pause_key: Option<String>,
         limit: Option<&RateLimit>,
     ) -> Self {
-        let (interval_us, tolerance_us) = limit.map_or((0, 0), |l| {
-            let q = crate::limit::quota(l);
-            let interval = u64::try_from(q.replenish_interval().as_micros())
-                .unwrap_or(u64::MAX)
-                .max(1);
-            (interval, interval * u64::from(q.burst_size().get() - 1))
-        });
         Self {
             state,
-            key,
+            cell: SharedCell::new(key, limit),
             pause_key,
-            interval_us,
-            tolerance_us,
         }
     }
 
     /// The emission interval (zero without a rate limit).
     pub fn interval(&self) -> Duration {
-        Duration::from_micros(self.interval_us)
+        self.cell.interval()
     }
 
     /// Asks Redis; `None` when Redis is unavailable (the caller degrades to its local limiter).
     pub async fn check(&self) -> Option<Verdict> {
-        let (admitted, wait_us, paused): (i64, i64, i64) = self
+        self.check_with(None).await
+    }
+
+    /// [`check`](Self::check) with a client's share of this limit judged first, in the same
+    /// call. Only an upstream limiter (one with a pause key) takes a client's share.
+    pub async fn check_with(&self, client: Option<&SharedCell>) -> Option<Verdict> {
+        let (admitted, wait_us, why): (i64, i64, i64) = self
             .state
             .call(RedisOp::Admit, |mut c| async move {
-                let mut call = ADMIT.key(&self.key);
+                let mut call = ADMIT.key(&self.cell.key);
+                call.arg(self.cell.interval_us).arg(self.cell.tolerance_us);
                 if let Some(p) = &self.pause_key {
                     call.key(p);
+                    if let Some(client) = client {
+                        call.key(&client.key)
+                            .arg(client.interval_us)
+                            .arg(client.tolerance_us);
+                    }
                 }
-                call.arg(self.interval_us)
-                    .arg(self.tolerance_us)
-                    .invoke_async(&mut c)
-                    .await
+                call.invoke_async(&mut c).await
             })
             .await?;
-        Some(if admitted == 1 {
-            Verdict::Admitted
-        } else {
-            Verdict::Wait {
-                wait: Duration::from_micros(u64::try_from(wait_us).unwrap_or(0).max(1)),
-                paused: paused == 1,
-            }
+        let wait = Duration::from_micros(u64::try_from(wait_us).unwrap_or(0).max(1));
+        Some(match (admitted, why) {
+            (1, _) => Verdict::Admitted,
+            (_, 2) => Verdict::Client { wait },
+            (_, why) => Verdict::Wait {
+                wait,
+                paused: why == 1,
+            },
         })
     }
 

@@ -35,7 +35,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::Notify;
 use tollgate_metrics::{RedisOp, SharedMetrics};
 
-pub use gcra::{SharedLimiter, Verdict};
+pub use gcra::{SharedCell, SharedLimiter, Verdict};
 pub use health::SharedStatus;
 pub use token::SharedToken;
 

@@ -9,9 +9,12 @@
 //! - `rate_limit`: GCRA on governor with the same quota shape (`limit::quota`), checked on every
 //!   attempt before the upstream's limit; `reject` answers 429 at once, `queue` waits in arrival
 //!   order and refuses up front a wait that would exceed `max_wait`.
-//! - With `[shared]`, the rate limit is the fleet's: the same GCRA script as the upstream limit
-//!   (`shared::gcra`, no pause key) under `<prefix>client-rate:<client>:<upstream>:<env>`, so a
-//!   limited client costs one more Redis round trip per attempt; while Redis is unavailable each
+//! - With `[shared]`, the rate limit is the fleet's: a [`SharedCell`] under
+//!   `<prefix>client-rate:<client>:<upstream>:<env>` that the upstream's admission judges in its
+//!   own script call, before the upstream's cell (one round trip for both; a refused client
+//!   spends nothing of the partner's budget). When the share is spent the pipeline lets go of
+//!   the upstream's slot and waits here ([`CallerLimit::wait_for_fleet`]: `reject` answers 429 at
+//!   once, `queue` waits within `max_wait`), then asks again. While Redis is unavailable each
 //!   replica keeps `1/replicas` of the client's budget, as for the upstream's.
 //!
 //! A request a client limit holds is counted `scope="client"` under the client's name.
@@ -28,8 +31,8 @@ use tollgate_metrics::{ClientLimited, ClientMetrics};
 use crate::config::clients::ClientLimits;
 use crate::config::OnLimit;
 use crate::error::GatewayError;
-use crate::limit::{InQueue, Rate, RateLimitStatus};
-use crate::shared::{SharedLimiter, SharedState, Verdict};
+use crate::limit::{ClientShare, InQueue, Rate, RateLimitStatus};
+use crate::shared::{SharedCell, SharedState};
 
 /// A client's limits on one upstream.
 #[derive(Debug)]
@@ -37,19 +40,13 @@ pub(crate) struct CallerLimit {
     slots: Option<Arc<Semaphore>>,
     max_concurrency: u32,
     rate: Option<Rate>,
-    /// `[shared]` with a rate limit: the fleet's limiter and this replica's share.
-    shared: Option<Shared>,
+    /// `[shared]` with a rate limit: the fleet's cell and this replica's share of it.
+    fleet: Option<(SharedCell, Rate)>,
     /// How long a request may wait for a slot or a cell.
     max_wait: Duration,
     /// Requests in line for a cell right now.
     queued: AtomicUsize,
     metrics: ClientMetrics,
-}
-
-#[derive(Debug)]
-struct Shared {
-    limiter: SharedLimiter,
-    degraded: Rate,
 }
 
 /// A concurrency slot of the client's share, released on drop; `None` inside when the client
@@ -79,16 +76,14 @@ impl CallerLimit {
         shared: Option<&Arc<SharedState>>,
     ) -> Self {
         let (client, upstream, env) = names;
-        let shared = match (shared, limits.rate_limit) {
-            (Some(state), Some(limit)) => Some(Shared {
-                limiter: SharedLimiter::new(
-                    state.clone(),
+        let fleet = match (shared, limits.rate_limit) {
+            (Some(state), Some(limit)) => Some((
+                SharedCell::new(
                     state.key(&format!("client-rate:{client}"), upstream, env),
-                    None,
                     Some(&limit),
                 ),
-                degraded: Rate::new(state.share_of(&limit)),
-            }),
+                Rate::new(state.share_of(&limit)),
+            )),
             _ => None,
         };
         let max_concurrency = limits.max_concurrency.map_or(0, |n| n.get());
@@ -99,7 +94,7 @@ impl CallerLimit {
             max_concurrency,
             max_wait: limits.rate_limit.map_or(request_timeout, |r| r.max_wait),
             rate: limits.rate_limit.map(Rate::new),
-            shared,
+            fleet,
             queued: AtomicUsize::new(0),
             metrics,
         }
@@ -128,15 +123,49 @@ impl CallerLimit {
         .await
     }
 
-    /// Admits one attempt through the client's rate limit; returns the time spent waiting.
+    /// Admits one attempt through the client's rate limit on this replica; returns the time
+    /// spent waiting. With `[shared]` this admits at once: the fleet's share is judged with the
+    /// upstream's cell ([`Self::fleet`]).
     pub(crate) async fn admit(&self, deadline: Instant) -> Result<Duration, GatewayError> {
         let Some(rate) = &self.rate else {
             return Ok(Duration::ZERO);
         };
-        if let Some(shared) = &self.shared {
-            return Box::pin(self.admit_shared(rate, shared, deadline)).await;
+        if self.fleet.is_some() {
+            return Ok(Duration::ZERO);
         }
         self.admit_local(rate, deadline).await
+    }
+
+    /// With `[shared]` and a rate limit: the share the upstream's admission judges in its own
+    /// script call.
+    pub(crate) fn fleet(&self) -> Option<ClientShare<'_>> {
+        self.fleet
+            .as_ref()
+            .map(|(cell, degraded)| ClientShare { cell, degraded })
+    }
+
+    /// The fleet's share (or this replica's part of it, Redis being down) is spent for `wait`:
+    /// refuses (`reject`, or past `max_wait` counted from `since`, the first refusal), or waits
+    /// it out. `first`: the first refusal of this request, counted as queued once.
+    pub(crate) async fn wait_for_fleet(
+        &self,
+        wait: Duration,
+        since: Instant,
+        first: bool,
+        deadline: Instant,
+    ) -> Result<Duration, GatewayError> {
+        let Some(rate) = &self.rate else {
+            return Err(self.reject(wait));
+        };
+        let until = deadline.min(since + rate.config.max_wait);
+        if rate.config.on_limit == OnLimit::Reject || Instant::now() + wait > until {
+            return Err(self.reject(wait));
+        }
+        if first {
+            self.metrics.limited(ClientLimited::Queued);
+        }
+        tokio::time::sleep(wait).await;
+        Ok(wait)
     }
 
     /// `rate` is the configured limit, or this replica's share while Redis is unavailable.
@@ -174,64 +203,6 @@ impl CallerLimit {
                 Err(wait) if now + wait > until => return Err(self.reject(wait)),
                 Err(wait) => tokio::time::sleep(wait).await,
             }
-        }
-    }
-
-    /// The fleet's limit in Redis; the same answers as `admit_local`, the wait named by the
-    /// script. Only the head of this replica's line asks again.
-    async fn admit_shared(
-        &self,
-        rate: &Rate,
-        shared: &Shared,
-        deadline: Instant,
-    ) -> Result<Duration, GatewayError> {
-        let start = Instant::now();
-        let queueing = rate.config.on_limit == OnLimit::Queue;
-        let first = if queueing && self.queued.load(Ordering::Acquire) > 0 {
-            Duration::ZERO
-        } else {
-            match shared.limiter.check().await {
-                None => return self.admit_local(&shared.degraded, deadline).await,
-                Some(Verdict::Admitted) => return Ok(start.elapsed()),
-                Some(Verdict::Wait { wait, .. }) => wait,
-            }
-        };
-        if !queueing {
-            return Err(self.reject(first));
-        }
-        let until = deadline.min(start + rate.config.max_wait);
-        let interval = shared.limiter.interval();
-        let ahead = self.queued.fetch_add(1, Ordering::AcqRel);
-        let in_queue = InQueue(&self.queued);
-        // A lower bound: other replicas compete for the same cells.
-        let estimate = first + interval.saturating_mul(u32::try_from(ahead).unwrap_or(u32::MAX));
-        if start + estimate > until {
-            return Err(self.reject(estimate.max(interval)));
-        }
-        self.metrics.limited(ClientLimited::Queued);
-        let Ok(turn) = tokio::time::timeout_at(until, rate.line.lock()).await else {
-            return Err(self.reject(interval));
-        };
-        let mut wait = first;
-        loop {
-            if Instant::now() + wait > until {
-                return Err(self.reject(wait));
-            }
-            if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
-            }
-            wait = match shared.limiter.check().await {
-                Some(Verdict::Admitted) => return Ok(start.elapsed()),
-                Some(Verdict::Wait { wait, .. }) => wait,
-                None => {
-                    drop((turn, in_queue));
-                    let waited = start.elapsed();
-                    return self
-                        .admit_local(&shared.degraded, deadline)
-                        .await
-                        .map(|w| w + waited);
-                }
-            };
         }
     }
 
