@@ -38,6 +38,7 @@
 mod client;
 mod connections;
 mod labels;
+mod reload;
 mod shared;
 mod upstream;
 mod webhook;
@@ -48,6 +49,7 @@ use prometheus::{
 
 pub use client::{ClientLimited, ClientMetrics, ANONYMOUS as ANONYMOUS_CLIENT};
 pub use connections::{ConnectionMetrics, Listener, OpenGuard, Rejected};
+pub use reload::ReloadMetrics;
 pub use shared::{RedisOp, SharedMetrics};
 pub use upstream::{
     ErrorKind, InflightGuard, Limited, RetryReason, RewriteSkip, TokenFailure, UpstreamMetrics,
@@ -96,6 +98,7 @@ pub struct Metrics {
     webhook_dead: IntGaugeVec,
     webhook_oldest_age: GaugeVec,
     connections: ConnectionMetrics,
+    reloads: ReloadMetrics,
     /// `tollgate_requests_total` and `tollgate_rate_limited_total` carry a `client` label.
     client_label: bool,
     /// For `tollgate_build_info`, kept so [`Metrics::with_client_label`] can rebuild.
@@ -319,6 +322,7 @@ impl Metrics {
         );
         let connections =
             ConnectionMetrics::resolve(&rejected_connections, &open_connections, &accept_errors);
+        let reloads = ReloadMetrics::register(&registry);
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "tollgate_build_info",
@@ -363,6 +367,7 @@ impl Metrics {
             webhook_dead,
             webhook_oldest_age,
             connections,
+            reloads,
             client_label,
             version: version.to_owned(),
         }
@@ -390,6 +395,11 @@ impl Metrics {
     /// The connection-level handles (resolved with the registry; this only clones them).
     pub fn connections(&self) -> ConnectionMetrics {
         self.connections.clone()
+    }
+
+    /// The config-reload handles.
+    pub fn reloads(&self) -> ReloadMetrics {
+        self.reloads.clone()
     }
 
     /// Resolves every child for one webhook. Call once per configured webhook at start-up.

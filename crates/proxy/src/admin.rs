@@ -1,5 +1,6 @@
-//! The admin listener: `/healthz`, `/readyz`, `/status`, `/metrics`, and the webhook
-//! dead-letter API under `/webhooks/` (see `webhook/admin.rs`).
+//! The admin listener: `/healthz`, `/readyz`, `/status`, `/metrics`, `POST /reload` (the config
+//! file read again: `reload.rs`), and the webhook dead-letter API under `/webhooks/` (see
+//! `webhook/admin.rs`).
 //!
 //! It is a separate listener so that nothing on the data plane can reach it through a route.
 
@@ -67,15 +68,22 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
         }
         return error_response(&GatewayError::NoRoute, None, "-");
     }
+    if req.uri().path() == "/reload" {
+        if req.method() != http::Method::POST {
+            return error_response(&GatewayError::MethodNotAllowed("POST"), None, "-");
+        }
+        return reload(gw).await;
+    }
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" if gw.is_ready() => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         "/status" => {
+            let rt = gw.runtime();
             let status = Status {
                 ready: gw.is_ready(),
                 shared: gw.shared_status(),
-                upstreams: gw
+                upstreams: rt
                     .upstreams
                     .iter()
                     .map(|rt| {
@@ -95,8 +103,8 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
                     Some(hooks) => crate::webhook::status(hooks).await,
                     None => Vec::new(),
                 },
-                caller_auth: gw.callers.as_ref().map(|c| c.mode().as_str()),
-                clients: gw.callers.as_ref().map(|c| c.status()).unwrap_or_default(),
+                caller_auth: rt.callers.as_ref().map(|c| c.mode().as_str()),
+                clients: rt.callers.as_ref().map(|c| c.status()).unwrap_or_default(),
             };
             let mut resp = Response::new(full(serde_json::to_vec_pretty(&status).expect("plain data")));
             resp.headers_mut()
@@ -113,6 +121,33 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
         }
         _ => error_response(&GatewayError::NoRoute, None, "-"),
     }
+}
+
+/// `POST /reload`: 200 with what changed, or the reason nothing did (the key path `tollgate
+/// check` names: 422; not started from a file: 409).
+async fn reload(gw: &Gateway) -> Response<Body> {
+    let (status, body) = match gw.reload().await {
+        Ok(report) => (
+            StatusCode::OK,
+            serde_json::json!({ "reloaded": true, "report": report }),
+        ),
+        Err(e) => {
+            let status = match e {
+                crate::reload::ReloadError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                crate::reload::ReloadError::NoSource => StatusCode::CONFLICT,
+                crate::reload::ReloadError::Build(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            (
+                status,
+                serde_json::json!({ "reloaded": false, "error": e.to_string() }),
+            )
+        }
+    };
+    let mut resp = Response::new(full(serde_json::to_vec_pretty(&body).expect("plain data")));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {

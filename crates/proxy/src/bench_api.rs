@@ -14,7 +14,7 @@ use crate::{headers, route};
 
 /// Longest-prefix match and path normalisation: the upstream index and the rest of the path.
 pub fn route<'p>(gw: &Gateway, path: &'p str) -> Option<(usize, Cow<'p, str>)> {
-    let (idx, rest) = gw.routes.find(path)?;
+    let (idx, rest) = gw.runtime().routes.find(path)?;
     Some((idx, route::normalise(rest).ok()?))
 }
 
@@ -27,7 +27,7 @@ pub fn upstream_headers(
 ) -> Result<HeaderMap, GatewayError> {
     headers::upstream_request_headers_with(
         caller,
-        &gw.upstreams[upstream].injected,
+        &gw.runtime().upstreams[upstream].injected,
         request_id,
         gw.config().server.underscore_headers,
     )
@@ -35,7 +35,7 @@ pub fn upstream_headers(
 
 /// The upstream's current token header value (fetched first when none is held).
 pub async fn token(gw: &Gateway, upstream: usize) -> Option<HeaderValue> {
-    let creds = gw.upstreams[upstream].credentials.as_ref()?;
+    let creds = gw.runtime().upstreams[upstream].credentials.clone()?;
     let deadline = Instant::now() + Duration::from_secs(5);
     creds.get(deadline).await.ok().map(|(t, _)| t.header.clone())
 }
@@ -43,5 +43,8 @@ pub async fn token(gw: &Gateway, upstream: usize) -> Option<HeaderValue> {
 /// One pass through the upstream's pause check and rate limiter.
 pub async fn admit(gw: &Gateway, upstream: usize) -> Result<Duration, GatewayError> {
     let deadline = Instant::now() + Duration::from_secs(5);
-    gw.upstreams[upstream].admission.admit(deadline, None).await
+    gw.runtime().upstreams[upstream]
+        .admission
+        .admit(deadline, None)
+        .await
 }

@@ -1,10 +1,18 @@
-//! The gateway's runtime state, built once from a validated config: routes, one client and one set
+//! The gateway's runtime state, built from a validated config: routes, one client and one set
 //! of prepared headers and metric handles per upstream, and the callers (`[clients]`).
+//!
+//! What a config makes of the request path is one [`Runtime`], held in an `ArcSwap`: each request
+//! takes the runtime in force when it arrives and keeps it to the end, and a reload (`reload.rs`)
+//! swaps in a new one, built with the state worth keeping (tokens, limiter state, pools) taken
+//! over from the old. What lives for the whole process (metrics, Redis, the webhook store and
+//! workers, the listener's TLS) sits beside it.
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwap;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Uri};
 use tollgate_metrics::{Metrics, UpstreamMetrics};
@@ -14,6 +22,7 @@ use crate::credentials::TokenCache;
 use crate::forward::UpstreamClient;
 use crate::headers::Injected;
 use crate::limit::Admission;
+use crate::pipeline::callers::Callers;
 use crate::route::Routes;
 use crate::server::tls::TlsListener;
 use crate::shared::SharedState;
@@ -21,23 +30,36 @@ use crate::shared::SharedState;
 /// Everything the request path needs, shared by all connections.
 #[derive(Debug)]
 pub struct Gateway {
-    pub(crate) config: Config,
-    pub(crate) routes: Routes,
-    pub(crate) upstreams: Vec<UpstreamRuntime>,
+    /// The config in force and what it made; swapped whole by a reload.
+    runtime: ArcSwap<Runtime>,
     pub(crate) metrics: Metrics,
-    /// Handles for requests that match no route (`upstream="none"`).
-    pub(crate) unrouted: UpstreamMetrics,
     /// `/readyz`: true while the listeners accept, false again once shutdown starts.
     pub(crate) ready: AtomicBool,
     /// `[shared]`: the fleet's state in Redis; `None` keeps everything local.
     pub(crate) shared: Option<Arc<SharedState>>,
     /// `[webhooks]`: inbound events, their store and delivery workers; `None` without webhooks.
     pub(crate) webhooks: Option<crate::webhook::Webhooks>,
-    /// `[clients]`: caller keys, ACLs and per-client limits; `None` without clients (sidecar use:
-    /// every caller is served, and no metric has a `client` label).
-    pub(crate) callers: Option<crate::pipeline::callers::Callers>,
     /// `server.tls`: the data listener's certificate in force; `None`: plain HTTP.
     pub(crate) tls: Option<Arc<TlsListener>>,
+    /// The token refreshers running, one per token cache in force.
+    refreshers: Mutex<Vec<(Arc<TokenCache>, tokio::task::JoinHandle<()>)>>,
+    /// The config file a reload reads again; `None`: built from text (tests, the demo).
+    source: Option<PathBuf>,
+    /// One reload at a time: SIGHUP and `POST /reload` may race.
+    pub(crate) reloading: tokio::sync::Mutex<()>,
+}
+
+/// What one config makes of the request path. A request holds the one it arrived under.
+#[derive(Debug)]
+pub(crate) struct Runtime {
+    pub config: Arc<Config>,
+    pub routes: Routes,
+    pub upstreams: Vec<UpstreamRuntime>,
+    /// Handles for requests that match no route (`upstream="none"`).
+    pub unrouted: UpstreamMetrics,
+    /// `[clients]`: caller keys, ACLs and per-client limits; `None` without clients (sidecar use:
+    /// every caller is served, and no metric has a `client` label).
+    pub callers: Option<Callers>,
 }
 
 /// One upstream, ready to forward to.
@@ -50,11 +72,13 @@ pub(crate) struct UpstreamRuntime {
     /// `base_url`'s path without its trailing `/`.
     base_path: String,
     pub injected: Injected,
-    /// Concurrency, rate limit and pause for this upstream.
-    pub admission: Admission,
+    /// Concurrency, rate limit and pause for this upstream; kept across a reload that leaves
+    /// its limits alone.
+    pub admission: Arc<Admission>,
     /// Retries may add at most 20% to first tries over 10 s, with a floor of 3 per second.
-    pub budget: crate::retry::Budget,
-    /// The token, for upstreams with `oauth2_client_credentials` or `jwt_login`.
+    pub budget: Arc<crate::retry::Budget>,
+    /// The token, for upstreams with `oauth2_client_credentials` or `jwt_login`; kept across a
+    /// reload that leaves its credentials alone.
     pub credentials: Option<Arc<TokenCache>>,
     /// Where the token goes (`Authorization` unless `inject_header` says otherwise).
     pub token_header: Option<http::HeaderName>,
@@ -81,17 +105,7 @@ impl Gateway {
             .as_ref()
             .map(|s| SharedState::new(s, metrics.shared()))
             .transpose()?;
-        let mut upstreams = Vec::with_capacity(config.upstreams.len());
-        for up in &config.upstreams {
-            upstreams.push(UpstreamRuntime::new(
-                up,
-                &metrics,
-                config.server.public_url.as_ref(),
-                shared.as_ref(),
-            )?);
-        }
         let webhooks = crate::webhook::Webhooks::new(&config, &metrics, shared.as_ref())?;
-        let callers = crate::pipeline::callers::Callers::new(&config, &metrics, shared.as_ref())?;
         let tls = config
             .server
             .tls
@@ -99,33 +113,45 @@ impl Gateway {
             .map(|t| TlsListener::new(t).map(Arc::new))
             .transpose()
             .map_err(|e| e.to_string())?;
-        Ok(Self {
-            tls,
+        let runtime = Runtime::build(config, &metrics, shared.as_ref(), None)?;
+        let gw = Self {
+            runtime: ArcSwap::from_pointee(runtime),
             webhooks,
-            callers,
-            routes: Routes::new(config.upstreams.iter().map(|u| u.prefix.as_str())),
-            unrouted: metrics.upstream("none", "none"),
-            upstreams,
+            tls,
             metrics,
-            config,
             ready: AtomicBool::new(false),
             shared,
-        })
+            refreshers: Mutex::new(Vec::new()),
+            source: None,
+            reloading: tokio::sync::Mutex::new(()),
+        };
+        crate::reload::loaded_at_start(&gw);
+        Ok(gw)
+    }
+
+    /// The config file a reload reads again (`tollgate run` sets it).
+    pub fn with_source(mut self, path: PathBuf) -> Self {
+        self.source = Some(path);
+        self
+    }
+
+    pub(crate) fn source(&self) -> Option<&std::path::Path> {
+        self.source.as_deref()
     }
 
     /// Checks, before serving, what only a live dependency can tell (the Redis version behind
     /// `webhook_durability = "aof"`). `tollgate run` stops with this error.
     pub async fn preflight(&self) -> Result<(), String> {
         match &self.webhooks {
-            Some(hooks) => hooks.preflight(&self.config).await,
+            Some(hooks) => hooks.preflight(&self.runtime().config).await,
             None => Ok(()),
         }
     }
 
-    /// SIGHUP: re-reads the data listener's certificate, key and client CA as `config` (the
-    /// config file, read again) names them. Only `server.tls` is applied; turning TLS on or off
-    /// changes the listener and needs a restart. `Ok(false)`: there is no TLS to re-read.
-    pub fn reload_tls(&self, config: &Config) -> Result<bool, ConfigError> {
+    /// Re-reads the data listener's certificate, key and client CA as `config` names them.
+    /// Turning TLS on or off changes the listener and needs a restart. `Ok(false)`: there is no
+    /// TLS to re-read.
+    pub(crate) fn reload_tls(&self, config: &Config) -> Result<bool, ConfigError> {
         match (&self.tls, &config.server.tls) {
             (None, None) => Ok(false),
             (Some(listener), Some(tls)) => listener.reload(tls).map(|()| true),
@@ -136,8 +162,19 @@ impl Gateway {
         }
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The runtime in force: what a request arriving now is served with.
+    pub(crate) fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// Puts `next` in force; requests already holding the old runtime finish with it.
+    pub(crate) fn swap(&self, next: Runtime) {
+        self.runtime.store(Arc::new(next));
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.runtime().config.clone()
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -172,27 +209,104 @@ impl Gateway {
         self.shared.as_ref().map(|s| s.status())
     }
 
-    /// Starts each token cache's refresher: tokens are fetched at start-up (warm start), then kept
+    /// Runs one refresher per token cache in force and stops the ones no longer in force:
+    /// tokens are fetched at start-up (warm start) and for upstreams a reload added, then kept
     /// fresh. A failing upstream never blocks the others: each refresher is its own task.
-    pub(crate) fn start_refreshers(&self) -> Vec<tokio::task::JoinHandle<()>> {
-        self.upstreams
+    pub(crate) fn sync_refreshers(&self) {
+        let runtime = self.runtime();
+        let wanted: Vec<&Arc<TokenCache>> = runtime
+            .upstreams
             .iter()
-            .filter_map(|u| u.credentials.clone())
-            .map(|c| tokio::spawn(c.run_refresher()))
-            .collect()
+            .filter_map(|u| u.credentials.as_ref())
+            .collect();
+        let mut running = self.refreshers.lock().unwrap_or_else(|p| p.into_inner());
+        running.retain(|(cache, task)| {
+            let keep = wanted.iter().any(|w| Arc::ptr_eq(w, cache));
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for cache in wanted {
+            if !running.iter().any(|(c, _)| Arc::ptr_eq(c, cache)) {
+                running.push((cache.clone(), tokio::spawn(cache.clone().run_refresher())));
+            }
+        }
+    }
+
+    /// At shutdown.
+    pub(crate) fn stop_refreshers(&self) {
+        for (_, task) in self
+            .refreshers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+}
+
+impl Runtime {
+    /// What `config` makes of the request path. `previous`: the runtime a reload replaces; each
+    /// upstream takes over what it may of the same-named old one (`UpstreamRuntime::new`), and
+    /// the clients their unchanged shares.
+    pub(crate) fn build(
+        config: Config,
+        metrics: &Metrics,
+        shared: Option<&Arc<SharedState>>,
+        previous: Option<&Runtime>,
+    ) -> Result<Self, String> {
+        let mut upstreams = Vec::with_capacity(config.upstreams.len());
+        for up in &config.upstreams {
+            let old = previous.and_then(|p| p.upstreams.iter().find(|o| o.cfg.name == up.name));
+            upstreams.push(UpstreamRuntime::new(
+                up,
+                metrics,
+                config.server.public_url.as_ref(),
+                shared,
+                old,
+            )?);
+        }
+        let callers = Callers::new(
+            &config,
+            metrics,
+            shared,
+            previous.and_then(|p| p.callers.as_ref()),
+        )?;
+        Ok(Self {
+            routes: Routes::new(config.upstreams.iter().map(|u| u.prefix.as_str())),
+            unrouted: metrics.upstream("none", "none"),
+            upstreams,
+            callers,
+            config: Arc::new(config),
+        })
     }
 }
 
 impl UpstreamRuntime {
+    /// `old`: the same-named upstream of the runtime a reload replaces. Its connection pool is
+    /// kept when the network settings are the same, its token cache when the credentials (and
+    /// what fetching them needs) are too, and its admission when the limits are; a changed limit
+    /// starts drained (`Rate::drained`) and the partner's pause carries over.
     fn new(
         cfg: &Upstream,
         metrics: &Metrics,
         public_url: Option<&url::Url>,
         shared: Option<&Arc<SharedState>>,
+        old: Option<&UpstreamRuntime>,
     ) -> Result<Self, String> {
         let base = &cfg.target.base_url;
-        let client = UpstreamClient::new(&cfg.target, cfg.connect_timeout)
-            .map_err(|e| format!("upstreams.{}.{}: {e}", cfg.name, cfg.environment))?;
+        let same_network = old.filter(|o| {
+            o.cfg.target.base_url == cfg.target.base_url
+                && o.cfg.target.ca_file == cfg.target.ca_file
+                && o.cfg.connect_timeout == cfg.connect_timeout
+        });
+        let client = match same_network {
+            Some(o) => o.client.clone(),
+            None => UpstreamClient::new(&cfg.target, cfg.connect_timeout)
+                .map_err(|e| format!("upstreams.{}.{}: {e}", cfg.name, cfg.environment))?,
+        };
         let host = base.host_str().expect("validated: base_url has a host");
         let authority = match base.port() {
             Some(port) => format!("{host}:{port}"),
@@ -207,20 +321,40 @@ impl UpstreamRuntime {
             injected.reserved.push(inject.header.clone());
         }
         let upstream_metrics = metrics.upstream(&cfg.name, cfg.environment.as_str());
-        let credentials = TokenCache::new(
-            (&cfg.name, cfg.environment.as_str()),
-            &cfg.target.auth,
-            client.clone(),
-            cfg.request_timeout,
-            upstream_metrics.clone(),
-            shared,
-        );
+        let same_credentials = same_network.filter(|o| {
+            o.cfg.environment == cfg.environment
+                && o.cfg.target.auth == cfg.target.auth
+                && o.cfg.request_timeout == cfg.request_timeout
+        });
+        let credentials = match same_credentials {
+            Some(o) => o.credentials.clone(),
+            None => TokenCache::new(
+                (&cfg.name, cfg.environment.as_str()),
+                &cfg.target.auth,
+                client.clone(),
+                cfg.request_timeout,
+                upstream_metrics.clone(),
+                shared,
+            ),
+        };
+        let admission = match old {
+            Some(o) if o.admission.serves(cfg) => o.admission.clone(),
+            _ => Arc::new(Admission::new(
+                cfg,
+                upstream_metrics.clone(),
+                shared,
+                old.map(|o| &*o.admission),
+            )),
+        };
         Ok(Self {
             links: cfg
                 .rewrite_links
                 .then(|| crate::rewrite::Links::new(&cfg.target.base_url, &cfg.prefix, public_url)),
-            admission: Admission::new(cfg, upstream_metrics.clone(), shared),
-            budget: crate::retry::Budget::new(std::time::Instant::now()),
+            admission,
+            budget: old.map_or_else(
+                || Arc::new(crate::retry::Budget::new(std::time::Instant::now())),
+                |o| o.budget.clone(),
+            ),
             credentials,
             token_header: cfg.target.auth.injection().map(|i| i.header.clone()),
             scheme: Scheme::from_str(base.scheme()).expect("validated: http or https"),

@@ -4,7 +4,8 @@
 //! - `config/`: TOML → validated types (`interpolate`, `units`, `raw`, `validate`; the
 //!   `[webhooks]` and `[clients]` sections in `webhook.rs` and `clients.rs`).
 //! - `secret.rs`: [`Secret`], values that never print.
-//! - `gateway.rs`: [`Gateway`], the runtime state built from a config.
+//! - `gateway.rs`: [`Gateway`], the runtime state built from a config (the swappable runtime).
+//! - `reload.rs`: [`Gateway::reload`]: the config read again and put in force while serving.
 //! - `server.rs`: [`serve`] and [`Listeners`]: connections, h1/h2c, graceful shutdown; `server/`
 //!   the accept loops (caps, back-off), each connection's clocks, and the raw head scan.
 //! - `pipeline.rs`: the one function that composes the request path; `pipeline/` the caller's
@@ -20,7 +21,7 @@
 //!   degraded mode when Redis is unavailable.
 //! - `rewrite/`: link rewriting in `Location`, `Content-Location`, `Link` and streamed JSON bodies.
 //! - `error.rs` / `respond.rs`: gateway errors and their one mapping to JSON responses.
-//! - `admin.rs`: `/healthz`, `/readyz`, `/status`, `/metrics`, `/webhooks/...`.
+//! - `admin.rs`: `/healthz`, `/readyz`, `/status`, `/metrics`, `POST /reload`, `/webhooks/...`.
 //! - `admin_client.rs`: the CLI's HTTP/1.1 client for a running gateway's admin listener.
 //! - `bench_api.rs`: single request-path steps for the criterion benchmarks (not an API).
 //! - `body.rs`: the streamed body type used in both directions.
@@ -43,6 +44,7 @@ pub mod headers;
 mod limit;
 mod pipeline;
 mod pool;
+mod reload;
 mod respond;
 mod retry;
 mod retry_after;
@@ -56,6 +58,7 @@ mod webhook;
 pub use config::{Config, ConfigError};
 pub use error::GatewayError;
 pub use gateway::Gateway;
+pub use reload::{ReloadError, ReloadReport};
 pub use respond::ERROR_HEADER;
 pub use secret::Secret;
 pub use server::{serve, Listeners, MAX_HEADER_BYTES};

@@ -54,13 +54,16 @@ pub fn quota(limit: &RateLimit) -> Quota {
 /// Admission for one upstream.
 #[derive(Debug)]
 pub struct Admission {
-    rate: Option<Rate>,
+    /// Shared with the admission a reload replaced, when the limit did not change: the GCRA
+    /// state carries over, so a reload hands out no fresh burst.
+    rate: Option<Arc<Rate>>,
     slots: Arc<Semaphore>,
     max_concurrency: u32,
     /// How long a request may wait for a slot or a cell.
     max_wait: Duration,
     max_pause: Duration,
-    pause: Pause,
+    /// A partner's pause is the partner's, whatever the config: it outlives reloads.
+    pause: Arc<Pause>,
     /// Requests in line for a cell right now: a request finding others here queues behind them.
     queued: AtomicUsize,
     /// Requests waiting for a concurrency slot right now. Kept apart from `queued`: they are not
@@ -76,7 +79,7 @@ pub struct Admission {
 struct SharedAdmission {
     limiter: Arc<SharedLimiter>,
     /// This replica's share of the rate limit, used while Redis is unavailable.
-    degraded: Option<Rate>,
+    degraded: Option<Arc<Rate>>,
 }
 
 /// With `[shared]`, a client's share of an upstream as the upstream's admission takes it: its
@@ -175,6 +178,28 @@ impl Rate {
         }
     }
 
+    /// A limit that replaces another (a reload changed it): its burst already spent, so the
+    /// change hands out no fresh burst and the first cell comes one new interval from now.
+    pub(crate) fn drained(config: RateLimit) -> Self {
+        let rate = Self::new(config);
+        let _ = rate.gcra.check_n(quota(&config).burst_size());
+        rate
+    }
+
+    /// The rate for `config` after a reload: `previous` itself when its limit is the same (its
+    /// state carries over), else a [drained](Self::drained) one; `None` before a reload.
+    pub(crate) fn succeeding(
+        previous: Option<Option<&Arc<Rate>>>,
+        config: Option<RateLimit>,
+    ) -> Option<Arc<Rate>> {
+        let config = config?;
+        Some(match previous {
+            None => Arc::new(Rate::new(config)),
+            Some(Some(old)) if old.config == config => old.clone(),
+            Some(_) => Arc::new(Rate::drained(config)),
+        })
+    }
+
     /// One cell now, or how long until the next.
     pub(crate) fn check(&self) -> Result<(), Duration> {
         self.gcra.check().map_err(|not_until| {
@@ -186,34 +211,59 @@ impl Rate {
 }
 
 impl Admission {
-    pub fn new(cfg: &Upstream, metrics: UpstreamMetrics, shared: Option<&Arc<SharedState>>) -> Self {
-        let rate = cfg.target.rate_limit.map(Rate::new);
+    /// `previous`: the admission of the same upstream that a reload replaces; its rate state
+    /// (when the limit is the same) and its pause carry over.
+    pub fn new(
+        cfg: &Upstream,
+        metrics: UpstreamMetrics,
+        shared: Option<&Arc<SharedState>>,
+        previous: Option<&Admission>,
+    ) -> Self {
+        let limit = cfg.target.rate_limit;
+        let rate = Rate::succeeding(previous.map(|p| p.rate.as_ref()), limit);
         let env = cfg.environment.as_str();
         let shared = shared.map(|state| SharedAdmission {
             limiter: Arc::new(SharedLimiter::new(
                 state.clone(),
                 state.key("rate", &cfg.name, env),
                 Some(state.key("pause", &cfg.name, env)),
-                cfg.target.rate_limit.as_ref(),
+                limit.as_ref(),
             )),
-            degraded: cfg.target.rate_limit.map(|l| Rate::new(state.share_of(&l))),
+            degraded: Rate::succeeding(
+                previous.map(|p| p.shared.as_ref().and_then(|s| s.degraded.as_ref())),
+                limit.map(|l| state.share_of(&l)),
+            ),
         });
         Self {
             shared,
-            max_wait: rate.as_ref().map_or(cfg.request_timeout, |r| r.config.max_wait),
+            max_wait: limit.map_or(cfg.request_timeout, |r| r.max_wait),
             rate,
             slots: Arc::new(Semaphore::new(cfg.max_concurrency.get() as usize)),
             max_concurrency: cfg.max_concurrency.get(),
             max_pause: cfg.max_pause,
-            pause: Pause {
-                base: Instant::now(),
-                until_ms: AtomicU64::new(0),
-                reason: Mutex::new(""),
-            },
+            pause: previous.map_or_else(
+                || {
+                    Arc::new(Pause {
+                        base: Instant::now(),
+                        until_ms: AtomicU64::new(0),
+                        reason: Mutex::new(""),
+                    })
+                },
+                |p| p.pause.clone(),
+            ),
             queued: AtomicUsize::new(0),
             waiting_for_slot: AtomicUsize::new(0),
             metrics,
         }
+    }
+
+    /// Whether `cfg` asks for exactly these limits: then a reload keeps this admission whole
+    /// (slots in use, the line, the rate state).
+    pub(crate) fn serves(&self, cfg: &Upstream) -> bool {
+        self.rate.as_ref().map(|r| r.config) == cfg.target.rate_limit
+            && self.max_concurrency == cfg.max_concurrency.get()
+            && self.max_pause == cfg.max_pause
+            && self.max_wait == cfg.target.rate_limit.map_or(cfg.request_timeout, |r| r.max_wait)
     }
 
     /// A concurrency slot for a whole caller request, waiting up to `max_wait` (and the deadline).
@@ -256,7 +306,7 @@ impl Admission {
             // future is moved into hyper's connection slot for every request, so size is time.
             return Box::pin(self.admit_shared(shared, deadline, client)).await;
         }
-        self.admit_local(self.rate.as_ref(), deadline).await
+        self.admit_local(self.rate.as_deref(), deadline).await
     }
 
     /// The local limiter: `rate` is the configured one, or this replica's share while degraded.
@@ -446,7 +496,7 @@ impl Admission {
                 .check()
                 .map_err(|wait| GatewayError::CallerRateLimited { retry_after: wait })?;
         }
-        self.admit_local(shared.degraded.as_ref(), deadline).await
+        self.admit_local(shared.degraded.as_deref(), deadline).await
     }
 
     fn reject(&self, retry_after: Duration) -> GatewayError {

@@ -35,11 +35,12 @@ use hyper::body::Incoming;
 use tollgate_metrics::{ErrorKind, RetryReason, UpstreamMetrics};
 
 use self::caller_body::{CallerBody, Watch};
-use self::callers::{Caller, CallerLimit, CertClient};
+use self::callers::{Caller, CallerLimit};
 use crate::body::{self, Body};
+use crate::config::clients::ClientId;
 use crate::config::Server;
 use crate::error::GatewayError;
-use crate::gateway::{Gateway, UpstreamRuntime};
+use crate::gateway::{Gateway, Runtime, UpstreamRuntime};
 use crate::headers::{self, REQUEST_ID, TOLLGATE_ENVIRONMENT, TOLLGATE_UPSTREAM};
 use crate::respond::error_response;
 use crate::{retry, route};
@@ -50,8 +51,10 @@ pub(crate) async fn handle(
     gw: &Gateway,
     req: Request<Incoming>,
     peer: Option<SocketAddr>,
-    cert: Option<CertClient>,
+    cert: Option<&[ClientId]>,
 ) -> Response<Body> {
+    // The config in force when the request arrived serves it to the end, whatever a reload does.
+    let rt = gw.runtime();
     let arrival = Arrival {
         started: Instant::now(),
         request_id: headers::request_id(req.headers()),
@@ -64,20 +67,20 @@ pub(crate) async fn handle(
     // Whether the caller may still be sending a body that nothing has read.
     let mut body_unread = !req.body().is_end_stream();
 
-    let (upstream, rest) = match route(gw, &req) {
+    let (upstream, rest) = match route(&rt, &req) {
         Ok(found) => found,
         Err(err) => {
             let resp = finish(error_response(&err, None, rid(request_id)), request_id, None);
             let resp = close_if_unread(resp, h1, body_unread);
-            let caller = unrouted_caller(gw);
-            record(&arrival, &gw.unrouted, caller, "-", &resp, Duration::ZERO);
+            let caller = unrouted_caller(&rt);
+            record(&arrival, &rt.unrouted, caller, "-", &resp, Duration::ZERO);
             return resp;
         }
     };
-    let up = &gw.upstreams[upstream];
+    let up = &rt.upstreams[upstream];
     let _inflight = up.metrics.inflight();
     let rest = rest.into_owned();
-    let caller = match &gw.callers {
+    let caller = match &rt.callers {
         None => Caller::default(),
         Some(callers) => match callers.check(req.headers(), cert, upstream, &arrival.method, &rest) {
             Ok(caller) => caller,
@@ -90,7 +93,7 @@ pub(crate) async fn handle(
         },
     };
     let host = up.links.as_ref().and_then(|_| caller_host(&req));
-    let server = &gw.config().server;
+    let server = &rt.config.server;
     let started = arrival.started;
     let sent = forward(
         up,
@@ -133,15 +136,15 @@ struct Arrival {
 
 /// Who a request that reached no upstream is, for the log: `anonymous` once `[clients]` exists
 /// (it was never identified), nobody without.
-fn unrouted_caller(gw: &Gateway) -> Caller<'static> {
+fn unrouted_caller(rt: &Runtime) -> Caller<'static> {
     Caller {
-        name: gw.callers.as_ref().map(|_| crate::config::clients::ANONYMOUS),
+        name: rt.callers.as_ref().map(|_| crate::config::clients::ANONYMOUS),
         ..Caller::default()
     }
 }
 
 /// Refuses what an egress gateway must never do, then picks the upstream by path alone.
-fn route<'r>(gw: &Gateway, req: &'r Request<Incoming>) -> Result<(usize, Cow<'r, str>), GatewayError> {
+fn route<'r>(rt: &Runtime, req: &'r Request<Incoming>) -> Result<(usize, Cow<'r, str>), GatewayError> {
     if req.method() == Method::CONNECT {
         return Err(GatewayError::BadRequest(
             "CONNECT is refused: Tollgate routes by path prefix and is not an open proxy",
@@ -156,7 +159,7 @@ fn route<'r>(gw: &Gateway, req: &'r Request<Incoming>) -> Result<(usize, Cow<'r,
     if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
         return Err(GatewayError::BadRequest("more than one Host header"));
     }
-    let (idx, rest) = gw.routes.find(req.uri().path()).ok_or(GatewayError::NoRoute)?;
+    let (idx, rest) = rt.routes.find(req.uri().path()).ok_or(GatewayError::NoRoute)?;
     let rest = route::normalise(rest).map_err(|e| GatewayError::BadRequest(e.message()))?;
     Ok((idx, rest))
 }
@@ -528,6 +531,7 @@ pub(crate) fn refuse(
     err: &GatewayError,
     peer: Option<SocketAddr>,
 ) -> Response<Body> {
+    let rt = gw.runtime();
     let arrival = Arrival {
         started: Instant::now(),
         request_id: headers::request_id(req.headers()),
@@ -543,8 +547,8 @@ pub(crate) fn refuse(
     let resp = close_if_unread(resp, true, true);
     record(
         &arrival,
-        &gw.unrouted,
-        unrouted_caller(gw),
+        &rt.unrouted,
+        unrouted_caller(&rt),
         "-",
         &resp,
         Duration::ZERO,
@@ -556,7 +560,8 @@ pub(crate) fn refuse(
 /// request existed) under `upstream="none"`, and logs it at debug: there is no method, path or
 /// request id to log.
 pub(crate) fn record_unparsed(gw: &Gateway, status: u16, reason: &'static str) {
-    gw.unrouted.request_done(status, Duration::ZERO, Duration::ZERO);
+    let rt = gw.runtime();
+    rt.unrouted.request_done(status, Duration::ZERO, Duration::ZERO);
     tracing::debug!(target: "tollgate::access", status, reason, "request refused by the HTTP parser");
 }
 

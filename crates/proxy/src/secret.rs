@@ -84,6 +84,14 @@ impl<T: Clone> Reloadable<T> {
     }
 }
 
+/// Equal when read the same at start-up: what a config reload compares (a secret whose file
+/// changed since is re-read at its next use anyway).
+impl<T: PartialEq> PartialEq for Reloadable<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value && self.reload.is_some() == other.reload.is_some()
+    }
+}
+
 impl<T> fmt::Debug for Reloadable<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("***")

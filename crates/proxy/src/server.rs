@@ -75,14 +75,15 @@ impl Listeners {
 pub async fn serve(gw: Arc<Gateway>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
     // Redis first, so the first token fetches already go through the fleet.
     let mut background = gw.start_shared().await;
-    background.extend(gw.start_refreshers());
+    gw.sync_refreshers();
     if let Some(hooks) = &gw.webhooks {
         background.extend(hooks.start());
     }
     if let Some(tls) = &gw.tls {
         background.push(tls.clone().watch());
     }
-    let server = &gw.config().server;
+    let config = gw.config();
+    let server = &config.server;
     let max_connections = accept::max_connections(server.max_connections);
     let ctx = Arc::new(conn::ConnCtx {
         gw: gw.clone(),
@@ -108,8 +109,8 @@ pub async fn serve(gw: Arc<Gateway>, listeners: Listeners, shutdown: impl Future
         tls = gw.tls.is_some(),
         admin = %addr(&admin),
         webhook = %webhook.as_ref().map(addr).unwrap_or_else(|| "off".to_owned()),
-        upstreams = gw.config().upstreams.len(),
-        webhooks = gw.config().webhooks.len(),
+        upstreams = config.upstreams.len(),
+        webhooks = config.webhooks.len(),
         max_connections,
         "tollgate ready"
     );
@@ -141,6 +142,7 @@ pub async fn serve(gw: Arc<Gateway>, listeners: Listeners, shutdown: impl Future
     for task in background {
         task.abort();
     }
+    gw.stop_refreshers();
     let grace = gw.config().server.shutdown_timeout;
     tracing::info!(
         grace_seconds = grace.as_secs_f64(),

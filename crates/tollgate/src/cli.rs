@@ -56,6 +56,12 @@ pub enum Command {
         #[arg(long, env = "TOLLGATE_ADMIN", default_value = "127.0.0.1:9180")]
         admin: SocketAddr,
     },
+    /// Make a running gateway read its config file again (as SIGHUP does) and say what changed;
+    /// an invalid file changes nothing and exits 1.
+    Reload {
+        #[arg(long, env = "TOLLGATE_ADMIN", default_value = "127.0.0.1:9180")]
+        admin: SocketAddr,
+    },
     /// Inspect and replay stored webhook events through a running gateway's admin listener.
     Webhooks {
         #[command(subcommand)]

@@ -13,6 +13,7 @@ mod demo_receiver;
 mod health;
 mod keygen;
 mod logging;
+mod reload;
 mod run;
 mod webhooks;
 
@@ -59,6 +60,7 @@ fn main() -> ExitCode {
             Command::Sandbox { listen } => demo::sandbox(listen).await,
             Command::Webhooks { action } => webhooks::webhooks(action).await,
             Command::Health { admin } => health::health(admin).await,
+            Command::Reload { admin } => reload::reload(admin).await,
             Command::Clients { action } => clients::clients(&action),
             Command::Keygen => keygen::keygen(),
             Command::Completions { shell } => completions::print(shell),

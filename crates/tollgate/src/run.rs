@@ -1,6 +1,6 @@
-//! `tollgate run`: load the config, bind, serve until SIGTERM/SIGINT.
+//! `tollgate run`: load the config, bind, serve until SIGTERM/SIGINT; SIGHUP reloads the config.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use tollgate_proxy::{Config, Gateway, Listeners, Metrics};
@@ -13,22 +13,26 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     serve_on(config, listeners, Some(path)).await
 }
 
-/// Builds the gateway from a loaded config and serves it on listeners the caller has bound (`tollgate demo` binds its own, to name the flag
-/// that moves a port in use). `path`: the config file SIGHUP re-reads.
+/// Builds the gateway from a loaded config and serves it on listeners the caller has bound
+/// (`tollgate demo` binds its own, to name the flag that moves a port in use). `path`: the config
+/// file SIGHUP and `POST /reload` read again.
 pub async fn serve_on(config: Config, listeners: Listeners, path: Option<&Path>) -> anyhow::Result<()> {
-    let gateway =
-        Arc::new(Gateway::new(config, Metrics::new(tollgate_proxy::VERSION)).map_err(anyhow::Error::msg)?);
+    let mut gateway =
+        Gateway::new(config, Metrics::new(tollgate_proxy::VERSION)).map_err(anyhow::Error::msg)?;
+    if let Some(path) = path {
+        gateway = gateway.with_source(path.to_owned());
+    }
+    let gateway = Arc::new(gateway);
     gateway.preflight().await.map_err(anyhow::Error::msg)?;
-    let hangups = tokio::spawn(on_hangup(gateway.clone(), path.map(Path::to_owned)));
+    let hangups = tokio::spawn(on_hangup(gateway.clone()));
     tollgate_proxy::serve(gateway, listeners, shutdown_signal()).await;
     hangups.abort();
     Ok(())
 }
 
-/// SIGHUP's default action kills the process with every request in flight, so it is caught.
-/// It re-reads the config file and applies what can change in place today: the data listener's
-/// certificate (`server.tls`). The file is validated whole first; an invalid one changes nothing.
-async fn on_hangup(gateway: Arc<Gateway>, path: Option<PathBuf>) {
+/// SIGHUP's default action kills the process with every request in flight, so it is caught: it
+/// reloads the config (`Gateway::reload` logs what changed, or why nothing did).
+async fn on_hangup(gateway: Arc<Gateway>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -36,35 +40,13 @@ async fn on_hangup(gateway: Arc<Gateway>, path: Option<PathBuf>) {
             return;
         };
         while hangups.recv().await.is_some() {
-            let Some(path) = &path else {
-                tracing::warn!(
-                    "SIGHUP received: this gateway was not started from a config file; nothing changed"
-                );
-                continue;
-            };
-            let config = match Config::load(path) {
-                Ok(config) => config,
-                Err(e) => {
-                    tracing::error!(config = %path.display(), error = %e, "SIGHUP: the config file is invalid; nothing changed");
-                    continue;
-                }
-            };
-            match gateway.reload_tls(&config) {
-                Ok(true) => {
-                    tracing::info!("SIGHUP: re-read server.tls (new connections get the new certificate)")
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "SIGHUP: server.tls not re-read; the previous certificate stays")
-                }
-            }
-            tracing::warn!(
-                "SIGHUP: other config changes are not applied while running (restart to apply them)"
-            );
+            tracing::info!("SIGHUP: reloading the config");
+            // The outcome is logged and counted by `reload` itself.
+            let _ = gateway.reload().await;
         }
     }
     #[cfg(not(unix))]
-    drop((gateway, path));
+    drop(gateway);
 }
 
 /// Resolves on the first SIGTERM or SIGINT.

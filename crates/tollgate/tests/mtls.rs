@@ -232,7 +232,7 @@ async fn sighup_rotates_the_certificate_without_dropping_a_request_in_flight() {
         until_served(&gw, &pki, &next.der()).await,
         "the new certificate was never served"
     );
-    assert!(gw.log().contains("SIGHUP: re-read server.tls"), "{}", gw.log());
+    assert!(gw.log().contains(r#""tls_reloaded":true"#), "{}", gw.log());
 
     partner.release();
     let answered = tokio::time::timeout(Duration::from_secs(30), inflight)

@@ -49,7 +49,7 @@ impl CallerAuth {
 }
 
 /// One `[clients.NAME]` block.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Client {
     /// Also the `client` metric label and the access log's `client`: `[a-z0-9_-]+`, never
     /// `anonymous`.

@@ -45,7 +45,7 @@ impl ConfigError {
 }
 
 /// The whole validated config.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub server: Server,
     /// In file order of their names; routing picks by longest prefix, not by this order.
@@ -59,7 +59,7 @@ pub struct Config {
 }
 
 /// `[shared]`: state shared by every replica through one Redis.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Shared {
     /// `redis://` or `rediss://`; a secret because it may carry a password.
     pub redis_url: Secret<String>,
@@ -88,7 +88,7 @@ pub enum WebhookDurability {
 }
 
 /// `[server]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Server {
     /// Data plane listener (callers).
     pub listen: SocketAddr,
@@ -162,7 +162,7 @@ impl fmt::Display for Environment {
 }
 
 /// `[upstreams.NAME]` with its active environment resolved.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Upstream {
     /// Also the `upstream` metric label and the `X-Tollgate-Upstream` value: `[a-z0-9_-]+`.
     pub name: String,
@@ -194,7 +194,7 @@ pub struct Retry {
 }
 
 /// One environment block: where requests go and what is attached to them.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     /// Absolute http(s) URL without query, fragment or userinfo; plain http only for loopback.
     pub base_url: Url,
@@ -225,7 +225,7 @@ pub enum OnLimit {
 }
 
 /// How an upstream's token is obtained.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Auth {
     /// Static `headers` only.
     None,
@@ -254,7 +254,7 @@ impl Auth {
 }
 
 /// The token goes out as `<header>: <prefix><token>` (default `Authorization: Bearer <token>`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Injection {
     pub header: HeaderName,
     pub prefix: String,
@@ -269,7 +269,7 @@ pub enum ClientAuth {
 }
 
 /// `auth = { type = "oauth2_client_credentials", ... }`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OAuth2 {
     pub token_url: Url,
     /// Re-read at each fetch when it comes from `${file:...}`.
@@ -287,7 +287,7 @@ pub struct OAuth2 {
 }
 
 /// `auth = { type = "jwt_login", ... }`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JwtLogin {
     pub login_url: Url,
     /// Sent as JSON; holds the password; re-read at each login when it names `${file:...}`.

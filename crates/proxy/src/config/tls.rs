@@ -20,7 +20,7 @@ use super::ConfigError;
 use crate::secret::Secret;
 
 /// `server.tls`, validated: the files are readable and make a working server config.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Tls {
     pub cert: Pem,
     pub key: Pem,

@@ -17,7 +17,7 @@ use super::raw::RawWebhook;
 use super::{ConfigError, Secret};
 
 /// One `[webhooks.NAME]` block.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Webhook {
     /// Also the `webhook` metric label and the `X-Tollgate-Webhook` value: `[a-z0-9_-]+`.
     pub name: String,

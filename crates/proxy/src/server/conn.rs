@@ -36,9 +36,10 @@ use tollgate_metrics::{ConnectionMetrics, Listener, Rejected};
 
 use super::head_scan::HeadScan;
 use crate::body::{Body, BoxError};
+use crate::config::clients::ClientId;
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
-use crate::pipeline::callers::CertClient;
+use crate::pipeline::callers::identities;
 use crate::{admin, headers, pipeline, respond, webhook};
 
 /// After an idle close began (GOAWAY, or keep-alive turned off), the connection gets this long
@@ -96,18 +97,17 @@ pub(super) async fn serve(
             return;
         }
     };
-    let cert = stream
+    let cert: Option<Arc<[ClientId]>> = stream
         .get_ref()
         .1
         .peer_certificates()
         .and_then(|chain| chain.first())
-        .zip(ctx.gw.callers.as_ref())
-        .and_then(|(leaf, callers)| callers.client_of_cert(leaf));
+        .map(|leaf| identities(leaf).into());
     serve_http(ctx, listener, stream, peer, cert, epoch, stop).await;
 }
 
 /// Serves HTTP on one connection until it closes, times out, or `stop` changes (then
-/// gracefully: in-flight requests finish). `cert`: the client the connection's certificate named;
+/// gracefully: in-flight requests finish). `cert`: the names its verified client certificate offers;
 /// `accepted`: when the head clock started.
 #[allow(clippy::too_many_arguments)]
 async fn serve_http<S>(
@@ -115,7 +115,7 @@ async fn serve_http<S>(
     listener: Listener,
     stream: S,
     peer: SocketAddr,
-    cert: Option<CertClient>,
+    cert: Option<Arc<[ClientId]>>,
     accepted: Instant,
     mut stop: watch::Receiver<()>,
 ) where
@@ -131,12 +131,12 @@ async fn serve_http<S>(
         let (ctx, activity) = (ctx.clone(), activity.clone());
         service_fn(move |req: Request<Incoming>| {
             let guard = activity.begin();
-            let ctx = ctx.clone();
+            let (ctx, cert) = (ctx.clone(), cert.clone());
             async move {
                 let resp = if guard.ambiguous_length && has_transfer_encoding(&req) {
                     refuse_ambiguous(&ctx, listener, &req, peer)
                 } else {
-                    handle(&ctx, listener, req, peer, cert).await
+                    handle(&ctx, listener, req, peer, cert.as_deref()).await
                 };
                 Ok::<_, Infallible>(resp.map(|body| ConnBody {
                     inner: body,
@@ -265,7 +265,7 @@ async fn handle(
     listener: Listener,
     req: Request<Incoming>,
     peer: Option<SocketAddr>,
-    cert: Option<CertClient>,
+    cert: Option<&[ClientId]>,
 ) -> Response<Body> {
     match listener {
         Listener::Data => pipeline::handle(&ctx.gw, req, peer, cert).await,

@@ -34,10 +34,21 @@ impl TestGateway {
     }
 
     pub async fn start_config(config: Config) -> Self {
+        Self::start_gateway(Gateway::new(config, Metrics::new("test")).expect("gateway builds")).await
+    }
+
+    /// From a config file, which `POST /reload` reads again.
+    pub async fn start_file(path: &std::path::Path) -> Self {
+        let config = Config::load(path).expect("test config is valid");
+        let gw = Gateway::new(config, Metrics::new("test")).expect("gateway builds");
+        Self::start_gateway(gw.with_source(path.to_owned())).await
+    }
+
+    pub async fn start_gateway(gw: Gateway) -> Self {
         let data = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (addr, admin_addr) = (data.local_addr().unwrap(), admin.local_addr().unwrap());
-        let gw = Arc::new(Gateway::new(config, Metrics::new("test")).expect("gateway builds"));
+        let gw = Arc::new(gw);
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(tollgate_proxy::serve(
             gw,

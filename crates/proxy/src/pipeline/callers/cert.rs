@@ -11,7 +11,7 @@ use crate::config::clients::{subject_key, ClientId};
 
 /// Every identity the certificate can stand for, SANs first (a SAN names a workload; a subject
 /// is often shared by many). Empty when the DER does not parse.
-pub(super) fn identities(der: &[u8]) -> Vec<ClientId> {
+pub(crate) fn identities(der: &[u8]) -> Vec<ClientId> {
     let Ok((_, cert)) = X509Certificate::from_der(der) else {
         return Vec::new();
     };

@@ -47,6 +47,9 @@ pub(crate) struct CallerLimit {
     /// Requests in line for a cell right now.
     queued: AtomicUsize,
     metrics: ClientMetrics,
+    /// What it was built from, for a reload to tell whether it still serves.
+    limits: ClientLimits,
+    request_timeout: Duration,
 }
 
 /// A concurrency slot of the client's share, released on drop; `None` inside when the client
@@ -67,22 +70,31 @@ pub(crate) struct CallerLimitStatus {
 }
 
 impl CallerLimit {
-    /// `names` = (client, upstream, environment), for the shared key.
+    /// `names` = (client, upstream, environment), for the shared key. `replacing`: a reload
+    /// changed this share, so its rate starts drained (no fresh burst).
     pub(crate) fn new(
         limits: &ClientLimits,
         request_timeout: Duration,
         names: (&str, &str, &str),
         metrics: ClientMetrics,
         shared: Option<&Arc<SharedState>>,
+        replacing: bool,
     ) -> Self {
         let (client, upstream, env) = names;
+        let rate = |limit| {
+            if replacing {
+                Rate::drained(limit)
+            } else {
+                Rate::new(limit)
+            }
+        };
         let fleet = match (shared, limits.rate_limit) {
             (Some(state), Some(limit)) => Some((
                 SharedCell::new(
                     state.key(&format!("client-rate:{client}"), upstream, env),
                     Some(&limit),
                 ),
-                Rate::new(state.share_of(&limit)),
+                rate(state.share_of(&limit)),
             )),
             _ => None,
         };
@@ -93,11 +105,18 @@ impl CallerLimit {
                 .map(|n| Arc::new(Semaphore::new(n.get() as usize))),
             max_concurrency,
             max_wait: limits.rate_limit.map_or(request_timeout, |r| r.max_wait),
-            rate: limits.rate_limit.map(Rate::new),
+            rate: limits.rate_limit.map(rate),
             fleet,
+            limits: *limits,
+            request_timeout,
             queued: AtomicUsize::new(0),
             metrics,
         }
+    }
+
+    /// Whether these are still its limits (a reload then keeps it, state and all).
+    pub(crate) fn serves(&self, limits: &ClientLimits, request_timeout: Duration) -> bool {
+        self.limits == *limits && self.request_timeout == request_timeout
     }
 
     /// A slot of the client's `max_concurrency` for the whole request, waiting up to `max_wait`.
@@ -257,6 +276,7 @@ mod tests {
             ("billing", "osigu", "sandbox"),
             handles,
             None,
+            false,
         );
         (l, metrics)
     }

@@ -16,9 +16,9 @@
 //! presented key and one hash-map lookup whatever the number of clients. Without `[clients]`
 //! none of this exists (`Gateway::callers` is `None`).
 //!
-//! A client certificate is matched once per connection ([`Callers::client_of_cert`], called by
-//! the TLS accept), not per request; a certificate that names no client leaves the caller to
-//! identify itself with a key.
+//! A client certificate is read once per connection ([`identities`], called by the TLS accept);
+//! each request looks its names up in the clients in force (a reload may change them). A
+//! certificate that names no client leaves the caller to identify itself with a key.
 //!
 //! - `key.rs`: reading `Proxy-Authorization: Bearer <key>`.
 //! - `cert.rs`: the names a client certificate offers (SANs, subject).
@@ -29,12 +29,14 @@ mod key;
 mod limit;
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use http::{HeaderMap, Method};
 use serde::Serialize;
 use tollgate_metrics::{ClientMetrics, Metrics};
 
+pub(crate) use cert::identities;
 pub(crate) use limit::{CallerLimit, CallerLimitStatus};
 
 use self::key::Presented;
@@ -54,7 +56,7 @@ pub(crate) struct Callers {
     /// many leading bytes of its guess's digest match a stored digest, which brings it no
     /// closer to a key with that digest (a SHA-256 preimage). The digest is also what keeps the
     /// cost independent of the number of clients (one lookup), unlike comparing keys in turn.
-    by_key: HashMap<KeyHash, usize>,
+    by_key: HashMap<KeyHash, usize, BuildHasherDefault<DigestHasher>>,
     /// Certificate identity (`cert_san`, `cert_subject`) → index into `clients`.
     by_cert: HashMap<ClientId, usize>,
     clients: Vec<ClientRuntime>,
@@ -77,7 +79,27 @@ struct Access {
     allowed: bool,
     /// Resolved for every pair, allowed or not: a refused request is counted under the client.
     metrics: ClientMetrics,
-    limits: Option<CallerLimit>,
+    /// Kept across a reload that leaves this share alone (its state carries over).
+    limits: Option<Arc<CallerLimit>>,
+}
+
+/// Hashes a [`KeyHash`] by its first 8 bytes: a SHA-256 digest is already uniform, so SipHash
+/// over all 32 would be work for nothing on every request. Callers cannot aim at buckets (that
+/// needs chosen digests), and lookups never insert, so there is no flooding to defend against.
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut first = [0u8; 8];
+        let n = bytes.len().min(8);
+        first[..n].copy_from_slice(&bytes[..n]);
+        self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(first);
+    }
 }
 
 /// Who sent a request, as the rest of the pipeline needs it.
@@ -90,11 +112,6 @@ pub(crate) struct Caller<'g> {
     /// This client's share of the routed upstream, when it has one.
     pub limits: Option<&'g CallerLimit>,
 }
-
-/// A client named by a connection's verified certificate (an index into the clients, valid for
-/// the `Callers` that made it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct CertClient(usize);
 
 /// A caller that is no configured client.
 const ANONYMOUS_CALLER: Caller<'static> = Caller {
@@ -118,16 +135,19 @@ pub(crate) struct ClientStatus<'a> {
 
 impl Callers {
     /// `None` without `[clients]`. `metrics` must have the client label (`Gateway::new` sees to
-    /// it); `config.upstreams` is in the gateway's upstream order.
+    /// it); `config.upstreams` is in the gateway's upstream order. `previous`: the callers a
+    /// reload replaces, whose unchanged shares carry over.
     pub(crate) fn new(
         config: &Config,
         metrics: &Metrics,
         shared: Option<&Arc<SharedState>>,
+        previous: Option<&Callers>,
     ) -> Result<Option<Self>, String> {
         if config.clients.is_empty() {
             return Ok(None);
         }
-        let mut by_key = HashMap::with_capacity(config.clients.len());
+        let mut by_key =
+            HashMap::with_capacity_and_hasher(config.clients.len(), BuildHasherDefault::default());
         let mut by_cert = HashMap::new();
         let mut clients = Vec::with_capacity(config.clients.len());
         for (i, c) in config.clients.iter().enumerate() {
@@ -141,14 +161,17 @@ impl Callers {
                 let handles = metrics
                     .client(&up.name, env, &c.name)
                     .ok_or("the metrics were built without the client label")?;
-                let limits = c.limits.get(&up.name).map(|l| {
-                    CallerLimit::new(
+                let before = previous.and_then(|p| p.limits_of(&c.name, &up.name));
+                let limits = c.limits.get(&up.name).map(|l| match before {
+                    Some(old) if old.serves(l, up.request_timeout) => old.clone(),
+                    _ => Arc::new(CallerLimit::new(
                         l,
                         up.request_timeout,
                         (&c.name, &up.name, env),
                         handles.clone(),
                         shared,
-                    )
+                        before.is_some(),
+                    )),
                 });
                 access.push(Access {
                     allowed: c.may_call(&up.name),
@@ -172,26 +195,15 @@ impl Callers {
         }))
     }
 
-    /// The client a verified client certificate names, if any: its SANs first, then its
-    /// subject. Once per TLS connection.
-    pub(crate) fn client_of_cert(&self, der: &[u8]) -> Option<CertClient> {
-        if self.by_cert.is_empty() {
-            return None;
-        }
-        cert::identities(der)
-            .iter()
-            .find_map(|id| self.by_cert.get(id))
-            .map(|&i| CertClient(i))
-    }
-
     /// Identifies the caller of a request routed to `upstream` and checks that it may send it.
-    /// `cert` is the client the connection's certificate named; it wins over a key. A refusal
+    /// `cert`: the names the connection's verified client certificate offers ([`identities`]);
+    /// one naming a client wins over a key (SANs first, then the subject). A refusal
     /// comes with who was refused (a client's name, or anonymous), for the metrics and the
     /// access log; no refusal or log line ever holds the key.
     pub(crate) fn check(
         &self,
         headers: &HeaderMap,
-        cert: Option<CertClient>,
+        cert: Option<&[ClientId]>,
         upstream: usize,
         method: &Method,
         rest: &str,
@@ -200,7 +212,7 @@ impl Callers {
         if self.mode == CallerAuth::Off {
             return Ok(anonymous);
         }
-        if let Some(CertClient(i)) = cert {
+        if let Some(&i) = cert.and_then(|ids| ids.iter().find_map(|id| self.by_cert.get(id))) {
             return self.allow(&self.clients[i], upstream, method, rest);
         }
         let hash = match key::presented(headers) {
@@ -241,7 +253,7 @@ impl Callers {
         let caller = Caller {
             name: Some(&client.name),
             metrics: Some(&access.metrics),
-            limits: access.limits.as_ref(),
+            limits: access.limits.as_deref(),
         };
         if !access.allowed {
             return Err((
@@ -266,6 +278,13 @@ impl Callers {
             ));
         }
         Ok(caller)
+    }
+
+    /// A client's share of an upstream, by names (for a reload).
+    fn limits_of(&self, client: &str, upstream: &str) -> Option<&Arc<CallerLimit>> {
+        let c = self.clients.iter().find(|c| c.name == client)?;
+        let i = self.upstream_names.iter().position(|u| u == upstream)?;
+        c.access.get(i)?.limits.as_ref()
     }
 
     /// `caller_auth` as in force.
@@ -330,7 +349,7 @@ upstreams = ["oas", "osigu"]
         );
         let config = Config::parse(&toml, &|_| None).unwrap();
         let metrics = Metrics::new("t").with_client_label();
-        Callers::new(&config, &metrics, None).unwrap().unwrap()
+        Callers::new(&config, &metrics, None, None).unwrap().unwrap()
     }
 
     fn headers(key: Option<&str>) -> HeaderMap {
