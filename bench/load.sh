@@ -19,7 +19,8 @@ HAProxy and Tollgate, each pinned to core 1, with wrk and the upstream (nginx `r
 pinned to core 0. Rows: direct (wrk straight to the upstream: the ceiling), nginx, haproxy,
 tollgate (--workers 1, pinned), tollgate-default (default runtime, not pinned), tollgate-shared
 (as tollgate, with its rate limit kept in Redis through [shared]: a limit high enough never to
-reject, the same limit as the local rows; Redis on core 0, persistence off).
+reject, the same limit as the local rows; Redis on core 0, persistence off), tollgate-callers
+(as tollgate, with one [clients] key: caller_auth "required", wrk sends Proxy-Authorization).
 
 Writes bench/results/latest.md (medians over rounds, ratios to nginx, machine facts),
 bench/results/latest.png (throughput and p99) and bench/results/raw.json (every run).
@@ -31,15 +32,15 @@ Environment (defaults in brackets):
   ROUNDS          rounds; every peer is measured once per round and connection count [3]
   WARMUP          seconds of unmeasured wrk load before each measured run [1]
   CONNECTIONS     wrk connection counts ["16 64 256"]
-  PEERS           rows to measure ["direct nginx haproxy tollgate tollgate-default tollgate-shared"]
+  PEERS           rows to measure ["direct nginx haproxy tollgate tollgate-default tollgate-shared tollgate-callers"]
   WRK_THREADS     wrk threads (-t) [1]
   STARTUP_RUNS    Tollgate start-ups timed to /readyz 200, median reported [5]
-  BASE_PORT       first of the loopback ports used, BASE_PORT..BASE_PORT+15 [18080]
+  BASE_PORT       first of the loopback ports used, BASE_PORT..BASE_PORT+17 [18080]
   OUT             where the results go [bench/results]
   SKIP_INSTALL=1  do not apt-get anything;  SKIP_BUILD=1  use the existing release binary
   KEEP_WORK=1     keep the temporary directory (configs, logs, wrk output) after a success
 
-A default run measures 6 peers x 3 connection counts x 3 rounds x (1 + 10 s): about 11 minutes,
+A default run measures 7 peers x 3 connection counts x 3 rounds x (1 + 10 s): about 12 minutes,
 plus the release build (fat LTO: several minutes when anything changed).
 EOF
 }
@@ -57,7 +58,7 @@ DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-1}
 CONNECTIONS=${CONNECTIONS:-16 64 256}
-PEERS=${PEERS:-direct nginx haproxy tollgate tollgate-default tollgate-shared}
+PEERS=${PEERS:-direct nginx haproxy tollgate tollgate-default tollgate-shared tollgate-callers}
 WRK_THREADS=${WRK_THREADS:-1}
 STARTUP_RUNS=${STARTUP_RUNS:-5}
 BASE_PORT=${BASE_PORT:-18080}
@@ -71,6 +72,14 @@ PROXY_CPU=1  # the proxy under test
 PY=/usr/bin/python3
 # What wrk sends as the caller: credentials every proxy must remove.
 CALLER_HEADERS=(-H 'Authorization: Bearer caller-token-must-not-pass' -H 'X-API-Key: caller-key-must-not-pass')
+# The tollgate-callers row's client key (a bench fixture), sent on top of CALLER_HEADERS.
+CLIENT_KEY=bench-client-key-0123456789abcdef
+# headers PEER: the wrk/curl header arguments for PEER.
+headers() {
+    HDRS=("${CALLER_HEADERS[@]}")
+    [[ $1 == tollgate-callers ]] && HDRS+=(-H "Proxy-Authorization: Bearer $CLIENT_KEY")
+    return 0
+}
 # The path measured through each proxy, and the upstream's fixed answer to it.
 REQ_PATH='/v1/invoices?limit=10'
 UPSTREAM_BODY='{"ok":true,"data":[{"id":"inv_1001","vendor":"Acme","amount":"125.50"}]}'
@@ -89,7 +98,7 @@ for c in $CONNECTIONS; do
 done
 read -ra PEER_LIST <<<"$PEERS"
 for p in "${PEER_LIST[@]}"; do
-    case $p in direct | nginx | haproxy | tollgate | tollgate-default | tollgate-shared) ;;
+    case $p in direct | nginx | haproxy | tollgate | tollgate-default | tollgate-shared | tollgate-callers) ;;
         *) die "PEERS: unknown peer '$p'" ;; esac
 done
 wants() { [[ " $PEERS " == *" $1 "* ]]; }
@@ -105,6 +114,7 @@ P_START=$((BASE_PORT + 7)) P_START_ADMIN=$((BASE_PORT + 8))
 P_SANDBOX=$((BASE_PORT + 10)) # the emulators take P, P+1 (OAS) and P+2 (Osigu)
 P_TGS=$((BASE_PORT + 13)) P_TGS_ADMIN=$((BASE_PORT + 14))
 P_REDIS=$((BASE_PORT + 15))
+P_TGC=$((BASE_PORT + 16)) P_TGC_ADMIN=$((BASE_PORT + 17))
 
 # ------------------------------------------------------------------- processes and clean-up
 PIDS=()  # every background process started here, stopped in reverse order on exit
@@ -346,6 +356,19 @@ if wants tollgate-shared; then
     URL[tollgate-shared]=http://127.0.0.1:$P_TGS/ottimate$REQ_PATH PID[tollgate-shared]=$LAST_PID
     PORT[tollgate-shared]=$P_TGS
 fi
+if wants tollgate-callers; then
+    tollgate_config "$WORK/tollgate-callers.toml" "$P_TGC" "$P_TGC_ADMIN"
+    printf '\n[clients.bench]\nkey = "%s"\nupstreams = ["ottimate"]\n' "$CLIENT_KEY" >>"$WORK/tollgate-callers.toml"
+    "$TOLLGATE" check --config "$WORK/tollgate-callers.toml" >"$WORK/tollgate-check.log" 2>&1 ||
+        die "tollgate check refused the callers config: $(cat "$WORK/tollgate-check.log")"
+    start_bg tollgate-callers "${PIN[@]}" "$TOLLGATE" --workers 1 --log-level warn run --config "$WORK/tollgate-callers.toml"
+    wait_http_200 tollgate-callers "$LAST_PID" "http://127.0.0.1:$P_TGC_ADMIN/readyz"
+    URL[tollgate-callers]=http://127.0.0.1:$P_TGC/ottimate$REQ_PATH PID[tollgate-callers]=$LAST_PID
+    PORT[tollgate-callers]=$P_TGC
+    # Without the key the row must refuse: proof that caller_auth is really on.
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "${CALLER_HEADERS[@]}" "${URL[tollgate-callers]}" || true)
+    [[ $code == 401 ]] || die "tollgate-callers answered $code without a client key (401 expected)"
+fi
 if wants tollgate-default; then
     tollgate_config "$WORK/tollgate-default.toml" "$P_TGD" "$P_TGD_ADMIN"
     start_bg tollgate-default env -u TOLLGATE_WORKERS "$TOLLGATE" --log-level warn run --config "$WORK/tollgate-default.toml"
@@ -363,12 +386,13 @@ done
 preflight() { # PEER
     local peer=$1 prefix=/ottimate code
     [[ $peer == direct ]] && prefix=""
-    code=$(curl -s -o "$WORK/preflight-$peer.body" -w '%{http_code}' --max-time 5 "${CALLER_HEADERS[@]}" "${URL[$peer]}" || true)
+    headers "$peer"
+    code=$(curl -s -o "$WORK/preflight-$peer.body" -w '%{http_code}' --max-time 5 "${HDRS[@]}" "${URL[$peer]}" || true)
     [[ $code == 200 && $(<"$WORK/preflight-$peer.body") == "$UPSTREAM_BODY" ]] ||
         die "pre-flight $peer: ${URL[$peer]} answered $code: $(head -c 300 "$WORK/preflight-$peer.body")"
     [[ $peer == direct ]] && return 0
     curl -s -D "$WORK/preflight-$peer.headers" -o "$WORK/preflight-$peer.echo" --max-time 5 \
-        "${CALLER_HEADERS[@]}" "http://127.0.0.1:${PORT[$peer]}$prefix/v1/_echo?probe=1" || true
+        "${HDRS[@]}" "http://127.0.0.1:${PORT[$peer]}$prefix/v1/_echo?probe=1" || true
     "$PY" - "$WORK/preflight-$peer.headers" "$WORK/preflight-$peer.echo" "$peer" "$API_KEY" "$TOKEN" <<'PYEOF' ||
 import json, sys
 headers_file, echo_file, peer, key, static_token = sys.argv[1:]
@@ -407,8 +431,9 @@ measure() {
     local peer=$1 conns=$2 round=$3 url=${URL[$1]} pid=${PID[$1]}
     local out="$WORK/wrk/$peer-c$conns-r$round.txt" rc=0 json
     local cpu0=null cpu1=null hwm=null reset=false alive=true up0 up1 b0 b1 cpus=""
+    headers "$peer"
     if ((WARMUP > 0)); then
-        taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c"$conns" -d"${WARMUP}s" "${CALLER_HEADERS[@]}" "$url" >/dev/null 2>&1 || true
+        taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c"$conns" -d"${WARMUP}s" "${HDRS[@]}" "$url" >/dev/null 2>&1 || true
     fi
     if [[ -n $pid ]] && is_alive "$pid"; then
         reset_hwm "$pid" && reset=true
@@ -419,7 +444,7 @@ measure() {
     child_ticks >"$WORK/c0"
     b0=$(busy_ticks)
     taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c"$conns" -d"${DURATION}s" --timeout 5s \
-        -s "$BENCH/report.lua" "${CALLER_HEADERS[@]}" "$url" >"$out" 2>&1 || rc=$?
+        -s "$BENCH/report.lua" "${HDRS[@]}" "$url" >"$out" 2>&1 || rc=$?
     b1=$(busy_ticks)
     child_ticks >"$WORK/c1"
     up1=$(cpu_ticks "$UPSTREAM_WORKER")

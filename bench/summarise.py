@@ -27,7 +27,8 @@ import sys
 from datetime import datetime, timezone
 
 # Display order and colours; peers not listed here go last in the order they appear.
-PEER_ORDER = ["direct", "nginx", "haproxy", "tollgate", "tollgate-default", "tollgate-shared"]
+PEER_ORDER = ["direct", "nginx", "haproxy", "tollgate", "tollgate-default", "tollgate-shared",
+              "tollgate-callers"]
 COLOURS = {
     "direct": "#9e9e9e",
     "nginx": "#2e7d32",
@@ -35,6 +36,7 @@ COLOURS = {
     "tollgate": "#e65100",
     "tollgate-default": "#ffb74d",
     "tollgate-shared": "#8d6e63",
+    "tollgate-callers": "#6a1b9a",
 }
 NOT_PROXIES = {"direct"}  # rows with no proxy process: no RSS / CPU figures
 # A run is "noisy" when processes outside the measurement (parallel builds...) used more than this
@@ -253,6 +255,15 @@ def markdown(raw: dict, agg: dict, peers: list[str], conns: list[int], png_name:
     if both(t64, n64, "p99_ms"):
         rows.append(("p99 ≤ nginx at 64 connections",
                      f"{t64['p99_ms']:.2f} vs {n64['p99_ms']:.2f} ms", t64["p99_ms"] <= n64["p99_ms"]))
+    # Issue 17: caller auth ("required", one key) costs at most 3 % CPU per request.
+    for c in conns:
+        anon, keyed = agg.get(("tollgate", c)), agg.get(("tollgate-callers", c))
+        if both(anon, keyed, "cpu_s_per_100k"):
+            ratio = keyed["cpu_s_per_100k"] / anon["cpu_s_per_100k"]
+            rows.append((f"caller auth CPU/request within 3 % of anonymous at {c} connections",
+                         f"tollgate-callers {keyed['cpu_s_per_100k']:.2f} vs tollgate "
+                         f"{anon['cpu_s_per_100k']:.2f} s / 100k req ({ratio:.3f}×)",
+                         ratio <= 1.03))
     for label, cell in (("64", t64), ("256", t256)):
         if cell and cell.get("rss_mib") is not None:
             rows.append((f"peak RSS < 32 MiB at {label} connections", f"{cell['rss_mib']:.1f} MiB",
@@ -281,7 +292,10 @@ def markdown(raw: dict, agg: dict, peers: list[str], conns: list[int], png_name:
                  "`tollgate`: `--workers 1`, an OAuth2 token fetched from the emulator and cached; "
                  "`tollgate-default`: the default runtime (one worker per core), not pinned; "
                  "`tollgate-shared`: as `tollgate`, its rate limit and pause kept in a local Redis "
-                 "(`[shared]`; Redis on core 0). Every Tollgate row has the same high rate limit, "
+                 "(`[shared]`; Redis on core 0); `tollgate-callers`: as `tollgate`, with one "
+                 "`[clients]` key (`caller_auth` \"required\"; wrk also sends "
+                 "`Proxy-Authorization: Bearer <key>`, which is checked and removed). "
+                 "Every Tollgate row has the same high rate limit, "
                  "which never rejects here. "
                  "Configs: `bench/*.conf`, `bench/haproxy.cfg`, `bench/tollgate.toml`.")
     lines.append("- Peers interleaved within each round (order rotated every round); each measured run "
