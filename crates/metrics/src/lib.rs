@@ -40,6 +40,7 @@ mod connections;
 mod labels;
 mod reload;
 mod shared;
+mod traffic;
 mod upstream;
 mod webhook;
 
@@ -51,6 +52,7 @@ pub use client::{ClientLimited, ClientMetrics, ANONYMOUS as ANONYMOUS_CLIENT};
 pub use connections::{ConnectionMetrics, Listener, OpenGuard, Rejected};
 pub use reload::ReloadMetrics;
 pub use shared::{RedisOp, SharedMetrics};
+pub use traffic::{PoolMetrics, TrafficMetrics};
 pub use upstream::{
     ErrorKind, InflightGuard, Limited, RetryReason, RewriteSkip, TokenFailure, UpstreamMetrics,
 };
@@ -99,6 +101,7 @@ pub struct Metrics {
     webhook_oldest_age: GaugeVec,
     connections: ConnectionMetrics,
     reloads: ReloadMetrics,
+    traffic: traffic::TrafficFamilies,
     /// `tollgate_requests_total` and `tollgate_rate_limited_total` carry a `client` label.
     client_label: bool,
     /// For `tollgate_build_info`, kept so [`Metrics::with_client_label`] can rebuild.
@@ -323,6 +326,7 @@ impl Metrics {
         let connections =
             ConnectionMetrics::resolve(&rejected_connections, &open_connections, &accept_errors);
         let reloads = ReloadMetrics::register(&registry);
+        let traffic = traffic::TrafficFamilies::register(&registry);
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "tollgate_build_info",
@@ -368,6 +372,7 @@ impl Metrics {
             webhook_oldest_age,
             connections,
             reloads,
+            traffic,
             client_label,
             version: version.to_owned(),
         }

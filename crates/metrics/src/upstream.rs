@@ -7,6 +7,7 @@ use prometheus::{Gauge, Histogram, IntCounter, IntGauge};
 use crate::{ClientMetrics, Metrics};
 
 use crate::labels::STATUS_CLASSES;
+use crate::traffic::TrafficMetrics;
 
 /// Why an attempt got no partner response: the `kind` label of `tollgate_upstream_errors_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,14 +19,14 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    const ALL: [ErrorKind; 4] = [
+    pub(crate) const ALL: [ErrorKind; 4] = [
         ErrorKind::Connect,
         ErrorKind::Timeout,
         ErrorKind::Tls,
         ErrorKind::Protocol,
     ];
 
-    fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             ErrorKind::Connect => "connect",
             ErrorKind::Timeout => "timeout",
@@ -180,6 +181,7 @@ pub struct UpstreamMetrics {
     pause_until: Gauge,
     links_rewritten: IntCounter,
     links_skipped: [IntCounter; 4],
+    traffic: TrafficMetrics,
 }
 
 fn class_index(status: u16) -> usize {
@@ -225,7 +227,13 @@ impl UpstreamMetrics {
             links_rewritten: m.links_rewritten.with_label_values(&[upstream, env]),
             links_skipped: RewriteSkip::ALL
                 .map(|r| m.links_skipped.with_label_values(&[upstream, env, r.label()])),
+            traffic: TrafficMetrics::resolve(&m.traffic, upstream, env),
         }
+    }
+
+    /// Bytes, queueing and the connections to the partner.
+    pub fn traffic(&self) -> &TrafficMetrics {
+        &self.traffic
     }
 
     /// A caller request finished with `status` after `total`, of which `waited` was partner time

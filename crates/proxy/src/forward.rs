@@ -16,7 +16,7 @@ use hyper_util::client::legacy::connect::{Connection as _, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::RootCertStore;
 use rustls_pki_types::{pem::PemObject, CertificateDer};
-use tollgate_metrics::ErrorKind;
+use tollgate_metrics::{ErrorKind, PoolMetrics};
 use tower_service::Service as _;
 
 use crate::body::{self, Body};
@@ -46,7 +46,8 @@ pub struct ForwardError {
 }
 
 impl UpstreamClient {
-    pub fn new(target: &Target, connect_timeout: Duration) -> Result<Self, String> {
+    /// `metrics`: the upstream's connection handles (`None` for webhook deliveries).
+    pub fn new(target: &Target, connect_timeout: Duration, metrics: Option<PoolMetrics>) -> Result<Self, String> {
         let mut roots = RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         if let Some(path) = &target.ca_file {
@@ -83,7 +84,7 @@ impl UpstreamClient {
             .map_err(|e| format!("base_url `{}`: {e}", target.base_url))?;
         Ok(Self {
             connector: https,
-            pool: Arc::new(Pool::new(&base)),
+            pool: Arc::new(Pool::new(&base, metrics)),
         })
     }
 
@@ -138,6 +139,17 @@ impl UpstreamClient {
 
     /// Opens a connection to `origin` (TCP, TLS with ALPN) and starts its driver task.
     async fn connect(&self, origin: &Arc<Origin>, uri: &Uri) -> Result<Conn, ForwardError> {
+        let opened = self.open(origin, uri).await;
+        if let Some(m) = origin.metrics() {
+            match &opened {
+                Ok(_) => m.connected(),
+                Err(e) => m.connect_failed(e.kind),
+            }
+        }
+        opened
+    }
+
+    async fn open(&self, origin: &Arc<Origin>, uri: &Uri) -> Result<Conn, ForwardError> {
         let io = self
             .connector
             .clone()
@@ -154,14 +166,14 @@ impl UpstreamClient {
                 .handshake(io)
                 .await
                 .map_err(|e| ForwardError::connect(&e))?;
-            tokio::spawn(drive(conn));
+            tokio::spawn(drive(conn, origin.metrics().cloned()));
             origin.share_h2(&tx);
             return Ok(Conn::H2(tx));
         }
         let (tx, conn) = http1::handshake(io)
             .await
             .map_err(|e| ForwardError::connect(&e))?;
-        tokio::spawn(drive(conn));
+        tokio::spawn(drive(conn, origin.metrics().cloned()));
         Ok(Conn::H1(tx))
     }
 }
@@ -169,10 +181,13 @@ impl UpstreamClient {
 const H2_PING_EVERY: Duration = Duration::from_secs(30);
 const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Runs one connection until it closes.
-async fn drive<C: std::future::Future<Output = Result<(), hyper::Error>>>(conn: C) {
+/// Runs one connection until it closes; it counts as open until then.
+async fn drive<C: std::future::Future<Output = Result<(), hyper::Error>>>(conn: C, metrics: Option<PoolMetrics>) {
     if let Err(e) = conn.await {
         tracing::debug!(error = %e, "upstream connection ended with an error");
+    }
+    if let Some(m) = metrics {
+        m.closed();
     }
 }
 

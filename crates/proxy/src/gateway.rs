@@ -302,10 +302,15 @@ impl UpstreamRuntime {
                 && o.cfg.target.ca_file == cfg.target.ca_file
                 && o.cfg.connect_timeout == cfg.connect_timeout
         });
+        let upstream_metrics = metrics.upstream(&cfg.name, cfg.environment.as_str());
         let client = match same_network {
             Some(o) => o.client.clone(),
-            None => UpstreamClient::new(&cfg.target, cfg.connect_timeout)
-                .map_err(|e| format!("upstreams.{}.{}: {e}", cfg.name, cfg.environment))?,
+            None => UpstreamClient::new(
+                &cfg.target,
+                cfg.connect_timeout,
+                Some(upstream_metrics.traffic().pool()),
+            )
+            .map_err(|e| format!("upstreams.{}.{}: {e}", cfg.name, cfg.environment))?,
         };
         let host = base.host_str().expect("validated: base_url has a host");
         let authority = match base.port() {
@@ -320,7 +325,6 @@ impl UpstreamRuntime {
         if let Some(inject) = cfg.target.auth.injection() {
             injected.reserved.push(inject.header.clone());
         }
-        let upstream_metrics = metrics.upstream(&cfg.name, cfg.environment.as_str());
         let same_credentials = same_network.filter(|o| {
             o.cfg.environment == cfg.environment
                 && o.cfg.target.auth == cfg.target.auth

@@ -21,6 +21,7 @@
 //! on the upstream come before the upstream's: its slot before the upstream's slot, its cell
 //! before the upstream's cell on every attempt.
 
+mod access;
 mod caller_body;
 pub(crate) mod callers;
 
@@ -34,6 +35,8 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 use tollgate_metrics::{ErrorKind, RetryReason, UpstreamMetrics};
 
+pub(crate) use self::access::Access;
+use self::access::{record_head, rid, Arrival, Read, Trace};
 use self::caller_body::{CallerBody, Watch};
 use self::callers::{Caller, CallerLimit};
 use crate::body::{self, Body};
@@ -46,13 +49,14 @@ use crate::respond::error_response;
 use crate::{retry, route};
 
 /// Handles one caller request from arrival to response headers. `peer` is the caller's socket
-/// address, for the access log; `cert` the client its connection's certificate named (mTLS).
+/// address, for the access log; `cert` the names its connection's client certificate offers
+/// (mTLS). The [`Access`] writes the log line once the answer's body has ended.
 pub(crate) async fn handle(
     gw: &Gateway,
     req: Request<Incoming>,
     peer: Option<SocketAddr>,
     cert: Option<&[ClientId]>,
-) -> Response<Body> {
+) -> (Response<Body>, Access) {
     // The config in force when the request arrived serves it to the end, whatever a reload does.
     let rt = gw.runtime();
     let arrival = Arrival {
@@ -73,8 +77,9 @@ pub(crate) async fn handle(
             let resp = finish(error_response(&err, None, rid(request_id)), request_id, None);
             let resp = close_if_unread(resp, h1, body_unread);
             let caller = unrouted_caller(&rt);
-            record(&arrival, &rt.unrouted, caller, "-", &resp, Duration::ZERO);
-            return resp;
+            let trace = Trace::default();
+            let access = record_head(rt.clone(), arrival, None, caller, &resp, Duration::ZERO, trace);
+            return (resp, access);
         }
     };
     let up = &rt.upstreams[upstream];
@@ -87,14 +92,17 @@ pub(crate) async fn handle(
             Err((caller, err)) => {
                 let resp = error_response(&err, Some(&up.cfg.name), rid(request_id));
                 let resp = finish(close_if_unread(resp, h1, body_unread), request_id, Some(up));
-                record(&arrival, &up.metrics, caller, &up.cfg.name, &resp, Duration::ZERO);
-                return resp;
+                let trace = Trace::default();
+                let access =
+                    record_head(rt.clone(), arrival, Some(upstream), caller, &resp, Duration::ZERO, trace);
+                return (resp, access);
             }
         },
     };
     let host = up.links.as_ref().and_then(|_| caller_host(&req));
     let server = &rt.config.server;
     let started = arrival.started;
+    let mut trace = Trace::default();
     let sent = forward(
         up,
         server,
@@ -104,8 +112,10 @@ pub(crate) async fn handle(
         started,
         &mut body_unread,
         caller.limits,
+        &mut trace,
     )
     .await;
+    up.metrics.traffic().queued(trace.queued.as_secs_f64());
     let (resp, partner_time) = match sent {
         Ok((resp, waited)) => match &up.links {
             Some(links) => (links.rewrite(host.as_ref(), &up.metrics, resp), waited),
@@ -121,17 +131,8 @@ pub(crate) async fn handle(
         ),
     };
     let resp = finish(resp, request_id, Some(up));
-    record(&arrival, &up.metrics, caller, &up.cfg.name, &resp, partner_time);
-    resp
-}
-
-/// What the access log needs of a request, taken on arrival (the request itself moves on).
-struct Arrival {
-    started: Instant,
-    request_id: HeaderValue,
-    method: Method,
-    uri: http::Uri,
-    peer: Option<SocketAddr>,
+    let access = record_head(rt.clone(), arrival, Some(upstream), caller, &resp, partner_time, trace);
+    (resp, access)
 }
 
 /// Who a request that reached no upstream is, for the log: `anonymous` once `[clients]` exists
@@ -185,6 +186,7 @@ async fn forward(
     started: Instant,
     body_unread: &mut bool,
     caller_limits: Option<&CallerLimit>,
+    trace: &mut Trace,
 ) -> Result<(Response<Body>, Duration), GatewayError> {
     let deadline = tokio::time::Instant::from_std(started) + up.cfg.request_timeout;
     let (parts, incoming) = req.into_parts();
@@ -219,6 +221,7 @@ async fn forward(
     if body.replayable() {
         *body_unread = false;
     }
+    trace.read = body.read();
     let queued = Instant::now();
     let mut waited = queued - reading;
     // The client's share first, its slot and its first cell: a client over its share waits (or is
@@ -237,6 +240,7 @@ async fn forward(
     let mut slot = Some(up.admission.enter(deadline).await?);
     let entered = Instant::now();
     waited += entered - queued;
+    trace.queued += entered - queued;
     let policy = retry::Request::new(&parts.method, &parts.headers, body.replayable());
     // Only a request whose body could be read earns retries for others.
     up.budget.deposit(entered);
@@ -255,7 +259,10 @@ async fn forward(
         // the partner's budget.
         if let (true, Some(limits)) = (client_cell_due, caller_limits) {
             match limits.admit(deadline).await {
-                Ok(wait) => waited += wait,
+                Ok(wait) => {
+                    waited += wait;
+                    trace.queued += wait;
+                }
                 Err(refused) => return last.map_or(Err(refused), |l| l.map_err(|f| f.error)),
             }
         }
@@ -263,7 +270,10 @@ async fn forward(
         client_cell_due = true;
         let admitted = up.admission.admit(deadline, share.as_ref()).await;
         match (admitted, caller_limits) {
-            (Ok(wait), _) => waited += wait,
+            (Ok(wait), _) => {
+                waited += wait;
+                trace.queued += wait;
+            }
             (Err(GatewayError::CallerRateLimited { retry_after }), Some(limits)) if share.is_some() => {
                 // The client's fleet-wide share is spent: wait for it without holding one of
                 // the partner's slots, then take a slot and ask again.
@@ -271,7 +281,10 @@ async fn forward(
                 let first = share_refused.is_none();
                 let since = *share_refused.get_or_insert_with(tokio::time::Instant::now);
                 match limits.wait_for_fleet(retry_after, since, first, deadline).await {
-                    Ok(wait) => waited += wait,
+                    Ok(wait) => {
+                        waited += wait;
+                        trace.queued += wait;
+                    }
                     Err(refused) => return last.map_or(Err(refused), |l| l.map_err(|f| f.error)),
                 }
                 slot = Some(up.admission.enter(deadline).await?);
@@ -295,6 +308,7 @@ async fn forward(
             }
             _ => None,
         };
+        trace.attempts += 1;
         let sent = attempt(
             up,
             parts.method.clone(),
@@ -308,6 +322,7 @@ async fn forward(
         let outcome = match &sent {
             Ok((resp, elapsed)) => {
                 waited += *elapsed;
+                trace.upstream_status = Some(resp.status().as_u16());
                 up.admission.observe(resp.status().as_u16(), resp.headers());
                 retry::Outcome::Status {
                     status: resp.status().as_u16(),
@@ -413,6 +428,15 @@ impl Outgoing {
         match self {
             Outgoing::Kept(bytes) => body::full(bytes.clone()),
             Outgoing::Stream(stream, _) => stream.take().unwrap_or_else(|| body::full(Bytes::new())),
+        }
+    }
+
+    /// How the access log counts the caller's body bytes.
+    fn read(&self) -> Read {
+        match self {
+            Outgoing::Kept(bytes) if bytes.is_empty() => Read::Nothing,
+            Outgoing::Kept(bytes) => Read::Kept(bytes.len() as u64),
+            Outgoing::Stream(_, watch) => Read::Streamed(watch.clone()),
         }
     }
 
@@ -530,7 +554,7 @@ pub(crate) fn refuse(
     req: &Request<Incoming>,
     err: &GatewayError,
     peer: Option<SocketAddr>,
-) -> Response<Body> {
+) -> (Response<Body>, Access) {
     let rt = gw.runtime();
     let arrival = Arrival {
         started: Instant::now(),
@@ -545,15 +569,9 @@ pub(crate) fn refuse(
         None,
     );
     let resp = close_if_unread(resp, true, true);
-    record(
-        &arrival,
-        &rt.unrouted,
-        unrouted_caller(&rt),
-        "-",
-        &resp,
-        Duration::ZERO,
-    );
-    resp
+    let caller = unrouted_caller(&rt);
+    let access = record_head(rt.clone(), arrival, None, caller, &resp, Duration::ZERO, Trace::default());
+    (resp, access)
 }
 
 /// Counts a request head the HTTP parser refused (hyper answered `status` itself, before any
@@ -576,37 +594,6 @@ fn close_if_unread(mut resp: Response<Body>, h1: bool, body_unread: bool) -> Res
     resp
 }
 
-/// Metrics and the access-log line. Caller-controlled values are logged as strings (`%`, so JSON
-/// lines hold `"path":"/p/x"`, not a quoted Debug form) after `printable` escaped anything that is
-/// not printable ASCII, so no value can end a line or forge a field; the query is never logged
-/// (it may hold personal data). `client` (a configured name or `anonymous`) appears only with
-/// `[clients]`; `peer` is the caller's socket address. Neither is caller-controlled text.
-fn record(
-    arrival: &Arrival,
-    metrics: &UpstreamMetrics,
-    caller: Caller<'_>,
-    upstream: &str,
-    resp: &Response<Body>,
-    partner_time: Duration,
-) {
-    let total = arrival.started.elapsed();
-    let status = resp.status().as_u16();
-    metrics.request_done_by(caller.metrics, status, total, partner_time);
-    tracing::info!(
-        target: "tollgate::access",
-        method = %arrival.method,
-        upstream,
-        path = %printable(arrival.uri.path()),
-        status,
-        duration_ms = total.as_secs_f64() * 1000.0,
-        request_id = %printable(rid(&arrival.request_id)),
-        client = caller.name.map(tracing::field::display),
-        peer = arrival.peer.map(tracing::field::display),
-        error = resp.headers().get(crate::respond::ERROR_HEADER).and_then(|v| v.to_str().ok()),
-        "request"
-    );
-}
-
 /// The authority the caller used: `Host` (HTTP/1) or `:authority` (HTTP/2).
 fn caller_host(req: &Request<Incoming>) -> Option<HeaderValue> {
     req.headers().get(header::HOST).cloned().or_else(|| {
@@ -616,37 +603,13 @@ fn caller_host(req: &Request<Incoming>) -> Option<HeaderValue> {
     })
 }
 
-fn rid(v: &HeaderValue) -> &str {
-    v.to_str().unwrap_or("-")
-}
-
 fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
-}
-
-/// A caller-supplied value as a log line may hold it: printable ASCII as it is, anything else
-/// escaped (`\n`, `\u{7f}`), borrowed in the usual case.
-fn printable(s: &str) -> Cow<'_, str> {
-    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-        Cow::Borrowed(s)
-    } else {
-        Cow::Owned(s.escape_default().to_string())
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn printable_keeps_plain_values_and_escapes_the_rest() {
-        assert!(matches!(printable("/p/x?y=\"z\""), Cow::Borrowed("/p/x?y=\"z\"")));
-        assert_eq!(
-            printable("/p\n{\"level\":\"ERROR\"}"),
-            "/p\\n{\\\"level\\\":\\\"ERROR\\\"}"
-        );
-        assert_eq!(printable("a\rb\u{7f}é"), "a\\rb\\u{7f}\\u{e9}");
-    }
 
     #[test]
     fn close_is_said_only_on_http1_with_an_unread_body() {

@@ -23,6 +23,8 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 
+use tollgate_metrics::PoolMetrics;
+
 use crate::body::Body;
 
 /// How often the sweeper looks at an origin's idle connections.
@@ -36,6 +38,7 @@ const IDLE_SWEEPS: u8 = 9;
 pub struct Pool {
     api: Option<Arc<Origin>>,
     others: Mutex<Vec<Arc<Origin>>>,
+    metrics: Option<PoolMetrics>,
 }
 
 /// The connections to one scheme + authority.
@@ -46,6 +49,8 @@ pub struct Origin {
     /// `Host` for HTTP/1: the authority without a default port.
     host: HeaderValue,
     state: Mutex<State>,
+    /// The upstream's `tollgate_upstream_connections` handles (`None`: webhook deliveries).
+    metrics: Option<PoolMetrics>,
 }
 
 #[derive(Debug, Default)]
@@ -70,11 +75,12 @@ pub enum Conn {
 }
 
 impl Pool {
-    /// A pool for the API at `base` (an absolute URI).
-    pub fn new(base: &Uri) -> Self {
+    /// A pool for the API at `base` (an absolute URI), counting its connections in `metrics`.
+    pub fn new(base: &Uri, metrics: Option<PoolMetrics>) -> Self {
         Self {
-            api: Origin::of(base).map(Arc::new),
+            api: Origin::of(base, metrics.clone()).map(Arc::new),
             others: Mutex::default(),
+            metrics,
         }
     }
 
@@ -89,14 +95,14 @@ impl Pool {
         if let Some(found) = others.iter().find(|o| same(o)) {
             return Some(found.clone());
         }
-        let origin = Arc::new(Origin::of(uri)?);
+        let origin = Arc::new(Origin::of(uri, self.metrics.clone())?);
         others.push(origin.clone());
         Some(origin)
     }
 }
 
 impl Origin {
-    fn of(uri: &Uri) -> Option<Self> {
+    fn of(uri: &Uri, metrics: Option<PoolMetrics>) -> Option<Self> {
         let (scheme, authority) = (uri.scheme()?, uri.authority()?);
         let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
         let host = match authority.port_u16() {
@@ -108,6 +114,7 @@ impl Origin {
             authority: authority.clone(),
             host: HeaderValue::from_str(&host).ok()?,
             state: Mutex::default(),
+            metrics,
         })
     }
 
@@ -123,6 +130,16 @@ impl Origin {
         &self.host
     }
 
+    pub fn metrics(&self) -> Option<&PoolMetrics> {
+        self.metrics.as_ref()
+    }
+
+    fn idle_changed(&self, delta: i64) {
+        if let (Some(m), false) = (&self.metrics, delta == 0) {
+            m.idle(delta);
+        }
+    }
+
     /// An open connection, if one is idle: HTTP/2 first (it multiplexes), then the newest HTTP/1.
     pub fn checkout(&self) -> Option<Conn> {
         let mut state = lock(&self.state);
@@ -133,12 +150,16 @@ impl Origin {
             }
             state.h2 = None;
         }
+        let before = state.idle.len();
+        let mut found = None;
         while let Some(idle) = state.idle.pop_back() {
             if !idle.tx.is_closed() {
-                return Some(Conn::H1(idle.tx));
+                found = Some(Conn::H1(idle.tx));
+                break;
             }
         }
-        None
+        self.idle_changed(state.idle.len() as i64 - before as i64);
+        found
     }
 
     /// Keeps a new HTTP/2 connection for every later request to this origin.
@@ -173,6 +194,7 @@ impl Origin {
     fn push_idle(self: &Arc<Self>, tx: http1::SendRequest<Body>) {
         let mut state = lock(&self.state);
         state.idle.push_back(Idle { tx, sweeps: 0 });
+        self.idle_changed(1);
         self.start_sweeper(&mut state);
     }
 
@@ -186,10 +208,12 @@ impl Origin {
     /// One sweep: closes what has been idle (or closed) too long.
     fn expire(&self) {
         let mut state = lock(&self.state);
+        let before = state.idle.len();
         state.idle.retain_mut(|idle| {
             idle.sweeps += 1;
             idle.sweeps < IDLE_SWEEPS && !idle.tx.is_closed()
         });
+        self.idle_changed(state.idle.len() as i64 - before as i64);
         if let Some(h2) = &mut state.h2 {
             h2.sweeps += 1;
             if h2.sweeps >= IDLE_SWEEPS || h2.tx.is_closed() {
@@ -197,6 +221,14 @@ impl Origin {
                 state.h2 = None;
             }
         }
+    }
+}
+
+impl Drop for Origin {
+    /// A client replaced by a reload takes its idle connections with it.
+    fn drop(&mut self) {
+        let idle = lock(&self.state).idle.len();
+        self.idle_changed(-(idle as i64));
     }
 }
 
@@ -307,12 +339,12 @@ mod tests {
     }
 
     fn origin() -> Arc<Origin> {
-        Arc::new(Origin::of(&Uri::from_static("http://partner.test")).unwrap())
+        Arc::new(Origin::of(&Uri::from_static("http://partner.test"), None).unwrap())
     }
 
     #[test]
     fn origins_are_found_by_scheme_and_authority_with_host_as_http1_wants_it() {
-        let pool = Pool::new(&Uri::from_static("https://api.partner.test:443/v1"));
+        let pool = Pool::new(&Uri::from_static("https://api.partner.test:443/v1"), None);
         let api = pool
             .origin(&Uri::from_static("https://api.partner.test:443/v1/x?y=1"))
             .unwrap();

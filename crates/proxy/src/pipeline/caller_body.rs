@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -37,6 +37,8 @@ pub(super) struct Watch {
     state: AtomicU8,
     idle: Duration,
     max_body: u64,
+    /// Body bytes read so far, for the access log and `tollgate_request_bytes_total`.
+    received: AtomicU64,
 }
 
 impl Watch {
@@ -54,6 +56,10 @@ impl Watch {
             TOO_LARGE => Some(GatewayError::PayloadTooLarge { limit: self.max_body }),
             _ => None,
         }
+    }
+
+    pub(super) fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
     }
 
     fn set(&self, state: u8) {
@@ -87,6 +93,7 @@ impl CallerBody {
             state: AtomicU8::new(READING),
             idle,
             max_body,
+            received: AtomicU64::new(0),
         });
         let body = CallerBody {
             inner: Limited::new(incoming, usize::try_from(max_body).unwrap_or(usize::MAX)),
@@ -120,6 +127,11 @@ impl HttpBody for CallerBody {
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.watch
+                        .received
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
                 if this.waiting {
                     this.waiting = false;
                     this.watch.set(READING);

@@ -40,6 +40,7 @@ use crate::config::clients::ClientId;
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::pipeline::callers::identities;
+use crate::pipeline::Access;
 use crate::{admin, headers, pipeline, respond, webhook};
 
 /// After an idle close began (GOAWAY, or keep-alive turned off), the connection gets this long
@@ -133,7 +134,7 @@ async fn serve_http<S>(
             let guard = activity.begin();
             let (ctx, cert) = (ctx.clone(), cert.clone());
             async move {
-                let resp = if guard.ambiguous_length && has_transfer_encoding(&req) {
+                let (resp, access) = if guard.ambiguous_length && has_transfer_encoding(&req) {
                     refuse_ambiguous(&ctx, listener, &req, peer)
                 } else {
                     handle(&ctx, listener, req, peer, cert.as_deref()).await
@@ -141,6 +142,8 @@ async fn serve_http<S>(
                 Ok::<_, Infallible>(resp.map(|body| ConnBody {
                     inner: body,
                     guard: Some(guard),
+                    access,
+                    sent: 0,
                 }))
             }
         })
@@ -259,20 +262,23 @@ enum Due {
     Drop,
 }
 
-/// The listener's handler.
+/// The listener's handler; the data listener's answers come with their access-log line.
 async fn handle(
     ctx: &ConnCtx,
     listener: Listener,
     req: Request<Incoming>,
     peer: Option<SocketAddr>,
     cert: Option<&[ClientId]>,
-) -> Response<Body> {
+) -> (Response<Body>, Option<Access>) {
     match listener {
-        Listener::Data => pipeline::handle(&ctx.gw, req, peer, cert).await,
-        Listener::Admin => admin::handle(&ctx.gw, req).await,
+        Listener::Data => {
+            let (resp, access) = pipeline::handle(&ctx.gw, req, peer, cert).await;
+            (resp, Some(access))
+        }
+        Listener::Admin => (admin::handle(&ctx.gw, req).await, None),
         Listener::Webhook => match &ctx.gw.webhooks {
-            Some(hooks) => webhook::handle(hooks, req).await,
-            None => respond::error_response(&GatewayError::NoRoute, None, "-"),
+            Some(hooks) => (webhook::handle(hooks, req).await, None),
+            None => (respond::error_response(&GatewayError::NoRoute, None, "-"), None),
         },
     }
 }
@@ -290,13 +296,16 @@ fn refuse_ambiguous(
     listener: Listener,
     req: &Request<Incoming>,
     peer: Option<SocketAddr>,
-) -> Response<Body> {
+) -> (Response<Body>, Option<Access>) {
     ctx.metrics.rejected(Rejected::AmbiguousLength);
     let err = GatewayError::BadRequest(
         "Content-Length and Transfer-Encoding together are refused: the body's length is ambiguous",
     );
     let mut resp = match listener {
-        Listener::Data => return pipeline::refuse(&ctx.gw, req, &err, peer),
+        Listener::Data => {
+            let (resp, access) = pipeline::refuse(&ctx.gw, req, &err, peer);
+            return (resp, Some(access));
+        }
         Listener::Admin => respond::error_response(&err, None, "-"),
         Listener::Webhook => {
             let request_id = headers::request_id(req.headers());
@@ -305,7 +314,7 @@ fn refuse_ambiguous(
     };
     resp.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    resp
+    (resp, None)
 }
 
 /// The status hyper answered for a request head it refused, and why, from the error that ended
@@ -431,11 +440,23 @@ impl Drop for RequestGuard {
     }
 }
 
-/// The answer's body, ending its request's [`RequestGuard`] when it ends (or is dropped).
+/// The answer's body, ending its request's [`RequestGuard`] when it ends (or is dropped), and
+/// writing its access-log line with the bytes sent (data listener).
 #[derive(Debug)]
 pub(super) struct ConnBody {
     inner: Body,
     guard: Option<RequestGuard>,
+    access: Option<Access>,
+    /// Body bytes handed to hyper so far.
+    sent: u64,
+}
+
+impl Drop for ConnBody {
+    fn drop(&mut self) {
+        if let Some(access) = self.access.take() {
+            access.done(self.sent);
+        }
+    }
 }
 
 impl HttpBody for ConnBody {
@@ -448,8 +469,14 @@ impl HttpBody for ConnBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
-            this.guard = None;
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.sent += data.len() as u64;
+                }
+            }
+            Poll::Ready(None | Some(Err(_))) => this.guard = None,
+            Poll::Pending => {}
         }
         polled
     }

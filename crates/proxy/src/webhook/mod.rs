@@ -125,7 +125,7 @@ impl Webhooks {
                 rate_limit: None,
                 ca_file: None,
             };
-            let client = UpstreamClient::new(&target, Duration::from_secs(5))
+            let client = UpstreamClient::new(&target, Duration::from_secs(5), None)
                 .map_err(|e| format!("{}: {e}", at("deliver_to")))?;
             let deliver_uri = cfg
                 .deliver_to

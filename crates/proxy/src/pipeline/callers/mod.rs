@@ -107,6 +107,8 @@ impl Hasher for DigestHasher {
 pub(crate) struct Caller<'g> {
     /// For the access log: a client's name or `anonymous`; `None` without `[clients]`.
     pub name: Option<&'g str>,
+    /// The configured client's index ([`Callers::name_of`] names it); `None`: anonymous.
+    pub client: Option<usize>,
     /// This client's counters on the routed upstream; `None`: the upstream's own (anonymous).
     pub metrics: Option<&'g ClientMetrics>,
     /// This client's share of the routed upstream, when it has one.
@@ -116,6 +118,7 @@ pub(crate) struct Caller<'g> {
 /// A caller that is no configured client.
 const ANONYMOUS_CALLER: Caller<'static> = Caller {
     name: Some(ANONYMOUS),
+    client: None,
     metrics: None,
     limits: None,
 };
@@ -213,7 +216,7 @@ impl Callers {
             return Ok(anonymous);
         }
         if let Some(&i) = cert.and_then(|ids| ids.iter().find_map(|id| self.by_cert.get(id))) {
-            return self.allow(&self.clients[i], upstream, method, rest);
+            return self.allow(i, upstream, method, rest);
         }
         let hash = match key::presented(headers) {
             Presented::Nothing if self.mode == CallerAuth::Optional => return Ok(anonymous),
@@ -228,7 +231,7 @@ impl Callers {
             Presented::Malformed(why) => return Err((anonymous, GatewayError::Unauthorized(why))),
             Presented::Key(key) => KeyHash::of(key),
         };
-        let Some(client) = self.by_key.get(&hash).map(|&i| &self.clients[i]) else {
+        let Some(&client) = self.by_key.get(&hash) else {
             return Err((
                 anonymous,
                 GatewayError::Unauthorized("the caller key is not a configured client's"),
@@ -238,20 +241,22 @@ impl Callers {
     }
 
     /// The ACL of an identified client.
-    fn allow<'a>(
-        &'a self,
-        client: &'a ClientRuntime,
+    fn allow(
+        &self,
+        index: usize,
         upstream: usize,
         method: &Method,
         rest: &str,
-    ) -> Result<Caller<'a>, (Caller<'a>, GatewayError)> {
+    ) -> Result<Caller<'_>, (Caller<'_>, GatewayError)> {
         let anonymous = ANONYMOUS_CALLER;
+        let client = &self.clients[index];
         let Some(access) = client.access.get(upstream) else {
             // Routing only yields configured upstreams; refuse rather than trust that here.
             return Err((anonymous, GatewayError::Forbidden("no such upstream")));
         };
         let caller = Caller {
             name: Some(&client.name),
+            client: Some(index),
             metrics: Some(&access.metrics),
             limits: access.limits.as_deref(),
         };
@@ -278,6 +283,13 @@ impl Callers {
             ));
         }
         Ok(caller)
+    }
+
+    /// The log's name for a caller: the client at `index`, or `anonymous`.
+    pub(crate) fn name_of(&self, index: Option<usize>) -> &str {
+        index
+            .and_then(|i| self.clients.get(i))
+            .map_or(ANONYMOUS, |c| c.name.as_str())
     }
 
     /// A client's share of an upstream, by names (for a reload).
