@@ -47,7 +47,11 @@ pub struct ForwardError {
 
 impl UpstreamClient {
     /// `metrics`: the upstream's connection handles (`None` for webhook deliveries).
-    pub fn new(target: &Target, connect_timeout: Duration, metrics: Option<PoolMetrics>) -> Result<Self, String> {
+    pub fn new(
+        target: &Target,
+        connect_timeout: Duration,
+        metrics: Option<PoolMetrics>,
+    ) -> Result<Self, String> {
         let mut roots = RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         if let Some(path) = &target.ca_file {
@@ -182,7 +186,10 @@ const H2_PING_EVERY: Duration = Duration::from_secs(30);
 const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Runs one connection until it closes; it counts as open until then.
-async fn drive<C: std::future::Future<Output = Result<(), hyper::Error>>>(conn: C, metrics: Option<PoolMetrics>) {
+async fn drive<C: std::future::Future<Output = Result<(), hyper::Error>>>(
+    conn: C,
+    metrics: Option<PoolMetrics>,
+) {
     if let Err(e) = conn.await {
         tracing::debug!(error = %e, "upstream connection ended with an error");
     }

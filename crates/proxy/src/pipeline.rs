@@ -33,7 +33,7 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
-use tollgate_metrics::{ErrorKind, RetryReason, UpstreamMetrics};
+use tollgate_metrics::{ErrorKind, RetryReason};
 
 pub(crate) use self::access::Access;
 use self::access::{record_head, rid, Arrival, Read, Trace};
@@ -76,7 +76,7 @@ pub(crate) async fn handle(
         Err(err) => {
             let resp = finish(error_response(&err, None, rid(request_id)), request_id, None);
             let resp = close_if_unread(resp, h1, body_unread);
-            let caller = unrouted_caller(&rt);
+            let caller = Caller::default();
             let trace = Trace::default();
             let access = record_head(rt.clone(), arrival, None, caller, &resp, Duration::ZERO, trace);
             return (resp, access);
@@ -93,8 +93,15 @@ pub(crate) async fn handle(
                 let resp = error_response(&err, Some(&up.cfg.name), rid(request_id));
                 let resp = finish(close_if_unread(resp, h1, body_unread), request_id, Some(up));
                 let trace = Trace::default();
-                let access =
-                    record_head(rt.clone(), arrival, Some(upstream), caller, &resp, Duration::ZERO, trace);
+                let access = record_head(
+                    rt.clone(),
+                    arrival,
+                    Some(upstream),
+                    caller,
+                    &resp,
+                    Duration::ZERO,
+                    trace,
+                );
                 return (resp, access);
             }
         },
@@ -131,17 +138,16 @@ pub(crate) async fn handle(
         ),
     };
     let resp = finish(resp, request_id, Some(up));
-    let access = record_head(rt.clone(), arrival, Some(upstream), caller, &resp, partner_time, trace);
+    let access = record_head(
+        rt.clone(),
+        arrival,
+        Some(upstream),
+        caller,
+        &resp,
+        partner_time,
+        trace,
+    );
     (resp, access)
-}
-
-/// Who a request that reached no upstream is, for the log: `anonymous` once `[clients]` exists
-/// (it was never identified), nobody without.
-fn unrouted_caller(rt: &Runtime) -> Caller<'static> {
-    Caller {
-        name: rt.callers.as_ref().map(|_| crate::config::clients::ANONYMOUS),
-        ..Caller::default()
-    }
 }
 
 /// Refuses what an egress gateway must never do, then picks the upstream by path alone.
@@ -569,8 +575,16 @@ pub(crate) fn refuse(
         None,
     );
     let resp = close_if_unread(resp, true, true);
-    let caller = unrouted_caller(&rt);
-    let access = record_head(rt.clone(), arrival, None, caller, &resp, Duration::ZERO, Trace::default());
+    let caller = Caller::default();
+    let access = record_head(
+        rt.clone(),
+        arrival,
+        None,
+        caller,
+        &resp,
+        Duration::ZERO,
+        Trace::default(),
+    );
     (resp, access)
 }
 

@@ -242,6 +242,7 @@ mod tests {
             state: AtomicU8::new(READING),
             idle: Duration::from_secs(7),
             max_body: 1024,
+            received: AtomicU64::new(0),
         };
         assert!(watch.fault().is_none());
         assert!(!watch.waiting_on_caller());

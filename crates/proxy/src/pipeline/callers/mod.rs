@@ -6,7 +6,7 @@
 //!         ─▶ Proxy-Authorization: Bearer <key> ─▶ SHA-256 ─▶ one HashMap lookup ─▶ client
 //!              no header: anonymous (optional) or 401; malformed or unknown key: 401
 //!         ─▶ upstream in its list? method? path? ──── no: 403 ───────────────▶ (refused)
-//!         ─▶ Caller { name, metrics, limits }: the limits are taken later in `pipeline::forward`
+//!         ─▶ Caller { client, metrics, limits }: the limits are taken later in `pipeline::forward`
 //!            (slot before the upstream's slot, cell before the upstream's cell)
 //! ```
 //!
@@ -105,23 +105,14 @@ impl Hasher for DigestHasher {
 /// Who sent a request, as the rest of the pipeline needs it.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Caller<'g> {
-    /// For the access log: a client's name or `anonymous`; `None` without `[clients]`.
-    pub name: Option<&'g str>,
-    /// The configured client's index ([`Callers::name_of`] names it); `None`: anonymous.
+    /// The configured client's index ([`Callers::name_of`] names it for the access log);
+    /// `None`: anonymous (or no `[clients]`).
     pub client: Option<usize>,
     /// This client's counters on the routed upstream; `None`: the upstream's own (anonymous).
     pub metrics: Option<&'g ClientMetrics>,
     /// This client's share of the routed upstream, when it has one.
     pub limits: Option<&'g CallerLimit>,
 }
-
-/// A caller that is no configured client.
-const ANONYMOUS_CALLER: Caller<'static> = Caller {
-    name: Some(ANONYMOUS),
-    client: None,
-    metrics: None,
-    limits: None,
-};
 
 /// What `/status` shows of a client: never its key or the key's hash.
 #[derive(Debug, Serialize)]
@@ -211,7 +202,7 @@ impl Callers {
         method: &Method,
         rest: &str,
     ) -> Result<Caller<'_>, (Caller<'_>, GatewayError)> {
-        let anonymous = ANONYMOUS_CALLER;
+        let anonymous = Caller::default();
         if self.mode == CallerAuth::Off {
             return Ok(anonymous);
         }
@@ -248,14 +239,13 @@ impl Callers {
         method: &Method,
         rest: &str,
     ) -> Result<Caller<'_>, (Caller<'_>, GatewayError)> {
-        let anonymous = ANONYMOUS_CALLER;
+        let anonymous = Caller::default();
         let client = &self.clients[index];
         let Some(access) = client.access.get(upstream) else {
             // Routing only yields configured upstreams; refuse rather than trust that here.
             return Err((anonymous, GatewayError::Forbidden("no such upstream")));
         };
         let caller = Caller {
-            name: Some(&client.name),
             client: Some(index),
             metrics: Some(&access.metrics),
             limits: access.limits.as_deref(),
@@ -384,8 +374,8 @@ upstreams = ["oas", "osigu"]
         rest: &str,
     ) -> (u16, Option<String>) {
         match c.check(&headers(key), None, up, &method, rest) {
-            Ok(who) => (200, who.name.map(str::to_owned)),
-            Err((who, e)) => (e.status().as_u16(), who.name.map(str::to_owned)),
+            Ok(who) => (200, Some(c.name_of(who.client).to_owned())),
+            Err((who, e)) => (e.status().as_u16(), Some(c.name_of(who.client).to_owned())),
         }
     }
 
