@@ -14,7 +14,9 @@
 //! - `headers.rs`: header hygiene both ways and the request id.
 //! - `forward.rs`: the pooled rustls client; the only code that connects to partners.
 //! - `credentials/`: token caches (OAuth2 client credentials, JWT login): single flight, refresh.
-//! - `retry_after.rs`: parsing and writing `Retry-After`.
+//! - `retry_after.rs`: parsing (`Retry-After`, `retry-after-ms`) and writing `Retry-After`.
+//! - `rate_headers.rs`: every other rate-limit dialect a partner sends (`RateLimit`, `RateLimit-*`,
+//!   `X-RateLimit-*`), read in one place.
 //! - `limit.rs`: per-upstream admission: concurrency, GCRA rate limit (queue/reject), pause.
 //! - `retry.rs`: the pure retry policy and backoff; the loop lives in `pipeline.rs`.
 //! - `shared/`: `[shared]`: limits, pauses and tokens shared by replicas through Redis, and the
@@ -44,6 +46,7 @@ pub mod headers;
 mod limit;
 mod pipeline;
 mod pool;
+mod rate_headers;
 mod reload;
 mod respond;
 mod retry;

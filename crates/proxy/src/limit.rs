@@ -514,7 +514,9 @@ impl Admission {
                 self.rate.as_ref().map_or(Duration::from_secs(1), |r| r.interval),
                 "partner 429",
             )),
-            _ => exhausted_budget(headers).map(|wait| (wait, "partner rate-limit headers")),
+            _ => crate::rate_headers::read(headers, crate::clock::now_unix)
+                .and_then(|a| a.exhausted_for())
+                .map(|wait| (wait, "partner rate-limit headers")),
         };
         if let Some((wait, reason)) = pause {
             self.pause_for(wait, reason);
@@ -564,33 +566,6 @@ impl Admission {
     }
 }
 
-/// `RateLimit-Remaining: 0` (or `X-RateLimit-Remaining: 0`) with a reset: the wait until the reset.
-/// A reset above 10^9 is read as a unix time, smaller ones as seconds from now.
-fn exhausted_budget(headers: &HeaderMap) -> Option<Duration> {
-    let get = |names: [&str; 2]| {
-        names
-            .iter()
-            .find_map(|n| headers.get(*n))
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-    };
-    if get(["ratelimit-remaining", "x-ratelimit-remaining"])? != 0.0 {
-        return None;
-    }
-    let reset = get(["ratelimit-reset", "x-ratelimit-reset"])?;
-    if !reset.is_finite() || reset < 0.0 {
-        return None;
-    }
-    if reset > 1e9 {
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .ok()?
-            .as_secs_f64();
-        return Some(Duration::from_secs_f64((reset - now).max(0.0)));
-    }
-    Some(Duration::from_secs_f64(reset))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -615,29 +590,5 @@ mod tests {
         assert_eq!(q.replenish_interval(), Duration::from_secs(1) / 9);
         let q = quota(&limit(3, Duration::from_secs(1), 3));
         assert_eq!(q.replenish_interval(), Duration::from_secs(1));
-    }
-
-    #[test]
-    fn reads_exhausted_rate_limit_headers() {
-        let mut h = HeaderMap::new();
-        h.insert("ratelimit-remaining", "0".parse().unwrap());
-        assert_eq!(exhausted_budget(&h), None, "no reset, no pause");
-        h.insert("ratelimit-reset", "7".parse().unwrap());
-        assert_eq!(exhausted_budget(&h), Some(Duration::from_secs(7)));
-        h.insert("ratelimit-remaining", "3".parse().unwrap());
-        assert_eq!(exhausted_budget(&h), None);
-        let mut x = HeaderMap::new();
-        x.insert("x-ratelimit-remaining", "0".parse().unwrap());
-        let at = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            + 30;
-        x.insert("x-ratelimit-reset", at.to_string().parse().unwrap());
-        let wait = exhausted_budget(&x).unwrap();
-        assert!(
-            wait > Duration::from_secs(28) && wait <= Duration::from_secs(30),
-            "{wait:?}"
-        );
     }
 }
