@@ -17,15 +17,26 @@ pub use crate::labels::ANONYMOUS;
 pub enum ClientLimited {
     Queued,
     Rejected,
+    /// `mode = "shadow"`: would have waited, went through.
+    ShadowQueued,
+    /// `mode = "shadow"`: would have been refused, went through.
+    ShadowRejected,
 }
 
 impl ClientLimited {
-    const ALL: [ClientLimited; 2] = [ClientLimited::Queued, ClientLimited::Rejected];
+    const ALL: [ClientLimited; 4] = [
+        ClientLimited::Queued,
+        ClientLimited::Rejected,
+        ClientLimited::ShadowQueued,
+        ClientLimited::ShadowRejected,
+    ];
 
     fn label(self) -> &'static str {
         match self {
             ClientLimited::Queued => "queued",
             ClientLimited::Rejected => "rejected",
+            ClientLimited::ShadowQueued => "shadow_queued",
+            ClientLimited::ShadowRejected => "shadow_rejected",
         }
     }
 }
@@ -36,7 +47,7 @@ pub struct ClientMetrics {
     /// `tollgate_requests_total{client}` by status class (recorded through
     /// `UpstreamMetrics::request_done_by`, which also feeds the upstream's histograms).
     pub(crate) requests: [IntCounter; 5],
-    limited: [IntCounter; 2],
+    limited: [IntCounter; 4],
 }
 
 impl ClientMetrics {

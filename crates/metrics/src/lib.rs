@@ -89,6 +89,7 @@ pub struct Metrics {
     rate_limited: IntCounterVec,
     retries: IntCounterVec,
     pause_until: GaugeVec,
+    adaptive_cap: GaugeVec,
     links_rewritten: IntCounterVec,
     links_skipped: IntCounterVec,
     shared_up: IntGaugeVec,
@@ -118,7 +119,7 @@ const REQUESTS: (&str, &str, &[&str]) = (
 /// `tollgate_rate_limited_total`: name, help and labels without `client`.
 const RATE_LIMITED: (&str, &str, &[&str]) = (
     "tollgate_rate_limited_total",
-    "Requests held back by a limit, by scope (upstream, client, token) and action (queued, rejected).",
+    "Requests held back by a limit, by scope (upstream, client, token) and action (queued, rejected; shadow_queued, shadow_rejected for a limit in shadow mode, which held nothing).",
     &["upstream", "environment", "scope", "action"],
 );
 
@@ -228,6 +229,17 @@ impl Metrics {
         .expect("valid metric");
         registry
             .register(Box::new(pause_until.clone()))
+            .expect("registered once");
+        let adaptive_cap = GaugeVec::new(
+            Opts::new(
+                "tollgate_rate_limit_adaptive_cap",
+                "Requests per second the partner's announced budget allows until its reset (adaptive spacing); 0 when none is in force.",
+            ),
+            ue,
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(adaptive_cap.clone()))
             .expect("registered once");
         let links_rewritten = counter(
             "tollgate_links_rewritten_total",
@@ -360,6 +372,7 @@ impl Metrics {
             rate_limited,
             retries,
             pause_until,
+            adaptive_cap,
             links_rewritten,
             links_skipped,
             shared_up,

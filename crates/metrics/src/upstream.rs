@@ -77,16 +77,25 @@ pub enum Limited {
     ConcurrencyQueued,
     /// No `max_concurrency` slot freed within `max_wait`: 503 `overloaded`.
     ConcurrencyRejected,
+    /// Spaced out by the partner's announced budget (adaptive spacing).
+    UpstreamPaced,
+    /// `mode = "shadow"`: the rate limit would have queued the request; it went through.
+    UpstreamShadowQueued,
+    /// `mode = "shadow"`: the rate limit would have refused the request; it went through.
+    UpstreamShadowRejected,
 }
 
 impl Limited {
-    const ALL: [Limited; 6] = [
+    const ALL: [Limited; 9] = [
         Limited::UpstreamQueued,
         Limited::UpstreamRejected,
         Limited::TokenQueued,
         Limited::TokenRejected,
         Limited::ConcurrencyQueued,
         Limited::ConcurrencyRejected,
+        Limited::UpstreamPaced,
+        Limited::UpstreamShadowQueued,
+        Limited::UpstreamShadowRejected,
     ];
 
     fn labels(self) -> [&'static str; 2] {
@@ -97,6 +106,9 @@ impl Limited {
             Limited::TokenRejected => ["token", "rejected"],
             Limited::ConcurrencyQueued => ["concurrency", "queued"],
             Limited::ConcurrencyRejected => ["concurrency", "rejected"],
+            Limited::UpstreamPaced => ["upstream", "paced"],
+            Limited::UpstreamShadowQueued => ["upstream", "shadow_queued"],
+            Limited::UpstreamShadowRejected => ["upstream", "shadow_rejected"],
         }
     }
 }
@@ -179,6 +191,7 @@ pub struct UpstreamMetrics {
     limited: [IntCounter; Limited::ALL.len()],
     retries: [IntCounter; 6],
     pause_until: Gauge,
+    adaptive_cap: Gauge,
     links_rewritten: IntCounter,
     links_skipped: [IntCounter; 4],
     traffic: TrafficMetrics,
@@ -224,6 +237,7 @@ impl UpstreamMetrics {
             }),
             retries: RetryReason::ALL.map(|r| m.retries.with_label_values(&[upstream, env, r.label()])),
             pause_until: m.pause_until.with_label_values(&[upstream, env]),
+            adaptive_cap: m.adaptive_cap.with_label_values(&[upstream, env]),
             links_rewritten: m.links_rewritten.with_label_values(&[upstream, env]),
             links_skipped: RewriteSkip::ALL
                 .map(|r| m.links_skipped.with_label_values(&[upstream, env, r.label()])),
@@ -298,6 +312,11 @@ impl UpstreamMetrics {
     /// A partner asked for a pause until `unix` seconds.
     pub fn paused_until(&self, unix: f64) {
         self.pause_until.set(unix);
+    }
+
+    /// The pace the partner's announced budget allows, in requests per second (0: none).
+    pub fn adaptive_cap(&self, per_second: f64) {
+        self.adaptive_cap.set(per_second);
     }
 
     /// `n` links were rewritten to point through the gateway.

@@ -17,7 +17,8 @@
 //! - `retry_after.rs`: parsing (`Retry-After`, `retry-after-ms`) and writing `Retry-After`.
 //! - `rate_headers.rs`: every other rate-limit dialect a partner sends (`RateLimit`, `RateLimit-*`,
 //!   `X-RateLimit-*`), read in one place.
-//! - `limit.rs`: per-upstream admission: concurrency, GCRA rate limit (queue/reject), pause.
+//! - `limit.rs`: per-upstream admission: concurrency, GCRA rate limit (queue/reject), pause;
+//!   `pace.rs` the adaptive spacing learnt from a partner's announced budget.
 //! - `retry.rs`: the pure retry policy and backoff; the loop lives in `pipeline.rs`.
 //! - `shared/`: `[shared]`: limits, pauses and tokens shared by replicas through Redis, and the
 //!   degraded mode when Redis is unavailable.
@@ -44,6 +45,7 @@ mod forward;
 mod gateway;
 pub mod headers;
 mod limit;
+mod pace;
 mod pipeline;
 mod pool;
 mod rate_headers;

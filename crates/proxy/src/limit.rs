@@ -33,8 +33,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tollgate_metrics::{Limited, UpstreamMetrics};
 
-use crate::config::{OnLimit, RateLimit, Upstream};
+use crate::config::{LimitMode, OnLimit, RateLimit, Upstream};
 use crate::error::GatewayError;
+use crate::pace::{Pace, Reserved};
 use crate::shared::{SharedCell, SharedLimiter, SharedState, Verdict};
 
 /// `[shared]`: a pause with at most this left is waited out rather than answered with 429.
@@ -73,6 +74,9 @@ pub struct Admission {
     metrics: UpstreamMetrics,
     /// `[shared]` only: the fleet's limit and pause in Redis.
     shared: Option<SharedAdmission>,
+    /// `rate_limit.adaptive` (an enforced limit only): the pace the partner's announced budget
+    /// allows (`pace.rs`).
+    pace: Option<Pace>,
 }
 
 #[derive(Debug)]
@@ -131,6 +135,9 @@ pub struct LimitStatus {
     pub queued: usize,
     pub paused_for_seconds: Option<f64>,
     pub pause_reason: Option<&'static str>,
+    /// The pace a partner's announced budget imposes now (adaptive spacing), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<crate::pace::PaceStatus>,
 }
 
 #[derive(Debug, Serialize)]
@@ -140,6 +147,9 @@ pub struct RateLimitStatus {
     pub burst: u32,
     pub on_limit: &'static str,
     pub max_wait_seconds: f64,
+    /// `"shadow"` when the limit only counts; absent when it is enforced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<&'static str>,
 }
 
 impl RateLimitStatus {
@@ -154,6 +164,7 @@ impl RateLimitStatus {
                 OnLimit::Reject => "reject",
             },
             max_wait_seconds: limit.max_wait.as_secs_f64(),
+            mode: (limit.mode == LimitMode::Shadow).then_some("shadow"),
         }
     }
 }
@@ -236,6 +247,9 @@ impl Admission {
         });
         Self {
             shared,
+            pace: limit
+                .filter(|l| l.adaptive && l.mode == LimitMode::Enforce)
+                .map(|_| Pace::default()),
             max_wait: limit.map_or(cfg.request_timeout, |r| r.max_wait),
             rate,
             slots: Arc::new(Semaphore::new(cfg.max_concurrency.get() as usize)),
@@ -301,6 +315,44 @@ impl Admission {
         deadline: Instant,
         client: Option<&ClientShare<'_>>,
     ) -> Result<Duration, GatewayError> {
+        if let Some(pace) = &self.pace {
+            match pace.reserve(Instant::now()) {
+                Reserved::Free | Reserved::After(Duration::ZERO) => {}
+                Reserved::Ended => self.metrics.adaptive_cap(0.0),
+                Reserved::After(wait) => {
+                    // Boxed: only a paced request carries the waiting state.
+                    let paced = Box::pin(self.pace_wait(wait, deadline)).await?;
+                    return Box::pin(self.admit_after_pace(deadline, client))
+                        .await
+                        .map(|w| w + paced);
+                }
+            }
+        }
+        self.admit_after_pace(deadline, client).await
+    }
+
+    /// Waits out a pace reservation, within `max_wait` and the deadline; `reject` refuses at once.
+    async fn pace_wait(&self, wait: Duration, deadline: Instant) -> Result<Duration, GatewayError> {
+        let now = Instant::now();
+        let max_wait = self.rate.as_ref().map_or(self.max_wait, |r| r.config.max_wait);
+        let rejecting = self
+            .rate
+            .as_ref()
+            .is_some_and(|r| r.config.on_limit == OnLimit::Reject);
+        if rejecting || now + wait > deadline.min(now + max_wait) {
+            return Err(self.reject(wait));
+        }
+        self.metrics.limited(Limited::UpstreamPaced);
+        tokio::time::sleep(wait).await;
+        Ok(wait)
+    }
+
+    /// The pause and the rate limit, after any pace.
+    async fn admit_after_pace(
+        &self,
+        deadline: Instant,
+        client: Option<&ClientShare<'_>>,
+    ) -> Result<Duration, GatewayError> {
         if let Some(shared) = &self.shared {
             // Boxed so the local path's future does not grow by the shared one: the pipeline's
             // future is moved into hyper's connection slot for every request, so size is time.
@@ -321,6 +373,16 @@ impl Admission {
                 Err(self.reject(paused))
             };
         };
+        if rate.config.mode == LimitMode::Shadow {
+            // As without a limit: a pause (the partner's) is answered at once; the limit counts.
+            if !paused.is_zero() {
+                return Err(self.reject(paused));
+            }
+            if let Err(not_until) = rate.gcra.check() {
+                self.shadow(rate, not_until.wait_time_from(DefaultClock::default().now()));
+            }
+            return Ok(Duration::ZERO);
+        }
         if rate.config.on_limit == OnLimit::Reject {
             if !paused.is_zero() {
                 return Err(self.reject(paused));
@@ -335,6 +397,17 @@ impl Admission {
         }
         // Boxed: only a queued request pays for the waiting state in its future.
         Box::pin(self.queue_for_cell(rate, deadline, start, paused)).await
+    }
+
+    /// `mode = "shadow"`: counts what the limit would have done with a request told to wait
+    /// `wait` (queued within `max_wait`, else refused); the request goes through.
+    fn shadow(&self, rate: &Rate, wait: Duration) {
+        let refused = rate.config.on_limit == OnLimit::Reject || wait > rate.config.max_wait;
+        self.metrics.limited(if refused {
+            Limited::UpstreamShadowRejected
+        } else {
+            Limited::UpstreamShadowQueued
+        });
     }
 
     /// Waits in line for a cell (and out any pause), up to `max_wait` and the deadline.
@@ -389,6 +462,24 @@ impl Admission {
         client: Option<&ClientShare<'_>>,
     ) -> Result<Duration, GatewayError> {
         let start = Instant::now();
+        if let Some(rate) = self
+            .rate
+            .as_deref()
+            .filter(|r| r.config.mode == LimitMode::Shadow)
+        {
+            // The fleet's cell is asked for as if enforced (so the fleet's state is what the
+            // limit would have made it), but only a pause or the client's share holds a request.
+            return match self.ask(shared, client).await {
+                None => self.admit_degraded(shared, deadline, client).await,
+                Some(Verdict::Admitted) => Ok(start.elapsed()),
+                Some(Verdict::Client { wait }) => Err(GatewayError::CallerRateLimited { retry_after: wait }),
+                Some(Verdict::Wait { wait, paused: true }) => Err(self.reject(wait)),
+                Some(Verdict::Wait { wait, paused: false }) => {
+                    self.shadow(rate, wait);
+                    Ok(start.elapsed())
+                }
+            };
+        }
         let queueing = self
             .rate
             .as_ref()
@@ -508,13 +599,23 @@ impl Admission {
     /// or `RateLimit-Remaining: 0` / `X-RateLimit-Remaining: 0` with a reset, pause the upstream.
     pub fn observe(&self, status: u16, headers: &HeaderMap) {
         let retry_after = crate::retry_after::parse(headers, SystemTime::now);
+        let announced = crate::rate_headers::read(headers, crate::clock::now_unix);
+        if let (Some(pace), Some(a)) = (&self.pace, announced) {
+            if let (Some(remaining), Some(reset)) = (a.remaining, a.reset) {
+                // The answering request still holds its slot: the others are the ones in flight.
+                let busy = self.max_concurrency as usize - self.slots.available_permits();
+                let others = busy.saturating_sub(1) as u64;
+                let cap = pace.learn(Instant::now(), remaining, reset.min(self.max_pause), others);
+                self.metrics.adaptive_cap(cap);
+            }
+        }
         let pause = match (status, retry_after) {
             (429 | 503, Some(wait)) => Some((wait, "partner Retry-After")),
             (429, None) => Some((
                 self.rate.as_ref().map_or(Duration::from_secs(1), |r| r.interval),
                 "partner 429",
             )),
-            _ => crate::rate_headers::read(headers, crate::clock::now_unix)
+            _ => announced
                 .and_then(|a| a.exhausted_for())
                 .map(|wait| (wait, "partner rate-limit headers")),
         };
@@ -562,6 +663,7 @@ impl Admission {
             queued: self.queued.load(Ordering::Acquire) + self.waiting_for_slot.load(Ordering::Acquire),
             paused_for_seconds: (!paused.is_zero()).then_some(paused.as_secs_f64()),
             pause_reason: (!paused.is_zero()).then(|| *self.pause.reason.lock().expect("reason lock")),
+            adaptive: self.pace.as_ref().and_then(|p| p.status(Instant::now())),
         }
     }
 }
@@ -577,6 +679,8 @@ mod tests {
             burst: NonZeroU32::new(burst).unwrap(),
             on_limit: OnLimit::Queue,
             max_wait: Duration::from_secs(1),
+            mode: crate::config::LimitMode::Enforce,
+            adaptive: true,
         }
     }
 

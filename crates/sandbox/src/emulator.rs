@@ -150,6 +150,14 @@ impl Emulator {
         self.shared.knobs().rate_window = window;
     }
 
+    /// Answer API requests with `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`
+    /// (seconds until the window ends), as a partner that announces its budget does; the API
+    /// limit (`set_rate_limits`, `set_rate_window`) is then counted in fixed windows, one for
+    /// every client.
+    pub fn announce_budget(&self, on: bool) {
+        self.shared.knobs().announce_budget = on;
+    }
+
     /// Access tokens issued so far (OAS: by login and by refresh).
     pub fn issued_tokens(&self) -> u64 {
         self.shared.issued.load(Ordering::Relaxed)

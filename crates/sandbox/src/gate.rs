@@ -59,7 +59,16 @@ pub(crate) async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: 
         };
         return reply::retry_after(resp, fault.retry_after);
     }
-    next.run(Request::from_parts(parts, body)).await
+    let mut resp = next.run(Request::from_parts(parts, body)).await;
+    if kind == Kind::Api && shared.knobs().announce_budget {
+        if let Some((limit, remaining, reset)) = *crate::state::lock(&shared.budget) {
+            let h = resp.headers_mut();
+            h.insert("ratelimit-limit", limit.into());
+            h.insert("ratelimit-remaining", remaining.into());
+            h.insert("ratelimit-reset", reset.into());
+        }
+    }
+    resp
 }
 
 /// Answers `resp` to a refused request after reading its body, so that the log holds all of it.

@@ -38,6 +38,9 @@ pub(crate) struct Knobs {
     pub(crate) token_per_min: u32,
     /// The width of the rate windows: a minute, as the partners count, unless a test scales it.
     pub(crate) rate_window: Duration,
+    /// Answer API requests with `RateLimit-Limit`, `-Remaining` and `-Reset` from the API window
+    /// (none of the three partners does by default).
+    pub(crate) announce_budget: bool,
 }
 
 /// OAS's sample token lives 7200 s (`exp - iat`); OAuth partners conventionally answer 3600 s.
@@ -64,6 +67,7 @@ impl Knobs {
             api_per_min,
             token_per_min,
             rate_window: crate::limits::WINDOW,
+            announce_budget: false,
         }
     }
 

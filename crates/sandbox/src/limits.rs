@@ -42,6 +42,35 @@ impl SlidingWindow {
     }
 }
 
+/// A fixed window, as partners that announce their budget usually count: `limit` requests from
+/// the first one, then a fresh window. What it says is what `RateLimit-Remaining` and
+/// `RateLimit-Reset` announce.
+#[derive(Debug, Default)]
+pub(crate) struct FixedWindow {
+    /// When the current window started, and how many it admitted.
+    state: Mutex<Option<(Instant, u32)>>,
+}
+
+impl FixedWindow {
+    /// Admits one request: `Ok((remaining, reset))` or `Err(reset)`, the reset in whole seconds
+    /// (rounded up) until the window ends.
+    pub(crate) fn admit(&self, limit: u32, window: Duration, now: Instant) -> Result<(u32, u64), u64> {
+        let mut state = lock(&self.state);
+        let (start, count) = state.get_or_insert((now, 0));
+        if now >= *start + window {
+            *start = now;
+            *count = 0;
+        }
+        let reset = ceil_secs((*start + window).saturating_duration_since(now));
+        if *count < limit {
+            *count += 1;
+            Ok((limit - *count, reset))
+        } else {
+            Err(reset.max(1))
+        }
+    }
+}
+
 fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }

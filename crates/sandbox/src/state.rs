@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use crate::knobs::Knobs;
-use crate::limits::SlidingWindow;
+use crate::limits::{FixedWindow, SlidingWindow};
 use crate::partner::{Credentials, Partner};
 use crate::record::Log;
 use crate::tokens::TokenStore;
@@ -24,12 +24,17 @@ pub(crate) struct Shared {
     pub(crate) log: Log,
     pub(crate) tokens: TokenStore,
     pub(crate) api_window: SlidingWindow,
+    /// The API limit while `announce_budget` is on (one window for every client).
+    pub(crate) announced_window: FixedWindow,
     pub(crate) token_window: SlidingWindow,
     pub(crate) connections: AtomicU64,
     /// Access tokens handed out (OAS refresh tokens are not counted: they are not access tokens).
     pub(crate) issued: AtomicU64,
     /// Webhook settings, attempts and pending deliveries (only Osigu emits events).
     pub(crate) outbox: Outbox,
+    /// The announced window's state after the latest API request: (limit, remaining, reset
+    /// seconds), sent on the answer when `announce_budget` is on.
+    pub(crate) budget: Mutex<Option<(u32, u32, u64)>>,
 }
 
 impl Shared {
@@ -42,10 +47,12 @@ impl Shared {
             log: Log::default(),
             tokens: TokenStore::default(),
             api_window: SlidingWindow::default(),
+            announced_window: FixedWindow::default(),
             token_window: SlidingWindow::default(),
             connections: AtomicU64::new(0),
             issued: AtomicU64::new(0),
             outbox: Outbox::default(),
+            budget: Mutex::new(None),
         }
     }
 
@@ -55,10 +62,19 @@ impl Shared {
 
     /// Charges one API request to `client`; `Err` carries the `Retry-After` seconds.
     pub(crate) fn admit_api(&self, client: &str) -> Result<(), (u32, u64)> {
-        let (limit, window) = {
+        let (limit, window, announce) = {
             let k = self.knobs();
-            (k.api_per_min, k.rate_window)
+            (k.api_per_min, k.rate_window, k.announce_budget)
         };
+        if limit > 0 && announce {
+            // An announced budget is counted in fixed windows, as such partners count.
+            let admitted = self.announced_window.admit(limit, window, Instant::now());
+            *lock(&self.budget) = Some(match admitted {
+                Ok((remaining, reset)) => (limit, remaining, reset),
+                Err(wait) => (limit, 0, wait),
+            });
+            return admitted.map(|_| ()).map_err(|wait| (limit, wait));
+        }
         self.api_window
             .admit(client, limit, window, Instant::now())
             .map_err(|wait| (limit, wait))

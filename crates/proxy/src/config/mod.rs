@@ -214,6 +214,21 @@ pub struct RateLimit {
     pub burst: NonZeroU32,
     pub on_limit: OnLimit,
     pub max_wait: Duration,
+    /// `enforce` (default), or `shadow`: count what the limit would have done, let all through.
+    pub mode: LimitMode,
+    /// Slow down to the pace a partner's announced budget allows (`RateLimit` headers), never
+    /// faster than this limit. Default on.
+    pub adaptive: bool,
+}
+
+/// `rate_limit.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LimitMode {
+    #[default]
+    Enforce,
+    /// Try a new limit on real traffic: what would have been queued or rejected is counted
+    /// (`action="shadow_queued"|"shadow_rejected"`) and the request goes through.
+    Shadow,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -176,6 +176,8 @@ pub struct RawRateLimit {
     pub burst: Option<u32>,
     pub on_limit: Option<String>,
     pub max_wait: Option<String>,
+    pub mode: Option<String>,
+    pub adaptive: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -501,8 +501,20 @@ fn auth(path: &str, raw: RawAuth, request_timeout: Duration, ctx: &Ctx<'_>) -> R
         })
     };
     let token_limit = |r: Option<RawRateLimit>| {
-        r.map(|r| rate_limit(&at("token_rate_limit"), r, request_timeout))
-            .transpose()
+        r.map(|r| {
+            let path = at("token_rate_limit");
+            let limit = rate_limit(&path, r, request_timeout)?;
+            if limit.mode == LimitMode::Shadow {
+                // A token call over the partner's token limit gets the credentials locked out;
+                // there is nothing to learn from letting it through.
+                return Err(ConfigError::new(
+                    format!("{path}.mode"),
+                    "\"shadow\" is for request limits; a token limit is always enforced",
+                ));
+            }
+            Ok(limit)
+        })
+        .transpose()
     };
     Ok(match raw {
         RawAuth::None {} => Auth::None,
@@ -616,6 +628,17 @@ pub(super) fn rate_limit(
         max_wait: match raw.max_wait {
             Some(w) => dur(&format!("{path}.max_wait"), Some(w), "0s")?,
             None => request_timeout,
+        },
+        adaptive: raw.adaptive.unwrap_or(true),
+        mode: match raw.mode.as_deref().unwrap_or("enforce") {
+            "enforce" => LimitMode::Enforce,
+            "shadow" => LimitMode::Shadow,
+            other => {
+                return Err(ConfigError::new(
+                    format!("{path}.mode"),
+                    format!("`{other}` is not \"enforce\" or \"shadow\""),
+                ))
+            }
         },
     })
 }

@@ -29,7 +29,7 @@ use tokio::time::Instant;
 use tollgate_metrics::{ClientLimited, ClientMetrics};
 
 use crate::config::clients::ClientLimits;
-use crate::config::OnLimit;
+use crate::config::{LimitMode, OnLimit};
 use crate::error::GatewayError;
 use crate::limit::{ClientShare, InQueue, Rate, RateLimitStatus};
 use crate::shared::{SharedCell, SharedState};
@@ -149,6 +149,18 @@ impl CallerLimit {
         let Some(rate) = &self.rate else {
             return Ok(Duration::ZERO);
         };
+        if rate.config.mode == LimitMode::Shadow {
+            // Judged on this replica even with `[shared]` (see `fleet`): it only counts.
+            if let Err(wait) = rate.check() {
+                let refused = rate.config.on_limit == OnLimit::Reject || wait > rate.config.max_wait;
+                self.metrics.limited(if refused {
+                    ClientLimited::ShadowRejected
+                } else {
+                    ClientLimited::ShadowQueued
+                });
+            }
+            return Ok(Duration::ZERO);
+        }
         if self.fleet.is_some() {
             return Ok(Duration::ZERO);
         }
@@ -157,7 +169,16 @@ impl CallerLimit {
 
     /// With `[shared]` and a rate limit: the share the upstream's admission judges in its own
     /// script call.
+    /// A shadow share is not: the script would hold a request it refuses, which a shadow
+    /// limit must never do, so a shadow share is counted per replica (`admit`).
     pub(crate) fn fleet(&self) -> Option<ClientShare<'_>> {
+        if self
+            .rate
+            .as_ref()
+            .is_some_and(|r| r.config.mode == LimitMode::Shadow)
+        {
+            return None;
+        }
         self.fleet
             .as_ref()
             .map(|(cell, degraded)| ClientShare { cell, degraded })
@@ -267,6 +288,8 @@ mod tests {
                 burst: NonZeroU32::new(requests).unwrap(),
                 on_limit,
                 max_wait,
+                mode: crate::config::LimitMode::Enforce,
+                adaptive: true,
             }),
             max_concurrency: concurrency.and_then(NonZeroU32::new),
         };

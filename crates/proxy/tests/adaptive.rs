@@ -1,0 +1,83 @@
+//! Adaptive spacing against a partner that announces its budget (`RateLimit-Remaining` /
+//! `-Reset`): the OAS emulator, limited to 10 requests per fixed 2 s window, answering every API
+//! request with what is left of it. A burst of 3x that budget, through a gateway whose own limit is
+//! far looser (100/s), gets no 429 from the partner with adaptive spacing on, and does without it.
+
+mod support;
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use support::{client, metric, oas_upstream, status_json, TestGateway};
+use tollgate_sandbox::{Emulator, Partner};
+
+const BUDGET: u32 = 10;
+const WINDOW: Duration = Duration::from_secs(2);
+
+async fn partner() -> Emulator {
+    let e = Emulator::start(Partner::Oas).await.unwrap();
+    e.set_rate_limits(BUDGET, 0);
+    e.set_rate_window(WINDOW);
+    e.announce_budget(true);
+    e
+}
+
+/// Eight in flight at most: within the budget, so a burst starts safely, and enough that
+/// without a pace several requests are already on their way when the partner says "none left".
+fn config(e: &Emulator, adaptive: bool) -> String {
+    oas_upstream(
+        e,
+        "max_concurrency = 8\nrequest_timeout = \"60s\"\nretry = { attempts = 1 }",
+        "",
+    )
+    .replace(
+        "[upstreams.oas.sandbox]\n",
+        &format!(
+            "[upstreams.oas.sandbox]\nrate_limit = {{ requests = 100, per = \"1s\", burst = 100, on_limit = \"queue\", max_wait = \"60s\", adaptive = {adaptive} }}\n"
+        ),
+    )
+}
+
+async fn burst(gw: &TestGateway, n: usize) -> Vec<u16> {
+    join_all((0..n).map(|_| {
+        let url = gw.url("/oas/helloworld");
+        async move { client().get(url).send().await.unwrap().status().as_u16() }
+    }))
+    .await
+}
+
+const PARTNER_4XX: &str =
+    r#"tollgate_upstream_responses_total{environment="sandbox",status_class="4xx",upstream="oas"}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announced_budget_is_paced_so_the_partner_never_says_429() {
+    let e = partner().await;
+    let gw = TestGateway::start(&config(&e, true)).await;
+    let statuses = burst(&gw, 3 * BUDGET as usize).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(metric(&gw, PARTNER_4XX).await, 0.0, "the partner said 429");
+    // Every request reached the partner once, and it refused none (it counts exactly).
+    assert_eq!(e.requests().len(), 3 * BUDGET as usize);
+    let paced = r#"tollgate_rate_limited_total{action="paced",environment="sandbox",scope="upstream",upstream="oas"}"#;
+    assert!(metric(&gw, paced).await > 0.0, "nothing was paced");
+    // The pace learnt is in /status while its window lasts, and never above the configured 100/s.
+    let cap = metric(
+        &gw,
+        r#"tollgate_rate_limit_adaptive_cap{environment="sandbox",upstream="oas"}"#,
+    )
+    .await;
+    assert!(cap < 100.0, "{cap}");
+    let limits = &status_json(&gw).await["upstreams"][0]["limits"];
+    if let Some(adaptive) = limits.get("adaptive") {
+        assert!(adaptive["cap_per_second"].as_f64().unwrap() < 100.0, "{limits}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_adaptive_spacing_the_same_burst_meets_the_partners_429() {
+    let e = partner().await;
+    let gw = TestGateway::start(&config(&e, false)).await;
+    let statuses = burst(&gw, 3 * BUDGET as usize).await;
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(metric(&gw, PARTNER_4XX).await >= 1.0);
+}
