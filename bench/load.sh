@@ -337,34 +337,31 @@ if wants haproxy; then
     wait_tcp haproxy "$LAST_PID" "$P_HAPROXY"
     URL[haproxy]=http://127.0.0.1:$P_HAPROXY/ottimate$REQ_PATH PID[haproxy]=$LAST_PID PORT[haproxy]=$P_HAPROXY
 fi
+# tollgate_variant NAME PORT ADMIN_PORT EXTRA: a pinned one-worker row whose config is the common
+# one plus the TOML text EXTRA, checked, started and ready.
+tollgate_variant() {
+    local name=$1 port=$2 admin=$3 extra=$4
+    tollgate_config "$WORK/$name.toml" "$port" "$admin"
+    printf '\n%s' "$extra" >>"$WORK/$name.toml"
+    "$TOLLGATE" check --config "$WORK/$name.toml" >"$WORK/tollgate-check.log" 2>&1 ||
+        die "tollgate check refused the $name config: $(cat "$WORK/tollgate-check.log")"
+    start_bg "$name" "${PIN[@]}" "$TOLLGATE" --workers 1 --log-level warn run --config "$WORK/$name.toml"
+    wait_http_200 "$name" "$LAST_PID" "http://127.0.0.1:$admin/readyz"
+    URL[$name]=http://127.0.0.1:$port/ottimate$REQ_PATH PID[$name]=$LAST_PID PORT[$name]=$port
+}
 if wants tollgate; then
-    tollgate_config "$WORK/tollgate.toml" "$P_TG" "$P_TG_ADMIN"
-    start_bg tollgate "${PIN[@]}" "$TOLLGATE" --workers 1 --log-level warn run --config "$WORK/tollgate.toml"
-    wait_http_200 tollgate "$LAST_PID" "http://127.0.0.1:$P_TG_ADMIN/readyz"
-    URL[tollgate]=http://127.0.0.1:$P_TG/ottimate$REQ_PATH PID[tollgate]=$LAST_PID PORT[tollgate]=$P_TG
+    tollgate_variant tollgate "$P_TG" "$P_TG_ADMIN" ""
 fi
 if wants tollgate-shared; then
     start_bg redis taskset -c "$LOAD_CPU" redis-server --port "$P_REDIS" --bind 127.0.0.1 --save '' \
         --appendonly no --dir "$WORK"
     wait_tcp redis "$LAST_PID" "$P_REDIS"
-    tollgate_config "$WORK/tollgate-shared.toml" "$P_TGS" "$P_TGS_ADMIN"
-    printf '\n[shared]\nredis_url = "redis://127.0.0.1:%s/0"\nreplicas = 1\n' "$P_REDIS" >>"$WORK/tollgate-shared.toml"
-    "$TOLLGATE" check --config "$WORK/tollgate-shared.toml" >"$WORK/tollgate-check.log" 2>&1 ||
-        die "tollgate check refused the shared config: $(cat "$WORK/tollgate-check.log")"
-    start_bg tollgate-shared "${PIN[@]}" "$TOLLGATE" --workers 1 --log-level warn run --config "$WORK/tollgate-shared.toml"
-    wait_http_200 tollgate-shared "$LAST_PID" "http://127.0.0.1:$P_TGS_ADMIN/readyz"
-    URL[tollgate-shared]=http://127.0.0.1:$P_TGS/ottimate$REQ_PATH PID[tollgate-shared]=$LAST_PID
-    PORT[tollgate-shared]=$P_TGS
+    tollgate_variant tollgate-shared "$P_TGS" "$P_TGS_ADMIN" \
+        "$(printf '[shared]\nredis_url = "redis://127.0.0.1:%s/0"\nreplicas = 1\n' "$P_REDIS")"
 fi
 if wants tollgate-callers; then
-    tollgate_config "$WORK/tollgate-callers.toml" "$P_TGC" "$P_TGC_ADMIN"
-    printf '\n[clients.bench]\nkey = "%s"\nupstreams = ["ottimate"]\n' "$CLIENT_KEY" >>"$WORK/tollgate-callers.toml"
-    "$TOLLGATE" check --config "$WORK/tollgate-callers.toml" >"$WORK/tollgate-check.log" 2>&1 ||
-        die "tollgate check refused the callers config: $(cat "$WORK/tollgate-check.log")"
-    start_bg tollgate-callers "${PIN[@]}" "$TOLLGATE" --workers 1 --log-level warn run --config "$WORK/tollgate-callers.toml"
-    wait_http_200 tollgate-callers "$LAST_PID" "http://127.0.0.1:$P_TGC_ADMIN/readyz"
-    URL[tollgate-callers]=http://127.0.0.1:$P_TGC/ottimate$REQ_PATH PID[tollgate-callers]=$LAST_PID
-    PORT[tollgate-callers]=$P_TGC
+    tollgate_variant tollgate-callers "$P_TGC" "$P_TGC_ADMIN" \
+        "$(printf '[clients.bench]\nkey = "%s"\nupstreams = ["ottimate"]\n' "$CLIENT_KEY")"
     # Without the key the row must refuse: proof that caller_auth is really on.
     code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "${CALLER_HEADERS[@]}" "${URL[tollgate-callers]}" || true)
     [[ $code == 401 ]] || die "tollgate-callers answered $code without a client key (401 expected)"

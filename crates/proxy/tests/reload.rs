@@ -258,3 +258,33 @@ async fn upstreams_come_and_go_under_load_and_a_removed_ones_request_finishes() 
     assert!(!statuses.is_empty());
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_added_upstream_fetches_its_token_before_any_request() {
+    let a = Emulator::start(Partner::Oas).await.unwrap();
+    let partner = Emulator::start(Partner::Ottimate).await.unwrap();
+    let file = ConfigFile::new(&oas("a", &a, ""));
+    let gw = TestGateway::start_file(&file.path).await;
+    file.write(&format!(
+        "{}{}",
+        oas("a", &a, ""),
+        ottimate_upstream(&partner, "", "")
+    ));
+    let (status, answer) = reload(&gw).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["report"]["added"],
+        serde_json::json!(["ottimate"]),
+        "{answer}"
+    );
+    // Its refresher started with the reload: the token is there before anyone asks.
+    assert!(eventually(Duration::from_secs(10), || partner.token_requests().len() == 1).await);
+    assert!(partner.requests().is_empty());
+    let resp = client().get(gw.url("/ottimate/invoices")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        partner.token_requests().len(),
+        1,
+        "the request used the fetched token"
+    );
+}

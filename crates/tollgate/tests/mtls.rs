@@ -76,17 +76,6 @@ fn pki() -> Pki {
     }
 }
 
-async fn metrics(gw: &Running) -> String {
-    client()
-        .get(format!("http://{}/metrics", gw.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// (what, the certificate presented, path, headers, expected status).
 type Case<'a> = (&'a str, Option<&'a Leaf>, &'a str, Vec<(&'a str, &'a str)>, u16);
 
@@ -159,7 +148,7 @@ async fn a_certificate_from_the_client_ca_names_its_client_and_another_ca_is_ref
     let plain = client().get(gw.url("/a/x")).send().await;
     assert!(plain.is_err() || plain.unwrap().status().as_u16() != 200);
 
-    let text = metrics(&gw).await;
+    let text = gw.admin_text("/metrics").await;
     let handshakes = text
         .lines()
         .find(|l| l.starts_with(r#"tollgate_rejected_connections_total{reason="tls_handshake"}"#))

@@ -44,14 +44,7 @@ async fn until(mut check: impl FnMut() -> bool) -> bool {
 
 /// Seconds left on the gateway's OAS token, from `/status`.
 async fn oas_token_left(gw: &Running) -> f64 {
-    let status: serde_json::Value = client()
-        .get(format!("http://{}/status", gw.admin))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: serde_json::Value = serde_json::from_str(&gw.admin_text("/status").await).unwrap();
     status["upstreams"]
         .as_array()
         .unwrap()

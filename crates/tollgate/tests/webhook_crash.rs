@@ -178,14 +178,7 @@ async fn acknowledged_deliveries_survive_sigkill_and_reach_the_service() {
 
     // The last run counted exactly what its partner saw (no kill in that phase, so every send
     // was answered), repeats included.
-    let metrics = c
-        .get(format!("http://{}/metrics", gw.admin))
-        .send()
-        .await
-        .expect("/metrics answers")
-        .text()
-        .await
-        .expect("/metrics has a body");
+    let metrics = gw.admin_text("/metrics").await;
     let last_phase = |want: Answer| {
         sent.iter()
             .filter(|s| s.phase == KILLS && s.answer == want)

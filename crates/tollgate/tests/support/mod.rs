@@ -133,6 +133,18 @@ impl Running {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// The body of a GET on the admin listener (`/metrics`, `/status`).
+    pub async fn admin_text(&self, path: &str) -> String {
+        client()
+            .get(format!("http://{}{path}", self.admin))
+            .send()
+            .await
+            .expect("the admin listener answers")
+            .text()
+            .await
+            .expect("the admin answer has a body")
+    }
+
     /// The webhook listener's address from the ready line; `None` when it logged "off".
     pub fn webhook_addr(&self) -> Option<SocketAddr> {
         self.lines.lock().unwrap().iter().find_map(|l| {
