@@ -25,8 +25,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::Quota;
 use http::HeaderMap;
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -97,7 +96,7 @@ pub(crate) struct ClientShare<'a> {
 /// A local GCRA limit and its arrival-order line; also the per-caller limits' (`callers/limit.rs`).
 #[derive(Debug)]
 pub(crate) struct Rate {
-    pub(crate) gcra: DefaultDirectRateLimiter,
+    pub(crate) gcra: crate::clock::Gcra,
     pub(crate) config: RateLimit,
     /// Time between cells once the burst is spent.
     pub(crate) interval: Duration,
@@ -182,7 +181,7 @@ impl Rate {
     pub(crate) fn new(config: RateLimit) -> Self {
         let q = quota(&config);
         Rate {
-            gcra: RateLimiter::direct(q),
+            gcra: crate::clock::gcra(q),
             interval: q.replenish_interval(),
             config,
             line: tokio::sync::Mutex::new(()),
@@ -213,11 +212,9 @@ impl Rate {
 
     /// One cell now, or how long until the next.
     pub(crate) fn check(&self) -> Result<(), Duration> {
-        self.gcra.check().map_err(|not_until| {
-            not_until.wait_time_from(governor::clock::Clock::now(
-                &governor::clock::DefaultClock::default(),
-            ))
-        })
+        self.gcra
+            .check()
+            .map_err(|not_until| crate::clock::wait_of(&self.gcra, &not_until))
     }
 }
 
@@ -379,7 +376,7 @@ impl Admission {
                 return Err(self.reject(paused));
             }
             if let Err(not_until) = rate.gcra.check() {
-                self.shadow(rate, not_until.wait_time_from(DefaultClock::default().now()));
+                self.shadow(rate, crate::clock::wait_of(&rate.gcra, &not_until));
             }
             return Ok(Duration::ZERO);
         }
@@ -389,7 +386,7 @@ impl Admission {
             }
             return match rate.gcra.check() {
                 Ok(()) => Ok(Duration::ZERO),
-                Err(not_until) => Err(self.reject(not_until.wait_time_from(DefaultClock::default().now()))),
+                Err(not_until) => Err(self.reject(crate::clock::wait_of(&rate.gcra, &not_until))),
             };
         }
         if paused.is_zero() && self.queued.load(Ordering::Acquire) == 0 && rate.gcra.check().is_ok() {
@@ -441,7 +438,7 @@ impl Admission {
                 p if !p.is_zero() => p,
                 _ => match rate.gcra.check() {
                     Ok(()) => return Ok(now - start),
-                    Err(not_until) => not_until.wait_time_from(DefaultClock::default().now()),
+                    Err(not_until) => crate::clock::wait_of(&rate.gcra, &not_until),
                 },
             };
             if now + wait > until {
@@ -682,6 +679,84 @@ mod tests {
             mode: crate::config::LimitMode::Enforce,
             adaptive: true,
         }
+    }
+
+    /// An upstream's admission with `rate_limit` (TOML inline table), on no `[shared]`.
+    fn admission(rate_limit: &str) -> Arc<Admission> {
+        let config = crate::Config::parse(
+            &format!("[upstreams.p.sandbox]\nbase_url = \"http://127.0.0.1:9\"\nrate_limit = {rate_limit}\n"),
+            &|_| None,
+        )
+        .unwrap();
+        let up = &config.upstreams[0];
+        let metrics = tollgate_metrics::Metrics::new("t").upstream("p", "sandbox");
+        Arc::new(Admission::new(up, metrics, None, None))
+    }
+
+    /// Admits `n` requests that all arrive at once, in order; when each was admitted (or refused),
+    /// in seconds after the start, on the paused clock.
+    async fn burst(a: &Arc<Admission>, n: usize) -> Vec<Result<f64, GatewayError>> {
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(60);
+        let mut tasks = Vec::new();
+        for _ in 0..n {
+            let a = a.clone();
+            tasks.push(tokio::spawn(async move {
+                a.admit(deadline, None)
+                    .await
+                    .map(|_| (Instant::now() - start).as_secs_f64())
+            }));
+            // Arrival order is spawn order.
+            tokio::task::yield_now().await;
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_burst_goes_at_once_then_one_cell_per_interval_in_arrival_order() {
+        // 4 per 4 s with a burst of 2: the other 2 are spaced 2 s apart.
+        let a = admission(r#"{ requests = 4, per = "4s", burst = 2, on_limit = "queue", max_wait = "10s" }"#);
+        let times: Vec<f64> = burst(&a, 4).await.into_iter().map(Result::unwrap).collect();
+        assert_eq!(times, [0.0, 0.0, 2.0, 4.0]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_beyond_max_wait_is_refused_up_front() {
+        // One per 2 s, waits of up to 3 s: the second waits 2 s, the third (4 s) is refused at
+        // once, with the wait it would have had as its Retry-After.
+        let a = admission(r#"{ requests = 1, per = "2s", on_limit = "queue", max_wait = "3s" }"#);
+        let got = burst(&a, 3).await;
+        assert_eq!(got[0].as_ref().ok(), Some(&0.0));
+        assert_eq!(got[1].as_ref().ok(), Some(&2.0));
+        match &got[2] {
+            Err(GatewayError::RateLimited { retry_after }) => {
+                assert_eq!(*retry_after, Duration::from_secs(4));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reject_mode_refuses_with_the_time_to_the_next_cell() {
+        let a = admission(r#"{ requests = 2, per = "10s", burst = 2, on_limit = "reject" }"#);
+        let got = burst(&a, 3).await;
+        assert!(got[0].is_ok() && got[1].is_ok());
+        match &got[2] {
+            Err(GatewayError::RateLimited { retry_after }) => {
+                assert_eq!(*retry_after, Duration::from_secs(10));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Ten seconds later, on the same paused clock, the next cell is there.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(a
+            .admit(Instant::now() + Duration::from_secs(1), None)
+            .await
+            .is_ok());
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
-use governor::{DefaultDirectRateLimiter, RateLimiter};
+
 use http::HeaderValue;
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -66,7 +66,7 @@ pub struct TokenCache {
     /// JWT login: the refresh token and its own expiry (unix seconds), if any.
     refresh: Mutex<Option<(Secret, Option<f64>)>>,
     /// The token limit; with `[shared]`, this replica's share, used while Redis is unavailable.
-    limiter: Option<DefaultDirectRateLimiter>,
+    limiter: Option<crate::clock::Gcra>,
     /// `[shared]`: the fleet's token limit.
     shared_limit: Option<SharedLimiter>,
     /// `[shared]` with `encryption_key`: the fleet's token.
@@ -134,7 +134,7 @@ impl TokenCache {
             refresh: Mutex::new(None),
             limiter: limit.map(|l| {
                 let l = shared.map_or(l, |s| s.share_of(&l));
-                RateLimiter::direct(crate::limit::quota(&l))
+                crate::clock::gcra(crate::limit::quota(&l))
             }),
             shared_limit: shared.zip(limit).map(|(s, l)| {
                 SharedLimiter::new(
@@ -416,11 +416,15 @@ impl TokenCache {
         if let Some(limiter) = &self.limiter {
             if let Err(not_until) = limiter.check() {
                 self.metrics.limited(Limited::TokenQueued);
-                let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                    &governor::clock::DefaultClock::default(),
-                ));
+                let mut wait = crate::clock::wait_of(limiter, &not_until);
                 self.state.lock().expect("state lock").next_call_at = Some(Instant::now() + wait);
-                limiter.until_ready().await;
+                loop {
+                    tokio::time::sleep(wait).await;
+                    match limiter.check() {
+                        Ok(()) => break,
+                        Err(not_until) => wait = crate::clock::wait_of(limiter, &not_until),
+                    }
+                }
                 self.state.lock().expect("state lock").next_call_at = None;
             }
         }
