@@ -134,9 +134,9 @@ fn steps(c: &mut Criterion) {
         b.to_async(&rt)
             .iter(|| async { bench_api::token(gw, up).await.unwrap().len() })
     });
+    let limiter = bench_api::limiter(gw, up);
     g.bench_function("limiter_admit", |b| {
-        b.to_async(&rt)
-            .iter(|| async { bench_api::admit(gw, up).await.unwrap() })
+        b.to_async(&rt).iter(|| async { limiter.admit().await.unwrap() })
     });
     g.finish();
 

@@ -40,11 +40,19 @@ pub async fn token(gw: &Gateway, upstream: usize) -> Option<HeaderValue> {
     creds.get(deadline).await.ok().map(|(t, _)| t.header.clone())
 }
 
-/// One pass through the upstream's pause check and rate limiter.
-pub async fn admit(gw: &Gateway, upstream: usize) -> Result<Duration, GatewayError> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    gw.runtime().upstreams[upstream]
-        .admission
-        .admit(deadline, None)
-        .await
+/// An upstream's limiter as a request holds it: within the runtime it arrived under (taken once
+/// per request by the pipeline, so not part of what one admission costs).
+#[derive(Debug)]
+pub struct Limiter(std::sync::Arc<crate::gateway::Runtime>, usize);
+
+pub fn limiter(gw: &Gateway, upstream: usize) -> Limiter {
+    Limiter(gw.runtime(), upstream)
+}
+
+impl Limiter {
+    /// One pass through the upstream's pace, pause check and rate limiter.
+    pub async fn admit(&self) -> Result<Duration, GatewayError> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        self.0.upstreams[self.1].admission.admit(deadline, None).await
+    }
 }

@@ -356,7 +356,7 @@ impl UpstreamRuntime {
                 .then(|| crate::rewrite::Links::new(&cfg.target.base_url, &cfg.prefix, public_url)),
             admission,
             budget: old.map_or_else(
-                || Arc::new(crate::retry::Budget::new(std::time::Instant::now())),
+                || Arc::new(crate::retry::Budget::new(tokio::time::Instant::now())),
                 |o| o.budget.clone(),
             ),
             credentials,

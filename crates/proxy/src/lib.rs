@@ -28,7 +28,8 @@
 //! - `admin_client.rs`: the CLI's HTTP/1.1 client for a running gateway's admin listener.
 //! - `bench_api.rs`: single request-path steps for the criterion benchmarks (not an API).
 //! - `body.rs`: the streamed body type used in both directions.
-//! - `clock.rs`: wall-clock readings (unix seconds and milliseconds), in one place.
+//! - `clock.rs`: the clocks: wall-clock readings (unix seconds and milliseconds), and governor's
+//!   GCRA limiters on tokio's clock.
 //! - `pool.rs`: keep-alive connections per origin for `forward.rs`.
 //! - `webhook/`: webhook ingress: verify, dedupe, store durably, deliver to the service.
 

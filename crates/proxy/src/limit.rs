@@ -23,7 +23,7 @@
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use governor::Quota;
 use http::HeaderMap;
@@ -312,7 +312,8 @@ impl Admission {
         deadline: Instant,
         client: Option<&ClientShare<'_>>,
     ) -> Result<Duration, GatewayError> {
-        if let Some(pace) = &self.pace {
+        // The clock is read only while a pace is in force.
+        if let Some(pace) = self.pace.as_ref().filter(|p| p.active()) {
             match pace.reserve(Instant::now()) {
                 Reserved::Free | Reserved::After(Duration::ZERO) => {}
                 Reserved::Ended => self.metrics.adaptive_cap(0.0),
@@ -595,7 +596,7 @@ impl Admission {
     /// Learns from a partner response: 429/503 with `Retry-After`, a 429 without one (one cell),
     /// or `RateLimit-Remaining: 0` / `X-RateLimit-Remaining: 0` with a reset, pause the upstream.
     pub fn observe(&self, status: u16, headers: &HeaderMap) {
-        let retry_after = crate::retry_after::parse(headers, SystemTime::now);
+        let retry_after = crate::retry_after::parse(headers, crate::clock::system_now);
         let announced = crate::rate_headers::read(headers, crate::clock::now_unix);
         if let (Some(pace), Some(a)) = (&self.pace, announced) {
             if let (Some(remaining), Some(reset)) = (a.remaining, a.reset) {
@@ -637,11 +638,8 @@ impl Admission {
         let before = self.pause.until_ms.fetch_max(until_ms, Ordering::AcqRel);
         if until_ms > before {
             *self.pause.reason.lock().expect("reason lock") = reason;
-            let unix = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default()
-                + wait;
-            self.metrics.paused_until(unix.as_secs_f64());
+            self.metrics
+                .paused_until(crate::clock::now_unix() + wait.as_secs_f64());
             tracing::info!(
                 pause_ms = wait.as_millis() as u64,
                 reason,

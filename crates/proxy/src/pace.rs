@@ -93,6 +93,11 @@ impl Pace {
         cap(allowance, left)
     }
 
+    /// Whether a window may be in force (a cheap look, without the lock or the clock).
+    pub(crate) fn active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+
     /// Reserves a send time for one request (the allowance goes down by one).
     pub(crate) fn reserve(&self, now: Instant) -> Reserved {
         if !self.active.load(Ordering::Acquire) {

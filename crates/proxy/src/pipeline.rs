@@ -27,7 +27,9 @@ pub(crate) mod callers;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, Version};
@@ -194,7 +196,7 @@ async fn forward(
     caller_limits: Option<&CallerLimit>,
     trace: &mut Trace,
 ) -> Result<(Response<Body>, Duration), GatewayError> {
-    let deadline = tokio::time::Instant::from_std(started) + up.cfg.request_timeout;
+    let deadline = started + up.cfg.request_timeout;
     let (parts, incoming) = req.into_parts();
     let max_body = up.cfg.max_body;
     let declared = content_length(&parts.headers);
@@ -332,7 +334,7 @@ async fn forward(
                 up.admission.observe(resp.status().as_u16(), resp.headers());
                 retry::Outcome::Status {
                     status: resp.status().as_u16(),
-                    retry_after: crate::retry_after::parse(resp.headers(), std::time::SystemTime::now),
+                    retry_after: crate::retry_after::parse(resp.headers(), crate::clock::system_now),
                 }
             }
             Err(Failure {

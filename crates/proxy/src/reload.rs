@@ -9,8 +9,6 @@
 //! (listeners and their timeouts, `[shared]`, `data_dir`, `[webhooks]`, the first `[clients]`
 //! block, turning TLS on or off) keeps its old value, and the answer names each such key.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde::Serialize;
 
 use crate::config::{Config, ConfigError};
@@ -62,7 +60,7 @@ impl Gateway {
         };
         match &result {
             Ok(report) => {
-                self.metrics.reloads().loaded(unix_now(), true);
+                self.metrics.reloads().loaded(crate::clock::now_unix(), true);
                 tracing::info!(
                     added = ?report.added,
                     removed = ?report.removed,
@@ -162,16 +160,9 @@ fn in_force(current: &Config, mut next: Config) -> (Config, Vec<String>) {
     (next, restart)
 }
 
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64()
-}
-
 /// Start-up counts as a successful load for `tollgate_config_last_reload_success_timestamp_seconds`.
 pub(crate) fn loaded_at_start(gw: &Gateway) {
-    gw.metrics.reloads().loaded(unix_now(), false);
+    gw.metrics.reloads().loaded(crate::clock::now_unix(), false);
 }
 
 #[cfg(test)]

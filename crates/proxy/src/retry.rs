@@ -7,7 +7,9 @@
 //! `Retry-After` when longer; a retry that cannot happen before the deadline is not made.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use http::{HeaderMap, Method};
 use tollgate_metrics::RetryReason;

@@ -3,6 +3,7 @@
 //! fetches no token), per-client shares of a partner's budget, keys that never travel on or come
 //! back, bounded metric labels under a key-guessing flood, `optional` mode, path and method ACLs,
 //! `/status`, the access log, and the config keys that are refused until mTLS exists.
+#![allow(clippy::disallowed_methods)] // real sockets and real time: these tests time the real clock
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! as the upstream's cell (one Redis round trip per attempt for both), a refused client spends
 //! none of the partner's budget, and a client waiting for its share holds none of the partner's
 //! slots. Real `redis-server`, the OAS emulator (API key: no token traffic to count around).
+#![allow(clippy::disallowed_methods)] // real sockets and real time: these tests time the real clock
 
 mod support;
 

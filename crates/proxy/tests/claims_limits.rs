@@ -2,6 +2,7 @@
 //! were not kept are never sent twice, every retry and 401 replay passes the rate limit and the
 //! pause, queued callers wait through a pause in arrival order, `max_pause`, the pauses learnt
 //! from a 503, a bare 429 and rate-limit headers, and `connect_timeout`.
+#![allow(clippy::disallowed_methods)] // real sockets and real time: these tests time the real clock
 
 mod support;
 

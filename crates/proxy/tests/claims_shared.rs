@@ -2,6 +2,7 @@
 //! without `encryption_key`, a custom `key_prefix` on every key, a Redis slower than `op_timeout`
 //! counted as down, and a replica that misses the token announcement picking the token up by
 //! polling. Redis is Debian's `redis-server` on a free loopback port (see `support/redis_server.rs`).
+#![allow(clippy::disallowed_methods)] // real sockets and real time: these tests time the real clock
 
 mod support;
 

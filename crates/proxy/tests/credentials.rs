@@ -1,6 +1,7 @@
 //! Tokens against the emulators: single flight, early refresh, 401 replay, backoff under token
 //! endpoint failure, the token rate limit, JWT login/refresh, request shapes, hostile answers and
 //! secret rotation.
+#![allow(clippy::disallowed_methods)] // real sockets and real time: these tests time the real clock
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! Partner failures and partner answers the gateway must pass through untouched: unreachable,
 //! too slow, redirects, and bodies over `max_body`.
+#![allow(clippy::disallowed_methods)] // real sockets and real time: these tests time the real clock
 
 mod support;
 

@@ -5,6 +5,7 @@
 //! `Connection: close`, a partner answer with 5,000 headers, zero durations, and
 //! `Content-Length` with `Transfer-Encoding`. Framing is driven over raw sockets, so nothing
 //! normalises the bytes on the way.
+#![allow(clippy::disallowed_methods)] // real sockets and real time: these tests time the real clock
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! Rate limits, pauses and concurrency against the emulators: the partner never sees more than the
 //! gateway admits, and callers get 429 / 503 from Tollgate instead of from the partner.
+#![allow(clippy::disallowed_methods)] // real sockets and real time: these tests time the real clock
 
 mod support;
 

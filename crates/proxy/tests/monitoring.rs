@@ -7,6 +7,7 @@
 //! Alertmanager fit together and with the configs they run.
 //!
 //! `prometheus` / `promtool` come from Debian's `prometheus` package; `./test.sh` installs it.
+#![allow(clippy::disallowed_methods)] // real sockets and real time: these tests time the real clock
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! take): under steady load no request is lost and no token call is added; a tightened limit is
 //! obeyed at once with no fresh burst; an invalid file changes nothing; upstreams come and go
 //! under load, and a removed one's request in flight finishes. Real sockets, the emulators.
+#![allow(clippy::disallowed_methods)] // real sockets and real time: these tests time the real clock
 
 mod support;
 

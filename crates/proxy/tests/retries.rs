@@ -1,5 +1,6 @@
 //! Retries against the emulators: only when safe, same key and body every time, within the retry
 //! budget, and never past `request_timeout`.
+#![allow(clippy::disallowed_methods)] // real sockets and real time: these tests time the real clock
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! Shadow mode (`rate_limit.mode = "shadow"`): a limit tried on real traffic counts what it would
 //! have queued or refused, and holds no request back; a partner's pause still holds. For an
 //! upstream's limit and a client's share, over real sockets against the OAS emulator.
+#![allow(clippy::disallowed_methods)] // real sockets and real time: these tests time the real clock
 
 mod support;
 

@@ -3,6 +3,7 @@
 //!
 //! Timing here is Redis's own (`TIME` in the script) and the emulator's arrival log; nothing
 //! asserts speed, and every bound is generous.
+#![allow(clippy::disallowed_methods)] // real sockets and real time: these tests time the real clock
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! Webhook ingress over real sockets with a real SQLite file: verification, dedupe, durable
 //! acknowledgement, delivery with retries and dead letters, replay through the admin API.
+#![allow(clippy::disallowed_methods)] // real sockets and real time: these tests time the real clock
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! Webhooks across replicas (`[shared]`): one dedupe and one durable queue for the fleet, in a
 //! real `redis-server` on an ephemeral port.
+#![allow(clippy::disallowed_methods)] // real sockets and real time: these tests time the real clock
 
 mod support;
 

@@ -6,6 +6,7 @@
 //!
 //! Nothing here is faked on the gateway's side: the emulator signs with its own code and the
 //! fixture secret, over real sockets, and every wait is a poll with a deadline.
+#![allow(clippy::disallowed_methods)] // real sockets and real time: these tests time the real clock
 
 mod support;
 

@@ -4,7 +4,7 @@
 //! most 64 KiB of the answer. What comes back is classified into a `TokenFailure` reason or
 //! checked by `response` before it can become a token.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, Method, Request, StatusCode};
@@ -95,7 +95,7 @@ async fn post(
     };
     let status = resp.status();
     if !status.is_success() {
-        let retry_after = crate::retry_after::parse(resp.headers(), SystemTime::now);
+        let retry_after = crate::retry_after::parse(resp.headers(), crate::clock::system_now);
         let reason = match status.as_u16() {
             429 => TokenFailure::RateLimited,
             400..=499 => TokenFailure::Http4xx,

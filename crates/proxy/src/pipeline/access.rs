@@ -12,9 +12,10 @@
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::{HeaderValue, Method, Response};
+use tokio::time::Instant;
 use tollgate_metrics::UpstreamMetrics;
 
 use super::caller_body::Watch;

@@ -12,7 +12,9 @@
 //! (the event id) lets the service drop the repeat.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Request};
@@ -153,7 +155,7 @@ async fn attempt_once(hook: &WebhookRuntime, event: &Event) -> (Outcome, Option<
         Ok(Err(e)) => (Outcome::NetworkError, None, Some(e.to_string())),
         Ok(Ok(resp)) => {
             let status = resp.status().as_u16();
-            let retry_after = crate::retry_after::parse(resp.headers(), std::time::SystemTime::now);
+            let retry_after = crate::retry_after::parse(resp.headers(), crate::clock::system_now);
             // Read the answer so the connection goes back to the pool; its content is not kept.
             let _ = tokio::time::timeout(hook.cfg.delivery_timeout, drain(resp.into_body())).await;
             let error = (!(200..300).contains(&status)).then(|| format!("the service answered {status}"));

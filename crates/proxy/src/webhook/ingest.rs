@@ -15,7 +15,9 @@
 //! Nothing is stored before the signature verified, and no 2xx leaves before the store
 //! committed: that order is the whole durability promise, so it lives in this one function.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};

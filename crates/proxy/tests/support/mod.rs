@@ -1,6 +1,6 @@
 //! Shared test support: an in-process gateway on loopback port 0, a plain HTTP client, raw sockets,
 //! a partner that records raw bytes, and bounded polls that wait for an event instead of a sleep.
-
+#![allow(clippy::disallowed_methods)] // real sockets and real time: these tests time the real clock
 #![allow(dead_code)]
 
 pub mod claims;
