@@ -1,8 +1,7 @@
-//! Wall-clock helpers: Unix seconds and RFC 3339 timestamps for JSON bodies and JWT claims.
-//!
-//! Hand-written because the crate has no date library and needs only UTC formatting.
+//! Wall-clock helpers: Unix seconds and RFC 3339 timestamps (UTC, whole seconds, through
+//! `humantime`) for JSON bodies and JWT claims.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
@@ -12,33 +11,11 @@ pub(crate) fn unix_now() -> u64 {
 
 /// `2025-01-31T12:00:00Z` for a Unix time in seconds.
 pub(crate) fn rfc3339(secs: u64) -> String {
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
 }
 
 pub(crate) fn rfc3339_now() -> String {
     rfc3339(unix_now())
-}
-
-/// Howard Hinnant's days-to-civil algorithm, for days since 1970-01-01 (no dates before it).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]
