@@ -61,13 +61,7 @@ pub(crate) async fn handle(
 ) -> (Response<Body>, Access) {
     // The config in force when the request arrived serves it to the end, whatever a reload does.
     let rt = gw.runtime();
-    let arrival = Arrival {
-        started: Instant::now(),
-        request_id: headers::request_id(req.headers()),
-        method: req.method().clone(),
-        uri: req.uri().clone(),
-        peer,
-    };
+    let arrival = Arrival::of(&req, peer);
     let request_id = &arrival.request_id;
     let h1 = req.version() <= Version::HTTP_11;
     // Whether the caller may still be sending a body that nothing has read.
@@ -564,13 +558,7 @@ pub(crate) fn refuse(
     peer: Option<SocketAddr>,
 ) -> (Response<Body>, Access) {
     let rt = gw.runtime();
-    let arrival = Arrival {
-        started: Instant::now(),
-        request_id: headers::request_id(req.headers()),
-        method: req.method().clone(),
-        uri: req.uri().clone(),
-        peer,
-    };
+    let arrival = Arrival::of(req, peer);
     let resp = finish(
         error_response(err, None, rid(&arrival.request_id)),
         &arrival.request_id,

@@ -40,12 +40,15 @@ pub fn read(headers: &HeaderMap, now_unix: impl Fn() -> f64) -> Option<Announced
             return Some(found);
         }
     }
-    for prefix in ["ratelimit", "x-ratelimit"] {
-        let number = |suffix: &str| text(&format!("{prefix}-{suffix}")).and_then(count);
+    // Static names: this runs on every partner answer, which must not allocate to ask.
+    for [limit, remaining, reset_at] in [
+        ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"],
+        ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"],
+    ] {
         let found = Announced {
-            limit: number("limit"),
-            remaining: number("remaining"),
-            reset: text(&format!("{prefix}-reset")).and_then(|v| reset(v, &now_unix)),
+            limit: text(limit).and_then(count),
+            remaining: text(remaining).and_then(count),
+            reset: text(reset_at).and_then(|v| reset(v, &now_unix)),
         };
         if found != Announced::default() {
             return Some(found);

@@ -316,6 +316,29 @@ pub(super) fn validate_all(
     Ok(clients)
 }
 
+/// `methods` / `paths`: absent allows everything; an empty list is refused (it would allow
+/// nothing, which is never meant); each entry is parsed, an error naming its index.
+fn optional_list<T>(
+    client: &str,
+    key: &str,
+    what: &str,
+    list: Option<Vec<String>>,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Option<Vec<T>>, ConfigError> {
+    let Some(list) = list else { return Ok(None) };
+    if list.is_empty() {
+        return Err(ConfigError::new(
+            format!("clients.{client}.{key}"),
+            format!("an empty list allows no {what}; leave `{key}` out to allow every {what}"),
+        ));
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, v)| parse(v).map_err(|m| ConfigError::new(format!("clients.{client}.{key}[{i}]"), m)))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
 /// The production upstreams a client may call.
 pub fn production_upstreams<'a>(
     client: &'a Client,
@@ -414,51 +437,15 @@ fn client(
     }
     allowed.sort();
     allowed.dedup();
-    let methods = match raw.methods {
-        None => None,
-        Some(list) if list.is_empty() => {
-            return Err(ConfigError::new(
-                at("methods"),
-                "an empty list allows no method; leave `methods` out to allow every method",
-            ))
-        }
-        Some(list) => Some(
-            list.iter()
-                .enumerate()
-                .map(|(i, m)| {
-                    let upper = m.to_ascii_uppercase();
-                    Method::from_bytes(upper.as_bytes())
-                        .ok()
-                        .filter(|m| *m != Method::CONNECT)
-                        .ok_or_else(|| {
-                            ConfigError::new(
-                                format!("clients.{name}.methods[{i}]"),
-                                format!("`{m}` is not a method"),
-                            )
-                        })
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
-    };
-    let paths = match raw.paths {
-        None => None,
-        Some(list) if list.is_empty() => {
-            return Err(ConfigError::new(
-                at("paths"),
-                "an empty list allows no path; leave `paths` out to allow every path",
-            ))
-        }
-        Some(list) => Some(
-            list.iter()
-                .enumerate()
-                .map(|(i, p)| {
-                    PathPattern::parse(p).map_err(|m| {
-                        ConfigError::new(format!("clients.{name}.paths[{i}]"), format!("`{p}` {m}"))
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
-    };
+    let methods = optional_list(name, "methods", "method", raw.methods, |m| {
+        Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+            .ok()
+            .filter(|m| *m != Method::CONNECT)
+            .ok_or_else(|| format!("`{m}` is not a method"))
+    })?;
+    let paths = optional_list(name, "paths", "path", raw.paths, |p| {
+        PathPattern::parse(p).map_err(|m| format!("`{p}` {m}"))
+    })?;
     let mut limits = BTreeMap::new();
     for (up, raw_limits) in raw.limits {
         let path = format!("clients.{name}.limits.{up}");

@@ -32,6 +32,18 @@ pub(super) struct Arrival {
     pub peer: Option<SocketAddr>,
 }
 
+impl Arrival {
+    pub(super) fn of<B>(req: &http::Request<B>, peer: Option<SocketAddr>) -> Self {
+        Self {
+            started: Instant::now(),
+            request_id: crate::headers::request_id(req.headers()),
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            peer,
+        }
+    }
+}
+
 /// What happened on the way to the partner, filled in by `forward`.
 #[derive(Default)]
 pub(super) struct Trace {
