@@ -1,4 +1,6 @@
-//! [`TokenCache`]: one token per (upstream, environment).
+//! [`TokenCache`]: one token per (upstream, environment) — the cached value, its single flight,
+//! the background refresh and the backoff. Where tokens come from is `source.rs` (the token calls
+//! behind `token_rate_limit`) and, with `[shared]`, `fleet.rs` (the fleet's lease and adoption).
 //!
 //! Reading is an `ArcSwap` load: no lock on the request path. A missing token starts one *flight*
 //! (a shared future driven by its own task) that every waiting caller joins; the flight's result,
@@ -9,7 +11,7 @@
 //!
 //! With `[shared]`, `token_rate_limit` is the fleet's (in Redis), and with an `encryption_key` the
 //! token is too: a fetch first looks in Redis, and only the replica holding the lease calls the
-//! partner (`fetch_shared`). The token is still cached here until its expiry, so the request path
+//! partner (`fleet.rs`). The token is still cached here until its expiry, so the request path
 //! never asks Redis for it. While Redis is unavailable each replica fetches its own, at its share
 //! of the token limit.
 
@@ -24,21 +26,17 @@ use http::HeaderValue;
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use tollgate_metrics::{Limited, UpstreamMetrics};
+use tollgate_metrics::UpstreamMetrics;
 
-use super::fetch::{self, FetchError, Fetched};
+use super::fetch::{FetchError, Fetched};
+use super::fleet::{FleetToken, FromFleet};
+use super::source::{Kind, TokenSource};
 use super::{backoff, now_unix, Token, TokenError};
-use crate::config::{Auth, JwtLogin, OAuth2};
+use crate::config::Auth;
 use crate::forward::UpstreamClient;
-use crate::secret::Secret;
-use crate::shared::{SharedLimiter, SharedState, SharedToken, Verdict};
+use crate::shared::{SharedLimiter, SharedState, SharedToken};
 
 type Flight = Shared<BoxFuture<'static, Result<Arc<Token>, String>>>;
-
-enum Source {
-    OAuth2(OAuth2),
-    Jwt(JwtLogin),
-}
 
 #[derive(Default)]
 struct State {
@@ -47,32 +45,20 @@ struct State {
     /// No token call before this.
     backoff_until: Option<Instant>,
     last_error: Option<String>,
-    /// When the token limit allows the next call, while a fetch waits for it.
-    next_call_at: Option<Instant>,
 }
 
 /// One upstream's token: cached, refreshed, single-flight.
 pub struct TokenCache {
     upstream: String,
-    source: Source,
-    client: UpstreamClient,
-    /// Bound on one token call.
-    call_timeout: Duration,
+    /// The token calls and their limit.
+    source: TokenSource,
     refresh_before: Duration,
     inject_prefix: String,
     current: ArcSwapOption<Token>,
     flight: Mutex<Option<Flight>>,
     state: Mutex<State>,
-    /// JWT login: the refresh token and its own expiry (unix seconds), if any.
-    refresh: Mutex<Option<(Secret, Option<f64>)>>,
-    /// The token limit; with `[shared]`, this replica's share, used while Redis is unavailable.
-    limiter: Option<crate::clock::Gcra>,
-    /// `[shared]`: the fleet's token limit.
-    shared_limit: Option<SharedLimiter>,
     /// `[shared]` with `encryption_key`: the fleet's token.
-    shared_token: Option<SharedToken>,
-    /// The blob of a token a partner refused, deleted from Redis by the next fetch before it reads.
-    refused: Mutex<Option<Arc<[u8]>>>,
+    fleet: Option<FleetToken>,
     metrics: UpstreamMetrics,
     next_id: AtomicU64,
     /// Wakes the refresher when the schedule changed (new token, failure).
@@ -106,46 +92,50 @@ impl TokenCache {
         metrics: UpstreamMetrics,
         shared: Option<&Arc<SharedState>>,
     ) -> Option<Arc<Self>> {
-        let (source, refresh_before, limit, prefix) = match auth {
+        let (kind, refresh_before, limit, prefix) = match auth {
             Auth::None => return None,
             Auth::OAuth2(c) => (
-                Source::OAuth2(c.clone()),
+                Kind::OAuth2(c.clone()),
                 c.refresh_before,
                 c.token_rate_limit,
                 &c.inject.prefix,
             ),
             Auth::JwtLogin(c) => (
-                Source::Jwt(c.clone()),
+                Kind::Jwt(c.clone()),
                 c.refresh_before,
                 c.token_rate_limit,
                 &c.inject.prefix,
             ),
         };
+        let fleet_limit = shared.zip(limit).map(|(s, l)| {
+            SharedLimiter::new(
+                s.clone(),
+                s.key("token-rate", upstream, environment),
+                None,
+                Some(&l),
+            )
+        });
+        // With `[shared]`, this replica's own limit is its share, used while Redis is unavailable.
+        let limit = limit.map(|l| shared.map_or(l, |s| s.share_of(&l)));
         Some(Arc::new(Self {
             upstream: upstream.to_owned(),
-            source,
-            client,
-            call_timeout,
+            source: TokenSource::new(
+                upstream,
+                kind,
+                client,
+                call_timeout,
+                limit,
+                fleet_limit,
+                metrics.clone(),
+            ),
             refresh_before,
             inject_prefix: prefix.clone(),
             current: ArcSwapOption::empty(),
             flight: Mutex::new(None),
             state: Mutex::new(State::default()),
-            refresh: Mutex::new(None),
-            limiter: limit.map(|l| {
-                let l = shared.map_or(l, |s| s.share_of(&l));
-                crate::clock::gcra(crate::limit::quota(&l))
-            }),
-            shared_limit: shared.zip(limit).map(|(s, l)| {
-                SharedLimiter::new(
-                    s.clone(),
-                    s.key("token-rate", upstream, environment),
-                    None,
-                    Some(&l),
-                )
-            }),
-            shared_token: shared.and_then(|s| SharedToken::new(s, upstream, environment, call_timeout)),
-            refused: Mutex::new(None),
+            fleet: shared
+                .and_then(|s| SharedToken::new(s, upstream, environment, call_timeout))
+                .map(|t| FleetToken::new(t, call_timeout)),
             metrics,
             next_id: AtomicU64::new(1),
             changed: Notify::new(),
@@ -193,11 +183,8 @@ impl TokenCache {
             let prev = self.current.compare_and_swap(&held, None);
             if prev.as_ref().is_some_and(|t| t.id == token.id) {
                 // Only a token adopted from the fleet has an origin blob to refuse.
-                if token.origin.is_some() {
-                    self.refused
-                        .lock()
-                        .expect("refused lock")
-                        .clone_from(&token.origin);
+                if let (Some(fleet), Some(origin)) = (&self.fleet, &token.origin) {
+                    fleet.refuse(origin.clone());
                 }
                 self.metrics.token_cleared();
                 tracing::info!(upstream = %self.upstream, "partner refused the token (401); fetching a new one");
@@ -260,7 +247,7 @@ impl TokenCache {
         let now = Instant::now();
         let later = |t: Option<Instant>| t.and_then(|t| t.checked_duration_since(now));
         let next_call = later(state.backoff_until)
-            .max(later(state.next_call_at))
+            .max(later(self.source.next_call_at()))
             .filter(|d| !d.is_zero())
             .unwrap_or(Duration::from_secs(1));
         Some(TokenError {
@@ -282,13 +269,24 @@ impl TokenCache {
     /// A new token: the fleet's when shared, else one token call (two for a JWT refresh that
     /// falls back to a login), through the token limit.
     async fn fetch_once(self: &Arc<Self>) -> Result<Arc<Token>, String> {
-        if let Some(shared) = &self.shared_token {
-            if let Some(result) = self.fetch_shared(shared).await {
-                return result;
+        if let Some(fleet) = &self.fleet {
+            let held = self.current.load_full().and_then(|t| t.origin.clone());
+            match fleet.get(held.as_deref(), || self.source.call()).await {
+                Some(FromFleet::Adopted(stored)) => return self.adopt(stored),
+                Some(FromFleet::Fetched { fetched, blob }) => {
+                    return self.settle(fetched.and_then(|f| self.install(f, blob)))
+                }
+                Some(FromFleet::TimedOut) => {
+                    return Err(
+                        "another replica is fetching the token and it did not arrive within request_timeout"
+                            .to_owned(),
+                    )
+                }
+                // Redis unavailable: this replica fetches its own token, within its share of the limit.
+                None => {}
             }
-            // Redis unavailable: this replica fetches its own token, within its share of the limit.
         }
-        let result = self.call_partner().await;
+        let result = self.source.call().await;
         self.settle(result.and_then(|f| self.install(f, None)))
     }
 
@@ -297,70 +295,6 @@ impl TokenCache {
             self.fail(&e);
             e.message
         })
-    }
-
-    async fn call_partner(&self) -> Result<Fetched, FetchError> {
-        match &self.source {
-            Source::OAuth2(cfg) => {
-                self.pass_limit().await;
-                fetch::oauth2(&self.client, cfg, self.call_timeout).await
-            }
-            Source::Jwt(cfg) => self.jwt(cfg).await,
-        }
-    }
-
-    /// The fleet's token: adopt the one in Redis unless it is the one held here (a refresh) or
-    /// expired; else fetch it if this replica wins the lease, or wait for the replica that did.
-    /// `None` as soon as Redis is unavailable.
-    async fn fetch_shared(&self, shared: &SharedToken) -> Option<Result<Arc<Token>, String>> {
-        let refused = self.refused.lock().expect("refused lock").take();
-        if let Some(blob) = refused {
-            if shared.invalidate(&blob).await.is_none() {
-                // Redis is unavailable: keep the refusal so the bad token is deleted once it is back.
-                self.refused.lock().expect("refused lock").get_or_insert(blob);
-                return None;
-            }
-        }
-        let held = self.current.load_full().and_then(|t| t.origin.clone());
-        let adoptable = |s: &crate::shared::token::Stored| {
-            held.as_deref() != Some(&*s.blob) && s.expires_unix > now_unix() + 1.0
-        };
-        let until = Instant::now() + self.call_timeout;
-        loop {
-            if let Some(stored) = shared.read().await?.filter(adoptable) {
-                return Some(self.adopt(stored));
-            }
-            if shared.try_lease().await? {
-                // Another replica may have stored one between the read and the lease.
-                let again = shared.read().await.flatten().filter(adoptable);
-                let result = match again {
-                    Some(stored) => self.adopt(stored),
-                    None => {
-                        let fetched = self.call_partner().await;
-                        let result = match fetched {
-                            Ok(f) => {
-                                let blob = match f.expires_unix {
-                                    Some(exp) => shared.store(&f.access, exp).await,
-                                    None => None,
-                                };
-                                self.install(f, blob)
-                            }
-                            Err(e) => Err(e),
-                        };
-                        self.settle(result)
-                    }
-                };
-                shared.release().await;
-                return Some(result);
-            }
-            if Instant::now() >= until {
-                return Some(Err(
-                    "another replica is fetching the token and it did not arrive within request_timeout"
-                        .to_owned(),
-                ));
-            }
-            shared.wait(until).await;
-        }
     }
 
     /// Installs a token another replica stored.
@@ -375,79 +309,18 @@ impl TokenCache {
         Ok(token)
     }
 
-    /// Refresh with the refresh token while it is valid; log in again when there is none or the
-    /// partner refuses it (400/401).
-    async fn jwt(&self, cfg: &JwtLogin) -> Result<Fetched, FetchError> {
-        let refresh = self.refresh.lock().expect("refresh lock").clone();
-        if let (Some(url), Some((token, exp))) = (&cfg.refresh_url, refresh) {
-            if exp.is_none_or(|e| e > now_unix() + 1.0) {
-                self.pass_limit().await;
-                match fetch::jwt_refresh(&self.client, cfg, url, &token, self.call_timeout).await {
-                    Ok(f) => return Ok(f),
-                    Err(e) if e.status.is_some_and(|s| s == 400 || s == 401) => {
-                        self.metrics.token_failed(e.reason);
-                        tracing::info!(upstream = %self.upstream, "refresh token refused; logging in again");
-                        *self.refresh.lock().expect("refresh lock") = None;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        self.pass_limit().await;
-        fetch::jwt_login(&self.client, cfg, self.call_timeout).await
-    }
-
-    /// Waits for `token_rate_limit`; waiting here is the limit doing its job, counted as queued.
-    async fn pass_limit(&self) {
-        if let Some(shared) = &self.shared_limit {
-            let mut queued = false;
-            while let Some(verdict) = shared.check().await {
-                let Verdict::Wait { wait, .. } = verdict else {
-                    return;
-                };
-                if !queued {
-                    self.metrics.limited(Limited::TokenQueued);
-                    queued = true;
-                }
-                tokio::time::sleep(wait).await;
-            }
-            // Redis unavailable: this replica's share, below.
-        }
-        if let Some(limiter) = &self.limiter {
-            if let Err(not_until) = limiter.check() {
-                self.metrics.limited(Limited::TokenQueued);
-                let mut wait = crate::clock::wait_of(limiter, &not_until);
-                self.state.lock().expect("state lock").next_call_at = Some(Instant::now() + wait);
-                loop {
-                    tokio::time::sleep(wait).await;
-                    match limiter.check() {
-                        Ok(()) => break,
-                        Err(not_until) => wait = crate::clock::wait_of(limiter, &not_until),
-                    }
-                }
-                self.state.lock().expect("state lock").next_call_at = None;
-            }
-        }
-    }
-
     fn install(&self, fetched: Fetched, origin: Option<Arc<[u8]>>) -> Result<Arc<Token>, FetchError> {
         let now_u = now_unix();
         let exp = fetched.expires_unix.unwrap_or(now_u);
         let lifetime = Duration::from_secs_f64((exp - now_u).max(0.0));
         if lifetime.is_zero() {
-            return Err(FetchError {
-                reason: tollgate_metrics::TokenFailure::InvalidResponse,
-                message: "invalid token response: the token is already expired".to_owned(),
-                retry_after: None,
-                status: None,
-            });
+            return Err(FetchError::invalid_response(
+                "invalid token response: the token is already expired",
+            ));
         }
         let mut header = HeaderValue::from_str(&format!("{}{}", self.inject_prefix, fetched.access.expose()))
-            .map_err(|_| FetchError {
-                reason: tollgate_metrics::TokenFailure::InvalidResponse,
-                message: "invalid token response: the token cannot be sent in a header".to_owned(),
-                retry_after: None,
-                status: None,
+            .map_err(|_| {
+                FetchError::invalid_response("invalid token response: the token cannot be sent in a header")
             })?;
         header.set_sensitive(true);
         let now = Instant::now();
@@ -465,9 +338,6 @@ impl TokenCache {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             origin,
         });
-        if let Some(refresh) = fetched.refresh {
-            *self.refresh.lock().expect("refresh lock") = Some(refresh);
-        }
         self.current.store(Some(token.clone()));
         *self.state.lock().expect("state lock") = State::default();
         self.metrics.token_ok(exp);
@@ -476,7 +346,9 @@ impl TokenCache {
     }
 
     fn fail(&self, e: &FetchError) {
-        self.metrics.token_failed(e.reason);
+        if let Some(reason) = e.reason {
+            self.metrics.token_failed(reason);
+        }
         let mut state = self.state.lock().expect("state lock");
         state.failures += 1;
         let wait = backoff::delay(state.failures, e.retry_after, rand::random::<f64>());
@@ -484,7 +356,7 @@ impl TokenCache {
         state.last_error = Some(e.message.clone());
         tracing::warn!(
             upstream = %self.upstream,
-            reason = e.reason.label(),
+            reason = e.reason.map_or("token_rate_limit", |r| r.label()),
             error = %e.message,
             failures = state.failures,
             retry_in_s = wait.as_secs_f64(),

@@ -19,25 +19,70 @@ use crate::config::{ClientAuth, JwtLogin, OAuth2};
 use crate::forward::UpstreamClient;
 use crate::secret::Secret;
 
-/// A token call that failed, with the reason label and anything the endpoint asked of us.
+/// A token call that failed (or was not made), with the reason label and anything the endpoint
+/// asked of us. Built only by the constructors below.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct FetchError {
-    pub reason: TokenFailure,
+    /// The failure as `tollgate_token_failures_total` counts it; `None` when the call was not
+    /// made because Tollgate's own token limit refused it (counted as `action="rejected"`).
+    pub reason: Option<TokenFailure>,
     pub message: String,
-    /// The endpoint's own `Retry-After` (a 429 or 503).
+    /// When a call may be tried again: the endpoint's own `Retry-After` (a 429 or 503), or the
+    /// token limit's next cell.
     pub retry_after: Option<Duration>,
     pub status: Option<StatusCode>,
 }
 
 impl FetchError {
-    fn invalid(e: Invalid) -> Self {
+    fn new(reason: TokenFailure, message: String) -> Self {
         Self {
-            reason: TokenFailure::InvalidResponse,
-            message: e.to_string(),
+            reason: Some(reason),
+            message,
             retry_after: None,
             status: None,
         }
+    }
+
+    /// The endpoint answered something that is not a usable token.
+    pub(crate) fn invalid_response(message: impl Into<String>) -> Self {
+        Self::new(TokenFailure::InvalidResponse, message.into())
+    }
+
+    /// The endpoint could not be reached, or did not answer in time.
+    pub(crate) fn network(message: impl Into<String>) -> Self {
+        Self::new(TokenFailure::Network, message.into())
+    }
+
+    /// The endpoint answered `status` (not 2xx), maybe asking to wait `retry_after`.
+    pub(crate) fn answered(status: StatusCode, retry_after: Option<Duration>) -> Self {
+        let reason = match status.as_u16() {
+            429 => TokenFailure::RateLimited,
+            400..=499 => TokenFailure::Http4xx,
+            _ => TokenFailure::Http5xx,
+        };
+        Self {
+            retry_after,
+            status: Some(status),
+            ..Self::new(reason, format!("the token endpoint answered {status}"))
+        }
+    }
+
+    /// `token_rate_limit` allows no call for `retry_after`; no call was made.
+    pub(crate) fn limited(retry_after: Duration) -> Self {
+        Self {
+            reason: None,
+            message: format!(
+                "token_rate_limit: no token call is allowed for another {:.1} s",
+                retry_after.as_secs_f64()
+            ),
+            retry_after: Some(retry_after),
+            status: None,
+        }
+    }
+
+    fn invalid(e: Invalid) -> Self {
+        Self::invalid_response(e.to_string())
     }
 }
 
@@ -63,12 +108,10 @@ async fn post(
 ) -> Result<Bytes, FetchError> {
     let mut req = Request::new(body::full(payload));
     *req.method_mut() = Method::POST;
-    *req.uri_mut() = url.as_str().parse().map_err(|_| FetchError {
-        reason: TokenFailure::Network,
-        message: "the token URL cannot be sent".to_owned(),
-        retry_after: None,
-        status: None,
-    })?;
+    *req.uri_mut() = url
+        .as_str()
+        .parse()
+        .map_err(|_| FetchError::network("the token URL cannot be sent"))?;
     let h = req.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
@@ -78,12 +121,7 @@ async fn post(
     if let Some(basic) = basic {
         h.insert(header::AUTHORIZATION, basic);
     }
-    let network = |message: String| FetchError {
-        reason: TokenFailure::Network,
-        message,
-        retry_after: None,
-        status: None,
-    };
+    let network = FetchError::network;
     let resp = match tokio::time::timeout(timeout, client.send(req)).await {
         Err(_) => {
             return Err(network(format!(
@@ -96,17 +134,7 @@ async fn post(
     let status = resp.status();
     if !status.is_success() {
         let retry_after = crate::retry_after::parse(resp.headers(), crate::clock::system_now);
-        let reason = match status.as_u16() {
-            429 => TokenFailure::RateLimited,
-            400..=499 => TokenFailure::Http4xx,
-            _ => TokenFailure::Http5xx,
-        };
-        return Err(FetchError {
-            reason,
-            message: format!("the token endpoint answered {status}"),
-            retry_after,
-            status: Some(status),
-        });
+        return Err(FetchError::answered(status, retry_after));
     }
     match tokio::time::timeout(timeout, collect_limited(resp.into_body())).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
@@ -135,12 +163,7 @@ fn expiry_from(
 }
 
 fn empty_secret(what: &str) -> FetchError {
-    FetchError {
-        reason: TokenFailure::InvalidResponse,
-        message: format!("{what} is empty; no token request was made"),
-        retry_after: None,
-        status: None,
-    }
+    FetchError::invalid_response(format!("{what} is empty; no token request was made"))
 }
 
 /// `grant_type=client_credentials`, form-encoded; client secret in the body or as HTTP Basic.

@@ -4,6 +4,8 @@
 //! # Layout
 //! - `cache.rs`: [`TokenCache`]: the lock-free read path, single flight, background refresh, backoff,
 //!   401 invalidation and the `/status` view.
+//! - `source.rs`: the token calls behind `token_rate_limit` (the one wait loop, with a deadline).
+//! - `fleet.rs`: `[shared]` with a key: the fleet's token (adopt, lease and fetch, or wait).
 //! - `fetch.rs`: the token calls on the wire (OAuth2 client credentials, JWT login and refresh).
 //! - `response.rs`: distrust of what token endpoints answer.
 //! - `backoff.rs`: the pure retry schedule after token failures.
@@ -11,7 +13,9 @@
 pub(crate) mod backoff;
 mod cache;
 mod fetch;
+mod fleet;
 mod response;
+mod source;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //!
 //! The script is sent once and then invoked by its SHA (`EVALSHA`; the `redis` crate reloads it
 //! if a restarted Redis forgot it). Checking the pause is folded into the same call, so an attempt
-//! costs one round trip. The limit has the same shape as the local one (`limit::quota`): `burst`
+//! costs one round trip. The limit has the same shape as the local one (`quota.rs`): `burst`
 //! back to back, then one per emission interval.
 //!
 //! A client's share of an upstream (`[clients.NAME.limits.UPSTREAM]`) is a [`SharedCell`] passed
@@ -40,7 +40,7 @@ pub enum Verdict {
     },
 }
 
-/// One GCRA state in Redis: its key and its shape (`limit::quota`).
+/// One GCRA state in Redis: its key and its shape (`quota.rs`).
 #[derive(Debug)]
 pub struct SharedCell {
     key: String,
@@ -52,7 +52,7 @@ impl SharedCell {
     /// `limit: None`: no rate limit (every check admits).
     pub fn new(key: String, limit: Option<&RateLimit>) -> Self {
         let (interval_us, tolerance_us) = limit.map_or((0, 0), |l| {
-            let q = crate::limit::quota(l);
+            let q = crate::quota::quota(l);
             let interval = u64::try_from(q.replenish_interval().as_micros())
                 .unwrap_or(u64::MAX)
                 .max(1);
@@ -99,13 +99,9 @@ impl SharedLimiter {
         self.cell.interval()
     }
 
-    /// Asks Redis; `None` when Redis is unavailable (the caller degrades to its local limiter).
-    pub async fn check(&self) -> Option<Verdict> {
-        self.check_with(None).await
-    }
-
-    /// [`check`](Self::check) with a client's share of this limit judged first, in the same
-    /// call. Only an upstream limiter (one with a pause key) takes a client's share.
+    /// Asks Redis, with a client's share of this limit judged first in the same call (only an
+    /// upstream limiter, one with a pause key, takes a client's share); `None` when Redis is
+    /// unavailable (the caller degrades to its local limiter).
     pub async fn check_with(&self, client: Option<&SharedCell>) -> Option<Verdict> {
         let (admitted, wait_us, why): (i64, i64, i64) = self
             .state

@@ -6,7 +6,7 @@
 //!   upstream's slot (so a client over its share waits without holding one of the partner's);
 //!   beyond it a request waits up to `max_wait` (the rate limit's, else `request_timeout`), then
 //!   gets `503 overloaded`, as the upstream's `max_concurrency` answers.
-//! - `rate_limit`: GCRA on governor with the same quota shape (`limit::quota`), checked on every
+//! - `rate_limit`: GCRA on governor with the same quota shape (`quota.rs`), checked on every
 //!   attempt before the upstream's limit; `reject` answers 429 at once, `queue` waits in arrival
 //!   order and refuses up front a wait that would exceed `max_wait`.
 //! - With `[shared]`, the rate limit is the fleet's: a [`SharedCell`] under
@@ -31,7 +31,8 @@ use tollgate_metrics::{ClientLimited, ClientMetrics};
 use crate::config::clients::ClientLimits;
 use crate::config::{LimitMode, OnLimit};
 use crate::error::GatewayError;
-use crate::limit::{ClientShare, InQueue, Rate, RateLimitStatus};
+use crate::limit::wait::{wait, Refused};
+use crate::limit::{ClientShare, Local, Rate, RateLimitStatus};
 use crate::shared::{SharedCell, SharedState};
 
 /// A client's limits on one upstream.
@@ -208,42 +209,18 @@ impl CallerLimit {
         Ok(wait)
     }
 
-    /// `rate` is the configured limit, or this replica's share while Redis is unavailable.
+    /// `rate` is the configured limit, or this replica's share while Redis is unavailable: the
+    /// one wait loop (`limit/wait.rs`), with no pause of its own.
     async fn admit_local(&self, rate: &Rate, deadline: Instant) -> Result<Duration, GatewayError> {
-        if rate.config.on_limit == OnLimit::Reject {
-            return rate.check().map(|()| Duration::ZERO).map_err(|w| self.reject(w));
-        }
-        if self.queued.load(Ordering::Acquire) == 0 && rate.check().is_ok() {
-            return Ok(Duration::ZERO);
-        }
-        Box::pin(self.queue_local(rate, deadline)).await
-    }
-
-    /// Waits in line for a cell, up to `max_wait` and the deadline (the rules of `limit.rs`).
-    async fn queue_local(&self, rate: &Rate, deadline: Instant) -> Result<Duration, GatewayError> {
-        let start = Instant::now();
-        let until = deadline.min(start + rate.config.max_wait);
-        let ahead = self.queued.fetch_add(1, Ordering::AcqRel);
-        let _in_queue = InQueue(&self.queued);
-        // Everyone ahead takes a cell first: refuse now what could only fail after waiting.
-        let estimate = rate
-            .interval
-            .saturating_mul(u32::try_from(ahead + 1).unwrap_or(u32::MAX));
-        if start + estimate > until {
-            return Err(self.reject(estimate));
-        }
-        self.metrics.limited(ClientLimited::Queued);
-        let Ok(_turn) = tokio::time::timeout_at(until, rate.line.lock()).await else {
-            return Err(self.reject(rate.interval));
-        };
-        loop {
-            let now = Instant::now();
-            match rate.check() {
-                Ok(()) => return Ok(now - start),
-                Err(wait) if now + wait > until => return Err(self.reject(wait)),
-                Err(wait) => tokio::time::sleep(wait).await,
-            }
-        }
+        let cells = Local { rate, pause: None };
+        let queued = |_| self.metrics.limited(ClientLimited::Queued);
+        wait(&cells, rate.rule(&self.queued), deadline, queued)
+            .await
+            .map_err(|refused| match refused {
+                Refused::Limit { retry_after } | Refused::Client { retry_after } => self.reject(retry_after),
+                // A local limit always answers.
+                Refused::Unavailable { .. } => self.reject(rate.interval),
+            })
     }
 
     fn reject(&self, retry_after: Duration) -> GatewayError {

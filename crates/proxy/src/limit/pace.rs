@@ -56,7 +56,7 @@ struct Window {
 
 /// What `/status` shows of a pace in force.
 #[derive(Debug, Serialize)]
-pub(crate) struct PaceStatus {
+pub struct PaceStatus {
     pub cap_per_second: f64,
     pub expires_in_seconds: f64,
 }

@@ -15,41 +15,40 @@
 //! local limiter holding `1/replicas` of the budget. Without `[shared]` none of that code runs: the
 //! local path pays one `Option` check.
 //!
-//! `rate_limit = { requests, per, burst }` means: at most `requests` in any `per`-long window, up to
-//! `burst` of them back to back. Plain GCRA with rate `requests/per` would let `burst + requests`
-//! through in one window and trip a partner that counts per window, so cells are emitted every
-//! `per / (requests - burst)` instead (every `per` when `burst == requests`).
+//! # Layout
+//! - `mod.rs`: [`Admission`], which composes the gates for one upstream.
+//! - `wait.rs`: the one wait loop every limit uses (upstream, client share, token limit), with
+//!   its rules for the estimate, `Retry-After` and the deadline.
+//! - `cells.rs`: where cells come from: local GCRA, the fleet's in Redis, the pause alone.
+//! - `rate.rs`: a local GCRA limit and its line. `pause.rs`: the partner's pause.
+//! - `pace.rs`: adaptive spacing from a partner's announced budget.
+//! - `status.rs`: the `/status` view. The quota's shape is `quota.rs` (a bottom module).
 
-use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+mod cells;
+mod pace;
+mod pause;
+mod rate;
+mod status;
+pub(crate) mod wait;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use governor::Quota;
 use http::HeaderMap;
-use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tollgate_metrics::{Limited, UpstreamMetrics};
 
-use crate::config::{LimitMode, OnLimit, RateLimit, Upstream};
+pub(crate) use self::cells::{Fleet, Local};
+use self::pace::{Pace, Reserved};
+use self::pause::{Partner, Pause};
+pub(crate) use self::rate::Rate;
+pub use self::status::{LimitStatus, RateLimitStatus};
+use self::wait::{wait, Refused, Rule};
+use crate::config::{LimitMode, OnLimit, Upstream};
 use crate::error::GatewayError;
-use crate::pace::{Pace, Reserved};
-use crate::shared::{SharedCell, SharedLimiter, SharedState, Verdict};
-
-/// `[shared]`: a pause with at most this left is waited out rather than answered with 429.
-const PAUSE_GRACE: Duration = Duration::from_millis(50);
-
-/// The GCRA quota for a limit (see the module doc for why the period is not `per / requests`).
-pub fn quota(limit: &RateLimit) -> Quota {
-    let requests = limit.requests.get();
-    let burst = limit.burst.get().min(requests);
-    let spaced = (requests - burst).max(1);
-    let period = (limit.per / spaced).max(Duration::from_nanos(1));
-    Quota::with_period(period)
-        .expect("a non-zero period")
-        .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
-}
+use crate::shared::{SharedCell, SharedLimiter, SharedState};
 
 /// Admission for one upstream.
 #[derive(Debug)]
@@ -93,130 +92,9 @@ pub(crate) struct ClientShare<'a> {
     pub degraded: &'a Rate,
 }
 
-/// A local GCRA limit and its arrival-order line; also the per-caller limits' (`callers/limit.rs`).
-#[derive(Debug)]
-pub(crate) struct Rate {
-    pub(crate) gcra: crate::clock::Gcra,
-    pub(crate) config: RateLimit,
-    /// Time between cells once the burst is spent.
-    pub(crate) interval: Duration,
-    /// Queue mode: waiters take turns in arrival order (tokio's mutex is fair).
-    pub(crate) line: tokio::sync::Mutex<()>,
-}
-
-/// "Do not send before": a deadline in ms since `base`, 0 for none.
-#[derive(Debug)]
-struct Pause {
-    base: Instant,
-    until_ms: AtomicU64,
-    reason: Mutex<&'static str>,
-}
-
-impl Pause {
-    fn remaining(&self, now: Instant) -> Duration {
-        match self.until_ms.load(Ordering::Acquire) {
-            0 => Duration::ZERO,
-            ms => (self.base + Duration::from_millis(ms)).saturating_duration_since(now),
-        }
-    }
-}
-
 /// A slot counted in `max_concurrency`, released on drop.
 #[derive(Debug)]
 pub struct Slot(#[allow(dead_code)] OwnedSemaphorePermit);
-
-/// What `/status` shows of an upstream's limits.
-#[derive(Debug, Serialize)]
-pub struct LimitStatus {
-    pub rate_limit: Option<RateLimitStatus>,
-    pub max_concurrency: u32,
-    pub in_flight: u32,
-    pub queued: usize,
-    pub paused_for_seconds: Option<f64>,
-    pub pause_reason: Option<&'static str>,
-    /// The pace a partner's announced budget imposes now (adaptive spacing), if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub adaptive: Option<crate::pace::PaceStatus>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct RateLimitStatus {
-    pub requests: u32,
-    pub per_seconds: f64,
-    pub burst: u32,
-    pub on_limit: &'static str,
-    pub max_wait_seconds: f64,
-    /// `"shadow"` when the limit only counts; absent when it is enforced.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mode: Option<&'static str>,
-}
-
-impl RateLimitStatus {
-    /// How `/status` shows a configured rate limit (an upstream's or a client's share).
-    pub(crate) fn of(limit: &RateLimit) -> Self {
-        Self {
-            requests: limit.requests.get(),
-            per_seconds: limit.per.as_secs_f64(),
-            burst: limit.burst.get(),
-            on_limit: match limit.on_limit {
-                OnLimit::Queue => "queue",
-                OnLimit::Reject => "reject",
-            },
-            max_wait_seconds: limit.max_wait.as_secs_f64(),
-            mode: (limit.mode == LimitMode::Shadow).then_some("shadow"),
-        }
-    }
-}
-
-/// Decrements the queue length when a waiter leaves, however it leaves.
-pub(crate) struct InQueue<'a>(pub(crate) &'a AtomicUsize);
-
-impl Drop for InQueue<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl Rate {
-    pub(crate) fn new(config: RateLimit) -> Self {
-        let q = quota(&config);
-        Rate {
-            gcra: crate::clock::gcra(q),
-            interval: q.replenish_interval(),
-            config,
-            line: tokio::sync::Mutex::new(()),
-        }
-    }
-
-    /// A limit that replaces another (a reload changed it): its burst already spent, so the
-    /// change hands out no fresh burst and the first cell comes one new interval from now.
-    pub(crate) fn drained(config: RateLimit) -> Self {
-        let rate = Self::new(config);
-        let _ = rate.gcra.check_n(quota(&config).burst_size());
-        rate
-    }
-
-    /// The rate for `config` after a reload: `previous` itself when its limit is the same (its
-    /// state carries over), else a [drained](Self::drained) one; `None` before a reload.
-    pub(crate) fn succeeding(
-        previous: Option<Option<&Arc<Rate>>>,
-        config: Option<RateLimit>,
-    ) -> Option<Arc<Rate>> {
-        let config = config?;
-        Some(match previous {
-            None => Arc::new(Rate::new(config)),
-            Some(Some(old)) if old.config == config => old.clone(),
-            Some(_) => Arc::new(Rate::drained(config)),
-        })
-    }
-
-    /// One cell now, or how long until the next.
-    pub(crate) fn check(&self) -> Result<(), Duration> {
-        self.gcra
-            .check()
-            .map_err(|not_until| crate::clock::wait_of(&self.gcra, &not_until))
-    }
-}
 
 impl Admission {
     /// `previous`: the admission of the same upstream that a reload replaces; its rate state
@@ -252,16 +130,7 @@ impl Admission {
             slots: Arc::new(Semaphore::new(cfg.max_concurrency.get() as usize)),
             max_concurrency: cfg.max_concurrency.get(),
             max_pause: cfg.max_pause,
-            pause: previous.map_or_else(
-                || {
-                    Arc::new(Pause {
-                        base: Instant::now(),
-                        until_ms: AtomicU64::new(0),
-                        reason: Mutex::new(""),
-                    })
-                },
-                |p| p.pause.clone(),
-            ),
+            pause: previous.map_or_else(Arc::default, |p| p.pause.clone()),
             queued: AtomicUsize::new(0),
             waiting_for_slot: AtomicUsize::new(0),
             metrics,
@@ -288,7 +157,7 @@ impl Admission {
 
     async fn wait_for_slot(&self, deadline: Instant) -> Result<Slot, GatewayError> {
         self.waiting_for_slot.fetch_add(1, Ordering::AcqRel);
-        let _in_queue = InQueue(&self.waiting_for_slot);
+        let _in_line = wait::InLine(&self.waiting_for_slot);
         self.metrics.limited(Limited::ConcurrencyQueued);
         let until = deadline.min(Instant::now() + self.max_wait);
         match tokio::time::timeout_at(until, self.slots.clone().acquire_owned()).await {
@@ -300,7 +169,8 @@ impl Admission {
         }
     }
 
-    /// Admits one attempt through the pause and the rate limit. Returns the time spent waiting.
+    /// Admits one attempt through the pace, the pause and the rate limit. Returns the time spent
+    /// waiting.
     ///
     /// `client`: with `[shared]`, a client's share of this upstream, judged in the same script
     /// call before the upstream's cell (without `[shared]` the pipeline checks a client's share
@@ -361,40 +231,26 @@ impl Admission {
 
     /// The local limiter: `rate` is the configured one, or this replica's share while degraded.
     async fn admit_local(&self, rate: Option<&Rate>, deadline: Instant) -> Result<Duration, GatewayError> {
-        let start = Instant::now();
-        let paused = self.pause.remaining(start);
         let Some(rate) = rate else {
-            // No rate limit configured: nothing to queue in, so a pause is answered at once.
-            return if paused.is_zero() {
-                Ok(Duration::ZERO)
-            } else {
-                Err(self.reject(paused))
-            };
+            // No rate limit configured: only a pause can hold a request, answered at once.
+            return self.settle(wait(&*self.pause, Rule::Refuse, deadline, |_| {}).await);
         };
         if rate.config.mode == LimitMode::Shadow {
             // As without a limit: a pause (the partner's) is answered at once; the limit counts.
-            if !paused.is_zero() {
+            if let Some(paused) = self.pause.left() {
                 return Err(self.reject(paused));
             }
-            if let Err(not_until) = rate.gcra.check() {
-                self.shadow(rate, crate::clock::wait_of(&rate.gcra, &not_until));
+            if let Err(wait) = rate.check() {
+                self.shadow(rate, wait);
             }
             return Ok(Duration::ZERO);
         }
-        if rate.config.on_limit == OnLimit::Reject {
-            if !paused.is_zero() {
-                return Err(self.reject(paused));
-            }
-            return match rate.gcra.check() {
-                Ok(()) => Ok(Duration::ZERO),
-                Err(not_until) => Err(self.reject(crate::clock::wait_of(&rate.gcra, &not_until))),
-            };
-        }
-        if paused.is_zero() && self.queued.load(Ordering::Acquire) == 0 && rate.gcra.check().is_ok() {
-            return Ok(Duration::ZERO);
-        }
-        // Boxed: only a queued request pays for the waiting state in its future.
-        Box::pin(self.queue_for_cell(rate, deadline, start, paused)).await
+        let cells = Local {
+            rate,
+            pause: Some(&self.pause),
+        };
+        let queued = |_| self.metrics.limited(Limited::UpstreamQueued);
+        self.settle(wait(&cells, rate.rule(&self.queued), deadline, queued).await)
     }
 
     /// `mode = "shadow"`: counts what the limit would have done with a request told to wait
@@ -408,168 +264,51 @@ impl Admission {
         });
     }
 
-    /// Waits in line for a cell (and out any pause), up to `max_wait` and the deadline.
-    async fn queue_for_cell(
-        &self,
-        rate: &Rate,
-        deadline: Instant,
-        start: Instant,
-        paused: Duration,
-    ) -> Result<Duration, GatewayError> {
-        let until = deadline.min(start + rate.config.max_wait);
-        let ahead = self.queued.fetch_add(1, Ordering::AcqRel);
-        let _in_queue = InQueue(&self.queued);
-        // Everyone ahead takes a cell first, and the next cell may be a whole interval away:
-        // refuse now what could only fail after waiting.
-        let estimate = paused
-            + rate
-                .interval
-                .saturating_mul(u32::try_from(ahead + 1).unwrap_or(u32::MAX));
-        if start + estimate > until {
-            return Err(self.reject(estimate.max(rate.interval)));
-        }
-        self.metrics.limited(Limited::UpstreamQueued);
-        let _turn = match tokio::time::timeout_at(until, rate.line.lock()).await {
-            Ok(turn) => turn,
-            Err(_) => return Err(self.reject(rate.interval)),
-        };
-        loop {
-            let now = Instant::now();
-            let wait = match self.pause.remaining(now) {
-                p if !p.is_zero() => p,
-                _ => match rate.gcra.check() {
-                    Ok(()) => return Ok(now - start),
-                    Err(not_until) => crate::clock::wait_of(&rate.gcra, &not_until),
-                },
-            };
-            if now + wait > until {
-                return Err(self.reject(wait));
-            }
-            tokio::time::sleep(wait).await;
-        }
-    }
-
-    /// The fleet's limiter in Redis: same answers as `admit_local` (reject, or queue up to
-    /// `max_wait` with an up-front estimate), but the wait comes from the script. A queued request
-    /// sleeps for what the script said, then asks again; on this replica only the head of the
-    /// line asks. Falls back to this replica's share whenever Redis is unavailable.
+    /// The fleet's limiter in Redis: the same rules as `admit_local` (`wait.rs`), with the cells
+    /// from the script; on this replica only the head of the line asks. Falls back to this
+    /// replica's share whenever Redis is unavailable.
     async fn admit_shared(
         &self,
         shared: &SharedAdmission,
         deadline: Instant,
         client: Option<&ClientShare<'_>>,
     ) -> Result<Duration, GatewayError> {
-        let start = Instant::now();
-        if let Some(rate) = self
+        let cells = Fleet {
+            limiter: &shared.limiter,
+            client: client.map(|c| c.cell),
+            partner: Some(self.partner()),
+        };
+        let waited = if let Some(rate) = self
             .rate
             .as_deref()
             .filter(|r| r.config.mode == LimitMode::Shadow)
         {
             // The fleet's cell is asked for as if enforced (so the fleet's state is what the
             // limit would have made it), but only a pause or the client's share holds a request.
-            return match self.ask(shared, client).await {
-                None => self.admit_degraded(shared, deadline, client).await,
-                Some(Verdict::Admitted) => Ok(start.elapsed()),
-                Some(Verdict::Client { wait }) => Err(GatewayError::CallerRateLimited { retry_after: wait }),
-                Some(Verdict::Wait { wait, paused: true }) => Err(self.reject(wait)),
-                Some(Verdict::Wait { wait, paused: false }) => {
-                    self.shadow(rate, wait);
-                    Ok(start.elapsed())
+            match wait(&cells, Rule::Refuse, deadline, |_| {}).await {
+                Err(Refused::Limit { retry_after }) if self.pause.left().is_none() => {
+                    self.shadow(rate, retry_after);
+                    Ok(Duration::ZERO)
                 }
-            };
-        }
-        let queueing = self
-            .rate
-            .as_ref()
-            .is_some_and(|r| r.config.on_limit == OnLimit::Queue);
-        let wait = if queueing && self.queued.load(Ordering::Acquire) > 0 {
-            // Others on this replica are already in line: join it rather than take the next cell
-            // before them (the local limiter keeps the same order).
-            Duration::ZERO
+                other => other,
+            }
         } else {
-            loop {
-                match self.ask(shared, client).await {
-                    None => return self.admit_degraded(shared, deadline, client).await,
-                    Some(Verdict::Admitted) => return Ok(start.elapsed()),
-                    Some(Verdict::Client { wait }) => {
-                        return Err(GatewayError::CallerRateLimited { retry_after: wait })
-                    }
-                    // A pause about to end is waited out, not refused: the replica that saw the
-                    // partner's answer writes the pause a moment after taking it, so its own retry
-                    // can meet the last milliseconds of it in Redis.
-                    Some(Verdict::Wait { wait, paused: true })
-                        if wait <= PAUSE_GRACE && Instant::now() + wait < deadline =>
-                    {
-                        tokio::time::sleep(wait).await;
-                    }
-                    Some(Verdict::Wait { wait, .. }) => break wait,
-                }
-            }
+            let rule = self
+                .rate
+                .as_deref()
+                .map_or(Rule::Refuse, |r| r.rule(&self.queued));
+            wait(&cells, rule, deadline, |_| {
+                self.metrics.limited(Limited::UpstreamQueued)
+            })
+            .await
         };
-        let Some(rate) = &self.rate else {
-            // No rate limit: only a pause can refuse, and there is nothing to queue in.
-            return Err(self.reject(wait));
-        };
-        if rate.config.on_limit == OnLimit::Reject {
-            return Err(self.reject(wait));
+        match waited {
+            Err(Refused::Unavailable { waited }) => self
+                .admit_degraded(shared, deadline, client)
+                .await
+                .map(|w| w + waited),
+            other => self.settle(other),
         }
-        let until = deadline.min(start + rate.config.max_wait);
-        let interval = shared.limiter.interval();
-        let ahead = self.queued.fetch_add(1, Ordering::AcqRel);
-        let in_queue = InQueue(&self.queued);
-        // A lower bound: other replicas compete for the same cells.
-        let estimate = wait + interval.saturating_mul(u32::try_from(ahead).unwrap_or(u32::MAX));
-        if start + estimate > until {
-            return Err(self.reject(estimate));
-        }
-        self.metrics.limited(Limited::UpstreamQueued);
-        let turn = match tokio::time::timeout_at(until, rate.line.lock()).await {
-            Ok(turn) => turn,
-            Err(_) => return Err(self.reject(interval)),
-        };
-        let mut wait = wait;
-        loop {
-            if Instant::now() + wait > until {
-                return Err(self.reject(wait));
-            }
-            if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
-            }
-            wait = match self.ask(shared, client).await {
-                Some(Verdict::Admitted) => return Ok(start.elapsed()),
-                Some(Verdict::Wait { wait, .. }) => wait,
-                // The client's share ran out while this request waited for the upstream's: it
-                // leaves the line to wait for its own.
-                Some(Verdict::Client { wait }) => {
-                    return Err(GatewayError::CallerRateLimited { retry_after: wait })
-                }
-                None => {
-                    drop((turn, in_queue));
-                    let waited = start.elapsed();
-                    return self
-                        .admit_degraded(shared, deadline, client)
-                        .await
-                        .map(|w| w + waited);
-                }
-            };
-        }
-    }
-
-    /// One question to Redis, unless this replica already knows of a pause. A pause learnt from
-    /// Redis is kept locally, so this replica stops asking until it ends.
-    async fn ask(&self, shared: &SharedAdmission, client: Option<&ClientShare<'_>>) -> Option<Verdict> {
-        let paused = self.pause.remaining(Instant::now());
-        if !paused.is_zero() {
-            return Some(Verdict::Wait {
-                wait: paused,
-                paused: true,
-            });
-        }
-        let verdict = shared.limiter.check_with(client.map(|c| c.cell)).await?;
-        if let Verdict::Wait { wait, paused: true } = verdict {
-            self.pause_for(wait, "shared pause");
-        }
-        Some(verdict)
     }
 
     /// Redis is unavailable: this replica's share of the client's limit, then of the upstream's.
@@ -588,9 +327,30 @@ impl Admission {
         self.admit_local(shared.degraded.as_deref(), deadline).await
     }
 
+    /// A wait's outcome as the request path answers it.
+    fn settle(&self, waited: Result<Duration, Refused>) -> Result<Duration, GatewayError> {
+        waited.map_err(|refused| match refused {
+            Refused::Limit { retry_after } => self.reject(retry_after),
+            Refused::Client { retry_after } => GatewayError::CallerRateLimited { retry_after },
+            // Only the fleet's source is ever unavailable, and `admit_shared` falls back first.
+            Refused::Unavailable { .. } => {
+                self.reject(self.rate.as_ref().map_or(Duration::from_secs(1), |r| r.interval))
+            }
+        })
+    }
+
     fn reject(&self, retry_after: Duration) -> GatewayError {
         self.metrics.limited(Limited::UpstreamRejected);
         GatewayError::RateLimited { retry_after }
+    }
+
+    /// The upstream's pause as this admission sets it.
+    fn partner(&self) -> Partner<'_> {
+        Partner {
+            pause: &self.pause,
+            max_pause: self.max_pause,
+            metrics: &self.metrics,
+        }
     }
 
     /// Learns from a partner response: 429/503 with `Retry-After`, a 429 without one (one cell),
@@ -618,7 +378,7 @@ impl Admission {
                 .map(|wait| (wait, "partner rate-limit headers")),
         };
         if let Some((wait, reason)) = pause {
-            self.pause_for(wait, reason);
+            self.partner().hold(wait, reason);
             if let Some(shared) = &self.shared {
                 // Every replica stops too; the response need not wait for that. The pause ends
                 // when this replica's does, however late the write lands.
@@ -628,36 +388,16 @@ impl Admission {
         }
     }
 
-    fn pause_for(&self, wait: Duration, reason: &'static str) {
-        let wait = wait.min(self.max_pause);
-        if wait.is_zero() {
-            return;
-        }
-        let until = (Instant::now() + wait).saturating_duration_since(self.pause.base);
-        let until_ms = u64::try_from(until.as_millis()).unwrap_or(u64::MAX).max(1);
-        let before = self.pause.until_ms.fetch_max(until_ms, Ordering::AcqRel);
-        if until_ms > before {
-            *self.pause.reason.lock().expect("reason lock") = reason;
-            self.metrics
-                .paused_until(crate::clock::now_unix() + wait.as_secs_f64());
-            tracing::info!(
-                pause_ms = wait.as_millis() as u64,
-                reason,
-                "upstream paused by the partner"
-            );
-        }
-    }
-
     /// The view `/status` shows.
     pub fn status(&self) -> LimitStatus {
-        let paused = self.pause.remaining(Instant::now());
+        let paused = self.pause.left();
         LimitStatus {
             rate_limit: self.rate.as_ref().map(|r| RateLimitStatus::of(&r.config)),
             max_concurrency: self.max_concurrency,
             in_flight: self.max_concurrency - u32::try_from(self.slots.available_permits()).unwrap_or(0),
             queued: self.queued.load(Ordering::Acquire) + self.waiting_for_slot.load(Ordering::Acquire),
-            paused_for_seconds: (!paused.is_zero()).then_some(paused.as_secs_f64()),
-            pause_reason: (!paused.is_zero()).then(|| *self.pause.reason.lock().expect("reason lock")),
+            paused_for_seconds: paused.map(|p| p.as_secs_f64()),
+            pause_reason: paused.map(|_| self.pause.reason()),
             adaptive: self.pace.as_ref().and_then(|p| p.status(Instant::now())),
         }
     }
@@ -666,18 +406,6 @@ impl Admission {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn limit(requests: u32, per: Duration, burst: u32) -> RateLimit {
-        RateLimit {
-            requests: NonZeroU32::new(requests).unwrap(),
-            per,
-            burst: NonZeroU32::new(burst).unwrap(),
-            on_limit: OnLimit::Queue,
-            max_wait: Duration::from_secs(1),
-            mode: crate::config::LimitMode::Enforce,
-            adaptive: true,
-        }
-    }
 
     /// An upstream's admission with `rate_limit` (TOML inline table), on no `[shared]`.
     fn admission(rate_limit: &str) -> Arc<Admission> {
@@ -755,17 +483,5 @@ mod tests {
             .admit(Instant::now() + Duration::from_secs(1), None)
             .await
             .is_ok());
-    }
-
-    #[test]
-    fn no_window_ever_holds_more_than_requests() {
-        let q = quota(&limit(50, Duration::from_secs(60), 5));
-        assert_eq!(q.burst_size().get(), 5);
-        // 5 back to back, then 45 more spaced over the minute: 50 in any minute.
-        assert_eq!(q.replenish_interval(), Duration::from_secs(60) / 45);
-        let q = quota(&limit(10, Duration::from_secs(1), 1));
-        assert_eq!(q.replenish_interval(), Duration::from_secs(1) / 9);
-        let q = quota(&limit(3, Duration::from_secs(1), 3));
-        assert_eq!(q.replenish_interval(), Duration::from_secs(1));
     }
 }
