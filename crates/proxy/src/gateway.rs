@@ -83,7 +83,7 @@ pub(crate) struct UpstreamRuntime {
     /// Where the token goes (`Authorization` unless `inject_header` says otherwise).
     pub token_header: Option<http::HeaderName>,
     /// Link rewriting, when `rewrite_links` is on.
-    pub links: Option<crate::rewrite::Links>,
+    pub links: Option<tollgate_rewrite::Links>,
     pub environment_header: HeaderValue,
     pub name_header: HeaderValue,
     pub metrics: UpstreamMetrics,
@@ -353,7 +353,7 @@ impl UpstreamRuntime {
         Ok(Self {
             links: cfg
                 .rewrite_links
-                .then(|| crate::rewrite::Links::new(&cfg.target.base_url, &cfg.prefix, public_url)),
+                .then(|| tollgate_rewrite::Links::new(&cfg.target.base_url, &cfg.prefix, public_url)),
             admission,
             budget: old.map_or_else(
                 || Arc::new(crate::retry::Budget::new(tokio::time::Instant::now())),

@@ -22,7 +22,6 @@
 //! - `retry.rs`: the pure retry policy and backoff; the loop lives in `pipeline.rs`.
 //! - `shared/`: `[shared]`: limits, pauses and tokens shared by replicas through Redis, and the
 //!   degraded mode when Redis is unavailable.
-//! - `rewrite/`: link rewriting in `Location`, `Content-Location`, `Link` and streamed JSON bodies.
 //! - `error.rs` / `respond.rs`: gateway errors and their one mapping to JSON responses.
 //! - `admin.rs`: `/healthz`, `/readyz`, `/status`, `/metrics`, `POST /reload`, `/webhooks/...`.
 //! - `admin_client.rs`: the CLI's HTTP/1.1 client for a running gateway's admin listener.
@@ -32,6 +31,10 @@
 //!   GCRA limiters on tokio's clock.
 //! - `pool.rs`: keep-alive connections per origin for `forward.rs`.
 //! - `webhook/`: webhook ingress: verify, dedupe, store durably, deliver to the service.
+//!
+//! Link rewriting (`Location`, `Content-Location`, `Link` and streamed JSON bodies) is the
+//! `tollgate-rewrite` crate: `gateway.rs` prepares one `Links` per upstream, `pipeline.rs` runs it on
+//! each partner answer and boxes its body into [`body::Body`].
 
 mod admin;
 pub mod admin_client;
@@ -54,7 +57,6 @@ mod reload;
 mod respond;
 mod retry;
 mod retry_after;
-pub mod rewrite;
 mod route;
 mod secret;
 mod server;

@@ -121,7 +121,10 @@ pub(crate) async fn handle(
     up.metrics.traffic().queued(trace.queued.as_secs_f64());
     let (resp, partner_time) = match sent {
         Ok((resp, waited)) => match &up.links {
-            Some(links) => (links.rewrite(host.as_ref(), &up.metrics, resp), waited),
+            Some(links) => (
+                links.rewrite(host.as_ref(), &up.metrics, resp, body::stream),
+                waited,
+            ),
             None => (resp, waited),
         },
         Err(err) => (

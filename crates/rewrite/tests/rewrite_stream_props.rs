@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use serde_json::{Map, Value};
-use tollgate_proxy::rewrite::{JsonRewriter, LinkTarget, Skip};
+use tollgate_rewrite::{JsonRewriter, LinkTarget, Skip};
 use url::Url;
 
 fn target() -> Arc<LinkTarget> {

@@ -1,13 +1,23 @@
-//! Link rewriting (`rewrite_links`): absolute URLs that point into the active environment's
-//! `base_url` come back pointing at the gateway, so a caller that follows pagination, a `Location`
-//! or a `Link` stays behind Tollgate (credentials, limits, metrics).
+//! Tollgate's link rewriting (`rewrite_links`): absolute URLs that point into the active
+//! environment's `base_url` come back pointing at the gateway, so a caller that follows pagination,
+//! a `Location` or a `Link` stays behind Tollgate (credentials, limits, metrics). It rewrites the
+//! `Location` and `Content-Location` headers, the targets of RFC 8288 `Link` values, and string
+//! values of JSON bodies, streamed frame by frame through their content coding (gzip, deflate, br).
+//!
+//! It is a crate of its own because it is a closed piece: it imports nothing of the proxy (its
+//! streaming body is generic over [`http_body::Body`]; the proxy boxes it into its own body type),
+//! only the metric handles of `tollgate-metrics`, and it alone in the workspace uses `brotli`,
+//! `flate2` and `memchr`. Its tests and its criterion bench (`benches/rewrite.rs`, against
+//! `serde_json`) build without the gateway.
 //!
 //! # Layout
 //! - `origin.rs`: [`LinkTarget`]: exact-origin matching and the rewrite of one URL.
 //! - `link_header.rs`: URI-references inside RFC 8288 `Link` values.
-//! - `json.rs`: the streaming JSON rewriter (one pending string token, never the body).
+//! - `json.rs`: [`JsonRewriter`], the streaming JSON rewriter (one pending string token, never the
+//!   body).
 //! - `codec.rs`: gzip / deflate / br decode and re-encode around it.
-//! - `body.rs`: the response body that runs them frame by frame.
+//! - `body.rs`: [`RewriteBody`], the response body that runs them frame by frame.
+//! - `lib.rs`: [`Links`], one upstream's setup and the rewrite of one response.
 //!
 //! The replacement base is `server.public_url`, else `http://<caller Host>`, then the route prefix.
 //! A caller `Host` that is not a plain authority is never written into a link.
@@ -25,10 +35,9 @@ use http::{header, HeaderMap, HeaderValue, Response};
 use tollgate_metrics::{RewriteSkip, UpstreamMetrics};
 use url::Url;
 
-use crate::body::Body;
-
+pub use body::{BoxError, RewriteBody};
 pub use json::{JsonRewriter, Skip, MAX_STRING};
-pub use origin::LinkTarget;
+pub use origin::{InvalidBase, LinkTarget};
 
 /// What an upstream needs to rewrite links, prepared once.
 #[derive(Debug)]
@@ -80,12 +89,17 @@ impl Links {
     }
 
     /// Rewrites `Location`, `Content-Location`, `Link` and JSON bodies of one partner response.
-    pub fn rewrite(
+    ///
+    /// A JSON body is wrapped in a [`RewriteBody`], and `wrap` turns that back into the body type
+    /// of the response (the proxy boxes it). `wrap` is called only when the body is rewritten:
+    /// every other response keeps its body as it came.
+    pub fn rewrite<B>(
         &self,
         host: Option<&HeaderValue>,
         metrics: &UpstreamMetrics,
-        resp: Response<Body>,
-    ) -> Response<Body> {
+        resp: Response<B>,
+        wrap: impl FnOnce(RewriteBody<B>) -> B,
+    ) -> Response<B> {
         if !may_hold_links(resp.headers()) {
             return resp;
         }
@@ -135,8 +149,8 @@ impl Links {
         };
         // The length changes with the rewrite: the body goes chunked (HTTP/1.1) or framed (h2).
         parts.headers.remove(header::CONTENT_LENGTH);
-        let body = body::RewriteBody::new(body, codec::Codec::new(coding), target, metrics.clone());
-        Response::from_parts(parts, crate::body::stream(body))
+        let body = RewriteBody::new(body, codec::Codec::new(coding), target, metrics.clone());
+        Response::from_parts(parts, wrap(body))
     }
 }
 

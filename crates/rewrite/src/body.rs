@@ -2,6 +2,9 @@
 //!
 //! Holds at most one pending JSON string token (in the rewriter) and the codec windows; never the
 //! body. Counts what it rewrote, and why it stopped rewriting if it did, when the body ends.
+//!
+//! It wraps any [`http_body::Body`] of [`Bytes`] (the proxy's boxed body in practice), so this
+//! crate needs no body type of its own.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,10 +17,14 @@ use tollgate_metrics::{RewriteSkip, UpstreamMetrics};
 use super::codec::Codec;
 use super::json::{JsonRewriter, Skip};
 use super::origin::LinkTarget;
-use crate::body::{Body, BoxError};
 
-pub struct RewriteBody {
-    inner: Body,
+/// The error of a [`RewriteBody`]: the partner body's own, or a codec's (a corrupt gzip stream).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A partner body `B` with its JSON links rewritten, frame by frame; made by
+/// [`Links::rewrite`](crate::Links::rewrite).
+pub struct RewriteBody<B> {
+    inner: B,
     codec: Codec,
     json: JsonRewriter,
     metrics: UpstreamMetrics,
@@ -27,7 +34,7 @@ pub struct RewriteBody {
     done: bool,
 }
 
-impl std::fmt::Debug for RewriteBody {
+impl<B> std::fmt::Debug for RewriteBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RewriteBody")
             .field("codec", &self.codec)
@@ -35,8 +42,8 @@ impl std::fmt::Debug for RewriteBody {
     }
 }
 
-impl RewriteBody {
-    pub fn new(inner: Body, codec: Codec, target: Arc<LinkTarget>, metrics: UpstreamMetrics) -> Self {
+impl<B> RewriteBody<B> {
+    pub(crate) fn new(inner: B, codec: Codec, target: Arc<LinkTarget>, metrics: UpstreamMetrics) -> Self {
         Self {
             inner,
             codec,
@@ -73,7 +80,11 @@ impl RewriteBody {
     }
 }
 
-impl HttpBody for RewriteBody {
+impl<B> HttpBody for RewriteBody<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
     type Data = Bytes;
     type Error = BoxError;
 
@@ -96,7 +107,7 @@ impl HttpBody for RewriteBody {
                     }
                     Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
                 },
-                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
                 None => {
                     this.done = true;
                     let out = this.end()?;

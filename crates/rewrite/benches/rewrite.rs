@@ -5,7 +5,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tollgate_proxy::rewrite::{JsonRewriter, LinkTarget};
+use tollgate_rewrite::{JsonRewriter, LinkTarget};
 
 fn page() -> Vec<u8> {
     let origin = "https://api.partner.example/v1";

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tollgate_proxy::rewrite::{JsonRewriter, LinkTarget, Skip, MAX_STRING};
+use tollgate_rewrite::{JsonRewriter, LinkTarget, Skip, MAX_STRING};
 
 fn target() -> Arc<LinkTarget> {
     Arc::new(LinkTarget::new("https://api.example.com/v1", "http://gw:8080/oas").unwrap())
