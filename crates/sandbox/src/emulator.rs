@@ -14,9 +14,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::gate::gate;
+use crate::gate::{gate, Gate};
 use crate::knobs::Kind;
 use crate::partner::{Credentials, Options, Partner};
+use crate::partner_api::PartnerApi;
 use crate::record::Recorded;
 use crate::state::Shared;
 use crate::webhooks::{self, Key, WebhookAttempt, WebhookConfigError};
@@ -51,13 +52,14 @@ impl Emulator {
         let listener = TcpListener::bind(o.addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(p, base_url(addr), o.credentials));
-        let router = match p {
-            Partner::Ottimate => ottimate::router(shared.clone()),
-            Partner::Oas => oas::router(shared.clone()),
-            Partner::Osigu => osigu::router(shared.clone()),
+        let api = partner_api(p);
+        let gate_state = Gate {
+            shared: shared.clone(),
+            api,
         };
-        let router: Router = router
-            .layer(axum::middleware::from_fn_with_state(shared.clone(), gate))
+        let router: Router = api
+            .router(shared.clone())
+            .layer(axum::middleware::from_fn_with_state(gate_state, gate))
             // Bodies are buffered and recorded by `gate`; partners accept large uploads.
             .layer(DefaultBodyLimit::disable());
         let (stop, stopped) = oneshot::channel();
@@ -269,6 +271,16 @@ pub async fn start_all(base: SocketAddr) -> io::Result<[Emulator; 3]> {
         start(Partner::Oas, at(1)?).await?,
         start(Partner::Osigu, at(2)?).await?,
     ])
+}
+
+/// The one place a [`Partner`] meets its module: everything else reaches the partner through the
+/// trait, so only this module (the top of the crate) imports the partner modules.
+fn partner_api(p: Partner) -> &'static dyn PartnerApi {
+    match p {
+        Partner::Ottimate => &ottimate::Api,
+        Partner::Oas => &oas::Api,
+        Partner::Osigu => &osigu::Api,
+    }
 }
 
 fn base_url(addr: SocketAddr) -> String {

@@ -13,21 +13,29 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::{Method, StatusCode};
+use http::StatusCode;
 
 use crate::knobs::Kind;
-use crate::partner::Partner;
+use crate::lock::lock;
+use crate::partner_api::PartnerApi;
 use crate::record::Recorded;
 use crate::reply;
 use crate::state::Shared;
 use crate::tee::{collect, drain, TeeBody};
-use crate::{oas, osigu, ottimate};
 
-pub(crate) async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+/// What `gate` runs with: the emulator's shared state and its partner, picked once by `emulator`
+/// so that this module never names a partner module.
+#[derive(Clone)]
+pub(crate) struct Gate {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) api: &'static dyn PartnerApi,
+}
+
+pub(crate) async fn gate(State(Gate { shared, api }): State<Gate>, req: Request, next: Next) -> Response {
     let at = Instant::now();
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
-    let kind = classify(shared.partner, path);
+    let kind = classify(api, path);
     tracing::debug!(partner = shared.partner.name(), method = %parts.method, path, ?kind, "request");
     let sink = shared.log.push(kind, Recorded::head(&parts, at));
     // Knobs are read on arrival so that scripted failures hit requests in arrival order.
@@ -36,7 +44,7 @@ pub(crate) async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: 
         (knobs.delay(kind), knobs.take_fault(kind))
     };
 
-    let body = if streams(shared.partner, &parts.method, path) {
+    let body = if api.streams_body(&parts.method, path) {
         TeeBody::wrap(body, sink)
     } else {
         // Buffered up front so that handlers which never read the body still get it recorded.
@@ -52,16 +60,12 @@ pub(crate) async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: 
     if let Some(fault) = fault {
         drain(body).await;
         let status = reply::status(fault.status);
-        let resp = match shared.partner {
-            Partner::Ottimate => ottimate::fault(kind, status, parts.uri.path()),
-            Partner::Oas => oas::fault(kind, status),
-            Partner::Osigu => osigu::fault(kind, status, parts.uri.path()),
-        };
+        let resp = api.fault(kind, status, parts.uri.path());
         return reply::retry_after(resp, fault.retry_after);
     }
     let mut resp = next.run(Request::from_parts(parts, body)).await;
     if kind == Kind::Api && shared.knobs().announce_budget {
-        if let Some((limit, remaining, reset)) = *crate::state::lock(&shared.budget) {
+        if let Some((limit, remaining, reset)) = *lock(&shared.budget) {
             let h = resp.headers_mut();
             h.insert("ratelimit-limit", limit.into());
             h.insert("ratelimit-remaining", remaining.into());
@@ -77,19 +81,10 @@ pub(crate) async fn refuse(req: Request, resp: Response) -> Response {
     resp
 }
 
-fn classify(partner: Partner, path: &str) -> Kind {
-    let token = match partner {
-        Partner::Ottimate => ottimate::is_token_path(path),
-        Partner::Oas => oas::is_token_path(path),
-        Partner::Osigu => osigu::is_token_path(path),
-    };
-    if token {
+fn classify(api: &dyn PartnerApi, path: &str) -> Kind {
+    if api.is_token_path(path) {
         Kind::Token
     } else {
         Kind::Api
     }
-}
-
-fn streams(partner: Partner, method: &Method, path: &str) -> bool {
-    partner == Partner::Ottimate && ottimate::streams_body(method, path)
 }

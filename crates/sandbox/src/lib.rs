@@ -24,6 +24,9 @@
 //! - `state`: what every emulator shares whatever the partner: knobs, log, tokens, windows.
 //! - `knobs`: the fault-injection settings and their defaults.
 //! - `gate`: the outermost middleware: record, delay, inject faults, in that order.
+//! - `partner_api`: `PartnerApi`, what `emulator` and `gate` need from a partner module (its
+//!   router, its token paths, its fault bodies); `emulator` picks the partner's once, so `gate`
+//!   never names a partner module.
 //! - `record`: [`Recorded`] and the arrival-ordered log; `tee`: records a body while it streams.
 //! - `tokens`: issued tokens with their expiry (opaque and JWT alike); `jwt`: OAS's HS256 tokens.
 //! - `oauth`: the `client_credentials` token endpoint Ottimate and Osigu share.
@@ -32,6 +35,7 @@
 //! - `webhooks`: outbound Standard Webhooks (signing, delay, retries, duplicate/tamper/stale knobs)
 //!   that Osigu's async sponsor emits; [`WebhookAttempt`] records each delivery attempt.
 //! - `reply`, `urlencoded`, `time`: small helpers (JSON answers, form/query parsing, RFC 3339).
+//! - `lock`: the `Mutex` lock helper every module uses (poisoning ignored).
 //! - `echo`: [`Echo`], a generic (non-partner) upstream for the gateway's streaming, redirect and
 //!   timeout tests and benchmarks.
 
@@ -47,11 +51,13 @@ mod gate;
 mod jwt;
 mod knobs;
 mod limits;
+mod lock;
 mod oas;
 mod oauth;
 mod osigu;
 mod ottimate;
 mod partner;
+mod partner_api;
 mod record;
 mod reply;
 mod server;

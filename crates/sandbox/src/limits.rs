@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::state::lock;
+use crate::lock::lock;
 
 /// The width of a window by default: the partners' limits are "per minute".
 pub(crate) const WINDOW: Duration = Duration::from_secs(60);

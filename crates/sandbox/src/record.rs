@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use http::request::Parts;
 
 use crate::knobs::Kind;
-use crate::state::lock;
+use crate::lock::lock;
 
 /// At most this many bytes of each request body are kept.
 pub(crate) const RECORD_LIMIT: usize = 16 * 1024 * 1024;

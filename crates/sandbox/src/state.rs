@@ -3,11 +3,12 @@
 //! data beside it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::knobs::Knobs;
 use crate::limits::{FixedWindow, SlidingWindow};
+use crate::lock::lock;
 use crate::partner::{Credentials, Partner};
 use crate::record::Log;
 use crate::tokens::TokenStore;
@@ -94,9 +95,4 @@ impl Shared {
     pub(crate) fn count_issued(&self) {
         self.issued.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-/// Locks, ignoring poisoning: a panicking handler must not take the whole emulator down with it.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -14,7 +14,7 @@ use http::header::AUTHORIZATION;
 use http::HeaderMap;
 use rand::RngCore as _;
 
-use crate::state::lock;
+use crate::lock::lock;
 
 /// What a token may be used for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

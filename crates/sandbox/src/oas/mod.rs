@@ -39,6 +39,7 @@ use serde_json::json;
 use crate::gate::refuse;
 use crate::jwt::Jwt;
 use crate::knobs::Kind;
+use crate::partner_api::PartnerApi;
 use crate::reply::{self, with_header};
 use crate::state::Shared;
 use crate::tokens::{bearer, Use};
@@ -59,46 +60,52 @@ struct Oas {
 
 type St = State<Arc<Oas>>;
 
-pub(crate) fn is_token_path(path: &str) -> bool {
-    matches!(path, "/api/auth/login/" | "/api/auth/token/refresh/")
-}
+/// OAS to the partner-independent plumbing (`emulator`, `gate`).
+pub(crate) struct Api;
 
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    let st = Arc::new(Oas {
-        shared,
-        jwt: Jwt::new(),
-        orgs: Mutex::new(Orgs::seeded()),
-    });
-    let key_only = Router::new()
-        .route("/helloworld", get(hello))
-        .route_layer(from_fn_with_state(st.clone(), key_and_optional_token));
-    let protected = Router::new()
-        .route("/api/organisations/", get(orgs::list).post(orgs::create))
-        .route("/api/organisations/{id}/make_active/", post(orgs::make_active))
-        .route_layer(from_fn_with_state(st.clone(), key_and_token));
-    Router::new()
-        .route("/api/auth/login/", post(login::login))
-        .route("/api/auth/token/refresh/", post(login::refresh))
-        .merge(key_only)
-        .merge(protected)
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(st)
-}
+impl PartnerApi for Api {
+    fn router(&self, shared: Arc<Shared>) -> Router {
+        let st = Arc::new(Oas {
+            shared,
+            jwt: Jwt::new(),
+            orgs: Mutex::new(Orgs::seeded()),
+        });
+        let key_only = Router::new()
+            .route("/helloworld", get(hello))
+            .route_layer(from_fn_with_state(st.clone(), key_and_optional_token));
+        let protected = Router::new()
+            .route("/api/organisations/", get(orgs::list).post(orgs::create))
+            .route("/api/organisations/{id}/make_active/", post(orgs::make_active))
+            .route_layer(from_fn_with_state(st.clone(), key_and_token));
+        Router::new()
+            .route("/api/auth/login/", post(login::login))
+            .route("/api/auth/token/refresh/", post(login::refresh))
+            .merge(key_only)
+            .merge(protected)
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .with_state(st)
+    }
 
-/// The answer to a scripted failure (see `gate`): DRF's stock messages, the guide's for 401.
-pub(crate) fn fault(_kind: Kind, status: StatusCode) -> Response {
-    let message = match status.as_u16() {
-        400 => "Bad request.",
-        401 => NOT_AUTHENTICATED,
-        403 => "You do not have permission to perform this action.",
-        404 => "Not found.",
-        429 => "Request was throttled.",
-        500 => "A server error occurred.",
-        503 => "Service temporarily unavailable, try again later.",
-        _ => reply::reason(status),
-    };
-    detail(status, message)
+    fn is_token_path(&self, path: &str) -> bool {
+        matches!(path, "/api/auth/login/" | "/api/auth/token/refresh/")
+    }
+
+    /// DRF's stock messages, the guide's for 401; login and refresh answer the same `detail`
+    /// body as the API, and no message names the path, so `kind` and `path` go unused.
+    fn fault(&self, _kind: Kind, status: StatusCode, _path: &str) -> Response {
+        let message = match status.as_u16() {
+            400 => "Bad request.",
+            401 => NOT_AUTHENTICATED,
+            403 => "You do not have permission to perform this action.",
+            404 => "Not found.",
+            429 => "Request was throttled.",
+            500 => "A server error occurred.",
+            503 => "Service temporarily unavailable, try again later.",
+            _ => reply::reason(status),
+        };
+        detail(status, message)
+    }
 }
 
 fn detail(status: StatusCode, message: &str) -> Response {

@@ -9,8 +9,9 @@ use serde_json::{json, Map, Value};
 
 use super::login::required;
 use super::{detail, St, USER_ID};
+use crate::lock::lock;
 use crate::reply;
-use crate::state::{lock, Shared};
+use crate::state::Shared;
 use crate::urlencoded::{decode, first, pairs};
 
 const PAGE_SIZE: usize = 10;

@@ -20,7 +20,7 @@ use super::care::{AuthStatus, Authorization};
 use super::decide::{self, Facts};
 use super::input::{self, text};
 use super::{answer, created, data, error, sponsor, Osigu, St};
-use crate::state::lock;
+use crate::lock::lock;
 use crate::time::rfc3339_now;
 
 pub(super) async fn create(State(st): St, uri: Uri, body: Bytes) -> Response {

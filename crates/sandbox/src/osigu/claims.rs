@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::care::{sum_amounts, Claim, ClaimStatus};
 use super::input::{self, text};
 use super::{answer, created, data, error, St};
-use crate::state::lock;
+use crate::lock::lock;
 use crate::time::rfc3339_now;
 
 const OUTPATIENT: &str = "OUTPATIENT";

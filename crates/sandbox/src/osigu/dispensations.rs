@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::care::{AuthStatus, Care, Dispensation, PrescriptionStatus};
 use super::input::{self, text};
 use super::{answer, created, error, St};
-use crate::state::lock;
+use crate::lock::lock;
 use crate::time::rfc3339_now;
 
 pub(super) async fn create(State(st): St, uri: Uri, body: Bytes) -> Response {

@@ -66,6 +66,7 @@ use serde_json::json;
 use crate::gate::refuse;
 use crate::knobs::Kind;
 use crate::oauth;
+use crate::partner_api::PartnerApi;
 use crate::reply::{self, with_header};
 use crate::state::Shared;
 use crate::tokens::{bearer, TokenError, Use};
@@ -80,52 +81,57 @@ struct Osigu {
 
 type St = State<Arc<Osigu>>;
 
-pub(crate) fn is_token_path(path: &str) -> bool {
-    path == "/oauth/token"
-}
+/// Osigu to the partner-independent plumbing (`emulator`, `gate`).
+pub(crate) struct Api;
 
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    let st = Arc::new(Osigu {
-        shared,
-        care: Mutex::new(Care::default()),
-    });
-    let api = Router::new()
-        .route("/v1/beneficiaries", get(search_beneficiary))
-        .route("/v1/beneficiaries/{id}", get(show_beneficiary))
-        .route("/v1/sponsors", get(sponsors))
-        .route("/v1/medications", get(medications))
-        .route("/v1/medications/{code}", get(medication))
-        .route("/v1/authorizations", post(authorizations::create))
-        .route("/v1/authorizations/{id}", get(authorizations::show))
-        .route("/v1/authorizations/{id}/complete", post(authorizations::complete))
-        .route("/v1/prescriptions", post(prescriptions::create))
-        .route("/v1/prescriptions/{id}", get(prescriptions::show))
-        .route("/v1/dispensations", post(dispensations::create))
-        .route("/v1/dispensations/{id}", get(dispensations::show))
-        .route("/v1/claims", post(claims::create))
-        .route("/v1/claims/{id}", get(claims::show))
-        .route("/v1/claims/{id}/complete", post(claims::complete))
-        .route("/v1/settlement-batches", post(settlements::create))
-        .route("/v1/settlement-batches/{id}", get(settlements::show))
-        .route(
-            "/v1/settlement-batches/{id}/dispatch",
-            post(settlements::dispatch),
-        )
-        .route_layer(from_fn_with_state(st.clone(), authenticate));
-    Router::new()
-        .route("/oauth/token", post(token))
-        .merge(api)
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(st)
-}
+impl PartnerApi for Api {
+    fn router(&self, shared: Arc<Shared>) -> Router {
+        let st = Arc::new(Osigu {
+            shared,
+            care: Mutex::new(Care::default()),
+        });
+        let api = Router::new()
+            .route("/v1/beneficiaries", get(search_beneficiary))
+            .route("/v1/beneficiaries/{id}", get(show_beneficiary))
+            .route("/v1/sponsors", get(sponsors))
+            .route("/v1/medications", get(medications))
+            .route("/v1/medications/{code}", get(medication))
+            .route("/v1/authorizations", post(authorizations::create))
+            .route("/v1/authorizations/{id}", get(authorizations::show))
+            .route("/v1/authorizations/{id}/complete", post(authorizations::complete))
+            .route("/v1/prescriptions", post(prescriptions::create))
+            .route("/v1/prescriptions/{id}", get(prescriptions::show))
+            .route("/v1/dispensations", post(dispensations::create))
+            .route("/v1/dispensations/{id}", get(dispensations::show))
+            .route("/v1/claims", post(claims::create))
+            .route("/v1/claims/{id}", get(claims::show))
+            .route("/v1/claims/{id}/complete", post(claims::complete))
+            .route("/v1/settlement-batches", post(settlements::create))
+            .route("/v1/settlement-batches/{id}", get(settlements::show))
+            .route(
+                "/v1/settlement-batches/{id}/dispatch",
+                post(settlements::dispatch),
+            )
+            .route_layer(from_fn_with_state(st.clone(), authenticate));
+        Router::new()
+            .route("/oauth/token", post(token))
+            .merge(api)
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .with_state(st)
+    }
 
-/// The answer to a scripted failure (see `gate`).
-pub(crate) fn fault(kind: Kind, status: StatusCode, path: &str) -> Response {
-    let message = format!("{} (sandbox fault injection)", reply::reason(status));
-    match kind {
-        Kind::Token => oauth::error(status, oauth::error_code(status), &message),
-        Kind::Api => error(status, &message, path),
+    fn is_token_path(&self, path: &str) -> bool {
+        path == "/oauth/token"
+    }
+
+    /// API faults are the Spring-style body (with the path); token faults are RFC 6749 errors.
+    fn fault(&self, kind: Kind, status: StatusCode, path: &str) -> Response {
+        let message = format!("{} (sandbox fault injection)", reply::reason(status));
+        match kind {
+            Kind::Token => oauth::error(status, oauth::error_code(status), &message),
+            Kind::Api => error(status, &message, path),
+        }
     }
 }
 

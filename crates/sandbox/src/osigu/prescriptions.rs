@@ -14,7 +14,7 @@ use http::{StatusCode, Uri};
 use super::care::{Prescription, PrescriptionStatus};
 use super::input::{self, text};
 use super::{answer, created, data, error, St};
-use crate::state::lock;
+use crate::lock::lock;
 use crate::time::rfc3339_now;
 
 pub(super) async fn create(State(st): St, uri: Uri, body: Bytes) -> Response {

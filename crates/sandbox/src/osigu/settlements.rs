@@ -17,7 +17,7 @@ use http::{StatusCode, Uri};
 use super::care::{sum_amounts, BatchStatus, Care, ClaimStatus, SettlementBatch};
 use super::input;
 use super::{answer, created, error, St};
-use crate::state::lock;
+use crate::lock::lock;
 use crate::time::rfc3339_now;
 
 pub(super) async fn create(State(st): St, uri: Uri, body: Bytes) -> Response {

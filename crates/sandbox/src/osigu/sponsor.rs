@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::care::AuthStatus;
 use super::decide::{self, Facts};
 use super::Osigu;
-use crate::state::lock;
+use crate::lock::lock;
 use crate::webhooks::Event;
 
 pub(super) const CREATED: &str = "authorization.created";

@@ -36,9 +36,11 @@ use serde_json::{json, Value};
 
 use crate::gate::refuse;
 use crate::knobs::Kind;
+use crate::lock::lock;
 use crate::oauth;
+use crate::partner_api::PartnerApi;
 use crate::reply::{self, with_header};
-use crate::state::{lock, Shared};
+use crate::state::Shared;
 use crate::tokens::{bearer, TokenError, Use};
 use crate::urlencoded::{first, pairs};
 use store::{Collection, Store};
@@ -56,38 +58,43 @@ struct Ottimate {
 
 type St = State<Arc<Ottimate>>;
 
-pub(crate) fn is_token_path(path: &str) -> bool {
-    path == "/oauth/token"
-}
+/// Ottimate to the partner-independent plumbing (`emulator`, `gate`).
+pub(crate) struct Api;
 
-pub(crate) fn streams_body(method: &Method, path: &str) -> bool {
-    method == Method::POST && path == "/v1/invoices/upload"
-}
+impl PartnerApi for Api {
+    fn router(&self, shared: Arc<Shared>) -> Router {
+        let st = Arc::new(Ottimate {
+            shared,
+            store: Mutex::new(Store::seeded()),
+        });
+        let api = Router::new()
+            .route("/v1/invoices/upload", post(upload::upload))
+            .route("/v1/{collection}", get(list).post(create))
+            .route("/v1/{collection}/{id}", get(show))
+            .route_layer(from_fn_with_state(st.clone(), authenticate));
+        Router::new()
+            .route("/oauth/token", post(token))
+            .merge(api)
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .with_state(st)
+    }
 
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    let st = Arc::new(Ottimate {
-        shared,
-        store: Mutex::new(Store::seeded()),
-    });
-    let api = Router::new()
-        .route("/v1/invoices/upload", post(upload::upload))
-        .route("/v1/{collection}", get(list).post(create))
-        .route("/v1/{collection}/{id}", get(show))
-        .route_layer(from_fn_with_state(st.clone(), authenticate));
-    Router::new()
-        .route("/oauth/token", post(token))
-        .merge(api)
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(st)
-}
+    fn is_token_path(&self, path: &str) -> bool {
+        path == "/oauth/token"
+    }
 
-/// The answer to a scripted failure (see `gate`).
-pub(crate) fn fault(kind: Kind, status: StatusCode, path: &str) -> Response {
-    let message = format!("{} (sandbox fault injection on {path})", reply::reason(status));
-    match kind {
-        Kind::Token => oauth::error(status, oauth::error_code(status), &message),
-        Kind::Api => error(status, &code(status), &message),
+    fn streams_body(&self, method: &Method, path: &str) -> bool {
+        method == Method::POST && path == "/v1/invoices/upload"
+    }
+
+    /// API faults name the path in their message; token faults are RFC 6749 errors.
+    fn fault(&self, kind: Kind, status: StatusCode, path: &str) -> Response {
+        let message = format!("{} (sandbox fault injection on {path})", reply::reason(status));
+        match kind {
+            Kind::Token => oauth::error(status, oauth::error_code(status), &message),
+            Kind::Api => error(status, &code(status), &message),
+        }
     }
 }
 

@@ -14,8 +14,8 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{bad_request, Ottimate};
+use crate::lock::lock;
 use crate::reply;
-use crate::state::lock;
 use crate::tee::next_chunk;
 
 pub(super) async fn upload(State(st): State<Arc<Ottimate>>, headers: HeaderMap, mut body: Body) -> Response {

@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 use tokio::task::JoinSet;
 
 use crate::fixtures::OSIGU_SANDBOX_WEBHOOK_SECRET;
-use crate::state::lock;
+use crate::lock::lock;
 use crate::time::rfc3339_now;
 use send::HttpClient;
 pub(crate) use sign::Key;
