@@ -24,6 +24,10 @@ impl Cells for Pause {
     async fn take(&self) -> Taken {
         paused(self).unwrap_or(Taken::Now)
     }
+
+    fn take_now(&self) -> Option<Taken> {
+        Some(paused(self).unwrap_or(Taken::Now))
+    }
 }
 
 /// This replica's GCRA limit, behind an upstream's pause if any.
@@ -39,6 +43,16 @@ impl Cells for Local<'_> {
     }
 
     async fn take(&self) -> Taken {
+        self.answer()
+    }
+
+    fn take_now(&self) -> Option<Taken> {
+        Some(self.answer())
+    }
+}
+
+impl Local<'_> {
+    fn answer(&self) -> Taken {
         if let Some(paused) = self.pause.and_then(paused) {
             return paused;
         }

@@ -45,7 +45,7 @@ use self::pace::{Pace, Reserved};
 use self::pause::{Partner, Pause};
 pub(crate) use self::rate::Rate;
 pub use self::status::{LimitStatus, RateLimitStatus};
-use self::wait::{wait, Refused, Rule};
+use self::wait::{wait, First, Refused, Rule};
 use crate::config::{LimitMode, OnLimit, Upstream};
 use crate::error::GatewayError;
 use crate::shared::{SharedCell, SharedLimiter, SharedState};
@@ -249,8 +249,15 @@ impl Admission {
             rate,
             pause: Some(&self.pause),
         };
-        let queued = |_| self.metrics.limited(Limited::UpstreamQueued);
-        self.settle(wait(&cells, rate.rule(&self.queued), deadline, queued).await)
+        let rule = rate.rule(&self.queued);
+        match wait::first(&cells, rule) {
+            First::Admitted => Ok(Duration::ZERO),
+            first => {
+                let queued = |_| self.metrics.limited(Limited::UpstreamQueued);
+                // Boxed: only a request that waits carries the waiting state in its future.
+                self.settle(Box::pin(wait::wait_after(&cells, rule, deadline, first, queued)).await)
+            }
+        }
     }
 
     /// `mode = "shadow"`: counts what the limit would have done with a request told to wait

@@ -38,6 +38,25 @@ pub(crate) trait Cells {
 
     /// Takes one cell, or says how long until the next.
     fn take(&self) -> impl Future<Output = Taken> + Send;
+
+    /// [`take`](Self::take) for a source that answers without I/O (a local limiter, a pause);
+    /// `None` from one that must be awaited (the fleet's).
+    fn take_now(&self) -> Option<Taken> {
+        None
+    }
+}
+
+/// What a request learnt before waiting ([`first`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum First {
+    /// It took a cell: admitted, nothing waited.
+    Admitted,
+    /// It asked, and this is the answer.
+    Asked(Taken),
+    /// Others are in line: it joins them without asking.
+    Joined,
+    /// The source must be awaited ([`Cells::take_now`] said `None`).
+    Ask,
 }
 
 /// A source's answer.
@@ -99,13 +118,44 @@ pub(crate) async fn wait<C: Cells>(
     deadline: Instant,
     queued: impl FnOnce(Duration),
 ) -> Result<Duration, Refused> {
+    match first(cells, rule) {
+        First::Admitted => Ok(Duration::ZERO),
+        first => wait_after(cells, rule, deadline, first, queued).await,
+    }
+}
+
+/// The first step of [`wait`], without a future: the request path's local limiter answers most
+/// requests here (nobody in line, a free cell) and never builds the waiting state.
+pub(crate) fn first<C: Cells>(cells: &C, rule: Rule<'_>) -> First {
     // A request may ask out of turn only when nobody is in line: it must not take the cell the
     // head of the line is waiting for.
-    let asked = match rule {
-        Rule::Queue { line, .. } if line.waiting.load(Ordering::Acquire) > 0 => None,
-        _ => match cells.take().await {
+    if let Rule::Queue { line, .. } = rule {
+        if line.waiting.load(Ordering::Acquire) > 0 {
+            return First::Joined;
+        }
+    }
+    match cells.take_now() {
+        Some(Taken::Now) => First::Admitted,
+        Some(answer) => First::Asked(answer),
+        None => First::Ask,
+    }
+}
+
+/// The rest of [`wait`] after its [`first`] step.
+pub(crate) async fn wait_after<C: Cells>(
+    cells: &C,
+    rule: Rule<'_>,
+    deadline: Instant,
+    first: First,
+    queued: impl FnOnce(Duration),
+) -> Result<Duration, Refused> {
+    let asked = match first {
+        First::Admitted => return Ok(Duration::ZERO),
+        First::Asked(answer) => Some(answer),
+        First::Joined => None,
+        First::Ask => match cells.take().await {
             Taken::Now => return Ok(Duration::ZERO),
-            other => Some(other),
+            answer => Some(answer),
         },
     };
     // Boxed: only a request that waits carries the waiting state in its future.
