@@ -13,7 +13,7 @@ use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
-use crate::upstream::ErrorKind;
+use crate::labels::ErrorKind;
 
 /// Queueing is zero for most requests and bounded by `max_wait` for the rest.
 const QUEUE_BUCKETS: &[f64] = &[0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];

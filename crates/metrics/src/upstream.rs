@@ -6,35 +6,8 @@ use prometheus::{Gauge, Histogram, IntCounter, IntGauge};
 
 use crate::{ClientMetrics, Metrics};
 
-use crate::labels::STATUS_CLASSES;
+use crate::labels::{ErrorKind, STATUS_CLASSES};
 use crate::traffic::TrafficMetrics;
-
-/// Why an attempt got no partner response: the `kind` label of `tollgate_upstream_errors_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    Connect,
-    Timeout,
-    Tls,
-    Protocol,
-}
-
-impl ErrorKind {
-    pub(crate) const ALL: [ErrorKind; 4] = [
-        ErrorKind::Connect,
-        ErrorKind::Timeout,
-        ErrorKind::Tls,
-        ErrorKind::Protocol,
-    ];
-
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            ErrorKind::Connect => "connect",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Tls => "tls",
-            ErrorKind::Protocol => "protocol",
-        }
-    }
-}
 
 /// Why a token call failed: the `reason` label of `tollgate_token_failures_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

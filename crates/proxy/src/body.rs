@@ -1,7 +1,8 @@
 //! The one body type that flows through the gateway in both directions.
 //!
-//! Caller and partner bodies are streamed frame by frame, never collected; a boxed body lets the
-//! pipeline hand back either a streamed partner body or a small gateway-made one.
+//! Caller and partner bodies are streamed frame by frame; the one caller body collected is a
+//! small one kept for replay (`pipeline/caller_body.rs`, at most `replay_buffer`). A boxed body
+//! lets the pipeline hand back either a streamed partner body or a small gateway-made one.
 
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};

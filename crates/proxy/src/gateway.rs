@@ -125,7 +125,10 @@ impl Gateway {
             source: None,
             reloading: tokio::sync::Mutex::new(()),
         };
-        crate::reload::loaded_at_start(&gw);
+        // Start-up counts as a successful load for
+        // `tollgate_config_last_reload_success_timestamp_seconds` (`false`: not a reload). Done
+        // here rather than in `reload.rs`, which builds on this file and must stay above it.
+        gw.metrics.reloads().loaded(crate::clock::now_unix(), false);
         Ok(gw)
     }
 

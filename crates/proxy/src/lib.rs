@@ -13,12 +13,15 @@
 //! - `route.rs`: longest-prefix routing and path normalisation.
 //! - `headers.rs`: header hygiene both ways and the request id.
 //! - `forward.rs`: the pooled rustls client; the only code that connects to partners.
-//! - `credentials/`: token caches (OAuth2 client credentials, JWT login): single flight, refresh.
+//! - `credentials/`: token caches (OAuth2 client credentials, JWT login): single flight, refresh;
+//!   the token calls behind `token_rate_limit`; with `[shared]`, the fleet's lease and adoption.
 //! - `retry_after.rs`: parsing (`Retry-After`, `retry-after-ms`) and writing `Retry-After`.
 //! - `rate_headers.rs`: every other rate-limit dialect a partner sends (`RateLimit`, `RateLimit-*`,
 //!   `X-RateLimit-*`), read in one place.
-//! - `limit.rs`: per-upstream admission: concurrency, GCRA rate limit (queue/reject), pause;
-//!   `pace.rs` the adaptive spacing learnt from a partner's announced budget.
+//! - `limit/`: per-upstream admission: concurrency, GCRA rate limit (queue/reject), pause, and
+//!   the adaptive spacing learnt from a partner's announced budget; `limit/wait.rs` is the one
+//!   wait loop every rate limit's cell is waited for in (upstream, client share, token limit).
+//! - `quota.rs`: the shape of a rate limit as GCRA sees it, shared by every limiter.
 //! - `retry.rs`: the pure retry policy and backoff; the loop lives in `pipeline.rs`.
 //! - `shared/`: `[shared]`: limits, pauses and tokens shared by replicas through Redis, and the
 //!   degraded mode when Redis is unavailable.

@@ -160,11 +160,6 @@ fn in_force(current: &Config, mut next: Config) -> (Config, Vec<String>) {
     (next, restart)
 }
 
-/// Start-up counts as a successful load for `tollgate_config_last_reload_success_timestamp_seconds`.
-pub(crate) fn loaded_at_start(gw: &Gateway) {
-    gw.metrics.reloads().loaded(crate::clock::now_unix(), false);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
