@@ -3,7 +3,8 @@
 //! to a loopback upstream, beside the same request sent straight to that upstream in the same run
 //! (the ratio is what the gateway adds). Metrics recording has its own bench in `crates/metrics`.
 //!
-//! `cargo bench -p tollgate-proxy --bench request_path`
+//! `cargo bench -p tollgate-proxy --features bench --bench request_path` (the feature builds
+//! `tollgate_proxy::bench_api`; Cargo.toml makes this bench require it).
 
 use std::hint::black_box;
 use std::net::SocketAddr;

@@ -1,56 +1,71 @@
 //! Tollgate's library: config, routing, header hygiene, forwarding and the admin API.
 //!
 //! # Layout
-//! - `config/`: TOML → validated types (`interpolate`, `units`, `raw`, `validate`; the
-//!   `[webhooks]` and `[clients]` sections in `webhook.rs` and `clients.rs`).
-//! - `secret.rs`: [`Secret`], values that never print.
-//! - `gateway.rs`: [`Gateway`], the runtime state built from a config (the swappable runtime).
-//! - `reload.rs`: [`Gateway::reload`]: the config read again and put in force while serving.
-//! - `server.rs`: [`serve`] and [`Listeners`]: connections, h1/h2c, graceful shutdown; `server/`
-//!   the accept loops (caps, back-off), each connection's clocks, and the raw head scan.
-//! - `pipeline.rs`: the one function that composes the request path; `pipeline/` the caller's
-//!   body (timeouts, framing errors) and `callers/` (caller keys, ACLs, per-caller limits).
-//! - `route.rs`: longest-prefix routing and path normalisation.
-//! - `headers.rs`: header hygiene both ways and the request id.
-//! - `forward.rs`: the pooled rustls client; the only code that connects to partners.
-//! - `credentials/`: token caches (OAuth2 client credentials, JWT login): single flight, refresh;
-//!   the token calls behind `token_rate_limit`; with `[shared]`, the fleet's lease and adoption.
-//! - `retry_after.rs`: parsing (`Retry-After`, `retry-after-ms`) and writing `Retry-After`.
-//! - `rate_headers.rs`: every other rate-limit dialect a partner sends (`RateLimit`, `RateLimit-*`,
-//!   `X-RateLimit-*`), read in one place.
-//! - `limit/`: per-upstream admission: concurrency, GCRA rate limit (queue/reject), pause, and
-//!   the adaptive spacing learnt from a partner's announced budget; `limit/wait.rs` is the one
-//!   wait loop every rate limit's cell is waited for in (upstream, client share, token limit).
-//! - `quota.rs`: the shape of a rate limit as GCRA sees it, shared by every limiter.
-//! - `retry.rs`: the pure retry policy and backoff; the loop lives in `pipeline.rs`.
-//! - `shared/`: `[shared]`: limits, pauses and tokens shared by replicas through Redis, and the
-//!   degraded mode when Redis is unavailable.
-//! - `error.rs` / `respond.rs`: gateway errors and their one mapping to JSON responses.
-//! - `admin.rs`: `/healthz`, `/readyz`, `/status`, `/metrics`, `POST /reload`, `/webhooks/...`.
+//! Every file and folder of `src/`, in order:
+//! - `admin.rs`: the admin listener: `/healthz`, `/readyz`, `/status`, `/metrics`, `POST /reload`,
+//!   `/webhooks/...`.
 //! - `admin_client.rs`: the CLI's HTTP/1.1 client for a running gateway's admin listener.
-//! - `bench_api.rs`: single request-path steps for the criterion benchmarks (not an API).
+//! - `bench_api.rs`: single request-path steps for the criterion benchmarks; built only with the
+//!   `bench` feature (not an API).
 //! - `body.rs`: the streamed body type used in both directions.
 //! - `clock.rs`: the clocks: wall-clock readings (unix seconds and milliseconds), and governor's
 //!   GCRA limiters on tokio's clock.
+//! - `config/`: TOML → validated types (`interpolate`, `raw`, `validate`; single values in
+//!   `fields` and `units`; `server.tls` in `tls.rs`, the `[webhooks]` and `[clients]` sections in
+//!   `webhook.rs` and `clients.rs`).
+//! - `credentials/`: token caches (OAuth2 client credentials, JWT login): single flight, refresh,
+//!   `token_rate_limit`, the fleet's shared token.
+//! - `error.rs`: [`GatewayError`], every error the gateway answers with (code, status, side).
+//! - `forward.rs`: the pooled rustls client; the only code that connects to partners.
+//! - `gateway.rs`: [`Gateway`], the runtime state built from a config (the swappable runtime).
+//! - `headers.rs`: header hygiene both ways and the request id.
+//! - `lib.rs`: this map, and the crate's public items.
+//! - `limit/`: per-upstream admission: concurrency, GCRA rate limit (queue/reject), pause, the
+//!   adaptive pace learnt from a partner's announced budget, and the one wait loop every limit uses.
+//! - `pipeline.rs`: the one function that composes the request path; `pipeline/` the caller's
+//!   body (timeouts, framing errors), the access log, and `callers/` (caller keys, ACLs,
+//!   per-caller limits).
 //! - `pool.rs`: keep-alive connections per origin for `forward.rs`.
+//! - `quota.rs`: the shape of a rate limit as GCRA sees it, shared by the local limiters, the
+//!   fleet's script and the token limit.
+//! - `rate_headers.rs`: every other rate-limit dialect a partner sends (`RateLimit`, `RateLimit-*`,
+//!   `X-RateLimit-*`), read in one place.
+//! - `reload.rs`: [`Gateway::reload`]: the config read again and put in force while serving.
+//! - `respond.rs`: the one mapping from a gateway error to the JSON response callers see.
+//! - `retry.rs`: the pure retry policy and backoff; the loop lives in `pipeline.rs`.
+//! - `retry_after.rs`: parsing (`Retry-After`, `retry-after-ms`) and writing `Retry-After`.
+//! - `route.rs`: longest-prefix routing and path normalisation.
+//! - `secret.rs`: [`Secret`], values that never print.
+//! - `server.rs`: [`serve`] and [`Listeners`]: connections, h1/h2c, graceful shutdown; `server/`
+//!   the accept loops (caps, back-off), each connection's clocks, the raw head scan, and TLS.
+//! - `shared/`: `[shared]`: limits, pauses and tokens shared by replicas through Redis, and the
+//!   degraded mode when Redis is unavailable.
 //! - `webhook/`: webhook ingress: verify, dedupe, store durably, deliver to the service.
 //!
 //! Link rewriting (`Location`, `Content-Location`, `Link` and streamed JSON bodies) is the
 //! `tollgate-rewrite` crate: `gateway.rs` prepares one `Links` per upstream, `pipeline.rs` runs it on
-//! each partner answer and boxes its body into [`body::Body`].
+//! each partner answer and boxes its body into `body::Body`.
+//!
+//! # Public surface
+//! What the `tollgate` binary and the tests outside this crate use, nothing more: `config` (the
+//! binary's `tollgate check` reads the validated types), `admin_client` (the CLI's subcommands),
+//! and the re-exports below. `headers` and `body` are internal. `bench_api` exists only with the
+//! `bench` feature, which `benches/request_path.rs` requires, so no ordinary build carries it.
 
 mod admin;
 pub mod admin_client;
+// Only the benchmarks reach it (`required-features = ["bench"]` in Cargo.toml); hidden even then.
+#[cfg(feature = "bench")]
 #[doc(hidden)]
 pub mod bench_api;
-pub mod body;
+mod body;
 mod clock;
 pub mod config;
 mod credentials;
 mod error;
 mod forward;
 mod gateway;
-pub mod headers;
+mod headers;
 mod limit;
 mod pipeline;
 mod pool;

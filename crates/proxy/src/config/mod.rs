@@ -258,14 +258,37 @@ impl Auth {
         }
     }
 
-    /// Where the token goes, if there is a token.
-    pub fn injection(&self) -> Option<&Injection> {
+    /// The settings every token-fetching auth has, if this one fetches tokens.
+    pub fn token_common(&self) -> Option<&TokenCommon> {
         match self {
             Auth::None => None,
-            Auth::OAuth2(a) => Some(&a.inject),
-            Auth::JwtLogin(a) => Some(&a.inject),
+            Auth::OAuth2(a) => Some(&a.common),
+            Auth::JwtLogin(a) => Some(&a.common),
         }
     }
+
+    /// Where the token goes, if there is a token.
+    pub fn injection(&self) -> Option<&Injection> {
+        self.token_common().map(|c| &c.inject)
+    }
+}
+
+/// What OAuth2 client credentials and JWT login share: the keys of the token call and of the
+/// cached token that do not depend on how the token is obtained. Written flat inside `auth = {...}`
+/// like every other auth key; validated once for both types (`validate::token_common`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenCommon {
+    /// Static headers sent with every token call; values are secrets.
+    pub token_headers: Vec<(HeaderName, Secret<HeaderValue>)>,
+    /// Limit on token calls (never shadow: a token call over it risks a lockout).
+    pub token_rate_limit: Option<RateLimit>,
+    /// How long before expiry the background refresh runs.
+    pub refresh_before: Duration,
+    /// Lifetime assumed when the answer gives none (no `expires_in`, nor a JWT `exp` for
+    /// `jwt_login`).
+    pub default_ttl: Option<Duration>,
+    /// `inject_header` and `inject_prefix`.
+    pub inject: Injection,
 }
 
 /// The token goes out as `<header>: <prefix><token>` (default `Authorization: Bearer <token>`).
@@ -293,12 +316,8 @@ pub struct OAuth2 {
     pub client_secret: Reloadable<String>,
     pub scope: Option<String>,
     pub client_auth: ClientAuth,
-    pub token_headers: Vec<(HeaderName, Secret<HeaderValue>)>,
-    pub token_rate_limit: Option<RateLimit>,
-    pub refresh_before: Duration,
-    /// Lifetime assumed when the token response has no `expires_in`.
-    pub default_ttl: Option<Duration>,
-    pub inject: Injection,
+    /// The keys shared with `jwt_login`; `default_ttl` stands in for a missing `expires_in`.
+    pub common: TokenCommon,
 }
 
 /// `auth = { type = "jwt_login", ... }`.
@@ -310,12 +329,9 @@ pub struct JwtLogin {
     pub access_field: String,
     pub refresh_url: Option<Url>,
     pub refresh_field: String,
-    pub token_headers: Vec<(HeaderName, Secret<HeaderValue>)>,
-    pub token_rate_limit: Option<RateLimit>,
-    pub refresh_before: Duration,
-    /// Lifetime assumed when the access token has no `exp` and the answer no `expires_in`.
-    pub default_ttl: Option<Duration>,
-    pub inject: Injection,
+    /// The keys shared with OAuth2; `default_ttl` stands in when the access token has no `exp`
+    /// and the answer no `expires_in`.
+    pub common: TokenCommon,
 }
 
 impl Config {

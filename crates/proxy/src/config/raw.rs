@@ -191,6 +191,7 @@ pub enum RawAuth {
         client_secret: String,
         scope: Option<String>,
         client_auth: Option<String>,
+        // From here on: the keys of `RawTokenCommon`, flat (see there why).
         token_headers: Option<BTreeMap<String, String>>,
         token_rate_limit: Option<RawRateLimit>,
         refresh_before: Option<String>,
@@ -204,6 +205,7 @@ pub enum RawAuth {
         access_field: Option<String>,
         refresh_url: Option<String>,
         refresh_field: Option<String>,
+        // From here on: the keys of `RawTokenCommon`, flat (see there why).
         token_headers: Option<BTreeMap<String, String>>,
         token_rate_limit: Option<RawRateLimit>,
         refresh_before: Option<String>,
@@ -211,4 +213,20 @@ pub enum RawAuth {
         inject_header: Option<String>,
         inject_prefix: Option<String>,
     },
+}
+
+/// The keys OAuth2 and JWT login share (`config::TokenCommon` once validated), gathered from
+/// either variant by `validate::auth` so that `validate::token_common` checks them once for both.
+///
+/// Not a `#[serde(flatten)]` field of the variants: serde does not support `flatten` together
+/// with `deny_unknown_fields` (on the outer type or the flattened one), and a typo in `auth` must
+/// stay an error. So the keys stay flat in the variants, as users write them, and move here after.
+#[derive(Debug)]
+pub struct RawTokenCommon {
+    pub token_headers: Option<BTreeMap<String, String>>,
+    pub token_rate_limit: Option<RawRateLimit>,
+    pub refresh_before: Option<String>,
+    pub default_ttl: Option<String>,
+    pub inject_header: Option<String>,
+    pub inject_prefix: Option<String>,
 }

@@ -12,7 +12,9 @@ use http::{HeaderName, HeaderValue};
 
 use super::fields::{dur, positive_dur, prefix, size, url, UrlUse};
 use super::interpolate::{self, Lookup};
-use super::raw::{RawAuth, RawConfig, RawEnv, RawRateLimit, RawServer, RawShared, RawUpstream};
+use super::raw::{
+    RawAuth, RawConfig, RawEnv, RawRateLimit, RawServer, RawShared, RawTokenCommon, RawUpstream,
+};
 use super::*;
 
 pub(super) fn load(text: &str, lookup: Lookup<'_>) -> Result<Config, ConfigError> {
@@ -491,31 +493,8 @@ fn target(path: &str, raw: RawEnv, request_timeout: Duration, ctx: &Ctx<'_>) -> 
 
 fn auth(path: &str, raw: RawAuth, request_timeout: Duration, ctx: &Ctx<'_>) -> Result<Auth, ConfigError> {
     let at = |k: &str| format!("{path}.{k}");
-    let injection = |header: Option<String>, prefix: Option<String>| -> Result<Injection, ConfigError> {
-        let header = header.unwrap_or_else(|| "authorization".to_owned());
-        Ok(Injection {
-            header: HeaderName::from_str(&header).map_err(|_| {
-                ConfigError::new(at("inject_header"), format!("`{header}` is not a header name"))
-            })?,
-            prefix: prefix.unwrap_or_else(|| "Bearer ".to_owned()),
-        })
-    };
-    let token_limit = |r: Option<RawRateLimit>| {
-        r.map(|r| {
-            let path = at("token_rate_limit");
-            let limit = rate_limit(&path, r, request_timeout)?;
-            if limit.mode == LimitMode::Shadow {
-                // A token call over the partner's token limit gets the credentials locked out;
-                // there is nothing to learn from letting it through.
-                return Err(ConfigError::new(
-                    format!("{path}.mode"),
-                    "\"shadow\" is for request limits; a token limit is always enforced",
-                ));
-            }
-            Ok(limit)
-        })
-        .transpose()
-    };
+    // Each type's own keys are validated first, then the shared ones (struct fields evaluate in
+    // order): the first error reported for a config is the same as when each type did both.
     Ok(match raw {
         RawAuth::None {} => Auth::None,
         RawAuth::OAuth2ClientCredentials {
@@ -545,13 +524,18 @@ fn auth(path: &str, raw: RawAuth, request_timeout: Duration, ctx: &Ctx<'_>) -> R
                     ))
                 }
             },
-            token_headers: headers(&at("token_headers"), token_headers)?,
-            token_rate_limit: token_limit(token_rate_limit)?,
-            refresh_before: dur(&at("refresh_before"), refresh_before, "60s")?,
-            default_ttl: default_ttl
-                .map(|d| positive_dur(&at("default_ttl"), Some(d), "0s"))
-                .transpose()?,
-            inject: injection(inject_header, inject_prefix)?,
+            common: token_common(
+                path,
+                RawTokenCommon {
+                    token_headers,
+                    token_rate_limit,
+                    refresh_before,
+                    default_ttl,
+                    inject_header,
+                    inject_prefix,
+                },
+                request_timeout,
+            )?,
         }),
         RawAuth::JwtLogin {
             login_url,
@@ -578,14 +562,61 @@ fn auth(path: &str, raw: RawAuth, request_timeout: Duration, ctx: &Ctx<'_>) -> R
                 .map(|u| url(&at("refresh_url"), &u, UrlUse::Endpoint))
                 .transpose()?,
             refresh_field: refresh_field.unwrap_or_else(|| "refresh".to_owned()),
-            token_headers: headers(&at("token_headers"), token_headers)?,
-            token_rate_limit: token_limit(token_rate_limit)?,
-            refresh_before: dur(&at("refresh_before"), refresh_before, "60s")?,
-            default_ttl: default_ttl
-                .map(|d| positive_dur(&at("default_ttl"), Some(d), "0s"))
-                .transpose()?,
-            inject: injection(inject_header, inject_prefix)?,
+            common: token_common(
+                path,
+                RawTokenCommon {
+                    token_headers,
+                    token_rate_limit,
+                    refresh_before,
+                    default_ttl,
+                    inject_header,
+                    inject_prefix,
+                },
+                request_timeout,
+            )?,
         }),
+    })
+}
+
+/// The keys every token-fetching auth shares, validated once for all of them; `path` is the
+/// `auth` table's, so the errors name `<path>.token_rate_limit.mode` and the like.
+fn token_common(
+    path: &str,
+    raw: RawTokenCommon,
+    request_timeout: Duration,
+) -> Result<TokenCommon, ConfigError> {
+    let at = |k: &str| format!("{path}.{k}");
+    let token_rate_limit = |r: RawRateLimit| -> Result<RateLimit, ConfigError> {
+        let path = at("token_rate_limit");
+        let limit = rate_limit(&path, r, request_timeout)?;
+        if limit.mode == LimitMode::Shadow {
+            // A token call over the partner's token limit gets the credentials locked out;
+            // there is nothing to learn from letting it through.
+            return Err(ConfigError::new(
+                format!("{path}.mode"),
+                "\"shadow\" is for request limits; a token limit is always enforced",
+            ));
+        }
+        Ok(limit)
+    };
+    let injection = |header: Option<String>, prefix: Option<String>| -> Result<Injection, ConfigError> {
+        let header = header.unwrap_or_else(|| "authorization".to_owned());
+        Ok(Injection {
+            header: HeaderName::from_str(&header).map_err(|_| {
+                ConfigError::new(at("inject_header"), format!("`{header}` is not a header name"))
+            })?,
+            prefix: prefix.unwrap_or_else(|| "Bearer ".to_owned()),
+        })
+    };
+    Ok(TokenCommon {
+        token_headers: headers(&at("token_headers"), raw.token_headers)?,
+        token_rate_limit: raw.token_rate_limit.map(token_rate_limit).transpose()?,
+        refresh_before: dur(&at("refresh_before"), raw.refresh_before, "60s")?,
+        default_ttl: raw
+            .default_ttl
+            .map(|d| positive_dur(&at("default_ttl"), Some(d), "0s"))
+            .transpose()?,
+        inject: injection(raw.inject_header, raw.inject_prefix)?,
     })
 }
 

@@ -92,21 +92,14 @@ impl TokenCache {
         metrics: UpstreamMetrics,
         shared: Option<&Arc<SharedState>>,
     ) -> Option<Arc<Self>> {
-        let (kind, refresh_before, limit, prefix) = match auth {
+        // What the cache itself needs is the same for every token type; only the calls differ.
+        let common = auth.token_common()?;
+        let kind = match auth {
             Auth::None => return None,
-            Auth::OAuth2(c) => (
-                Kind::OAuth2(c.clone()),
-                c.refresh_before,
-                c.token_rate_limit,
-                &c.inject.prefix,
-            ),
-            Auth::JwtLogin(c) => (
-                Kind::Jwt(c.clone()),
-                c.refresh_before,
-                c.token_rate_limit,
-                &c.inject.prefix,
-            ),
+            Auth::OAuth2(c) => Kind::OAuth2(c.clone()),
+            Auth::JwtLogin(c) => Kind::Jwt(c.clone()),
         };
+        let limit = common.token_rate_limit;
         let fleet_limit = shared.zip(limit).map(|(s, l)| {
             SharedLimiter::new(
                 s.clone(),
@@ -128,8 +121,8 @@ impl TokenCache {
                 fleet_limit,
                 metrics.clone(),
             ),
-            refresh_before,
-            inject_prefix: prefix.clone(),
+            refresh_before: common.refresh_before,
+            inject_prefix: common.inject.prefix.clone(),
             current: ArcSwapOption::empty(),
             flight: Mutex::new(None),
             state: Mutex::new(State::default()),

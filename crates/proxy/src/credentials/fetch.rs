@@ -205,7 +205,7 @@ pub async fn oauth2(client: &UpstreamClient, cfg: &OAuth2, timeout: Duration) ->
     let body = post(
         client,
         &cfg.token_url,
-        &cfg.token_headers,
+        &cfg.common.token_headers,
         "application/x-www-form-urlencoded",
         basic,
         payload,
@@ -216,7 +216,7 @@ pub async fn oauth2(client: &UpstreamClient, cfg: &OAuth2, timeout: Duration) ->
     let access = response::token_field(&obj, "access_token").map_err(FetchError::invalid)?;
     Ok(Fetched {
         access: Secret::new(access.to_owned()),
-        expires_unix: Some(expiry_from(&obj, cfg.default_ttl, sent)?),
+        expires_unix: Some(expiry_from(&obj, cfg.common.default_ttl, sent)?),
         refresh: None,
     })
 }
@@ -257,7 +257,7 @@ async fn jwt_post(
     let body = post(
         client,
         url,
-        &cfg.token_headers,
+        &cfg.common.token_headers,
         "application/json",
         None,
         payload,
@@ -276,7 +276,7 @@ fn jwt_answer(body: &[u8], cfg: &JwtLogin, sent: f64) -> Result<Fetched, FetchEr
             response::lifetime(exp - now_unix()).map_err(FetchError::invalid)?;
             exp
         }
-        None => expiry_from(&obj, cfg.default_ttl, sent)?,
+        None => expiry_from(&obj, cfg.common.default_ttl, sent)?,
     };
     let refresh = match obj.get(cfg.refresh_field.as_str()) {
         Some(serde_json::Value::String(r)) => {
