@@ -401,7 +401,7 @@ fn use_tree(t: &[Token], mut i: usize, prefix: &[String], out: &mut Vec<(Vec<Str
             }
             word if is_ident(word) => {
                 // `self` inside a group names the group's own prefix.
-                if !(word == "self" && !path.is_empty()) {
+                if word != "self" || path.is_empty() {
                     path.push(word.to_owned());
                 }
                 if t.get(i + 1).is_some_and(|next| next.text == "::") {
