@@ -22,7 +22,9 @@
 //! - `retry.rs`: the pure retry policy and backoff; the loop lives in `pipeline.rs`.
 //! - `shared/`: `[shared]`: limits, pauses and tokens shared by replicas through Redis, and the
 //!   degraded mode when Redis is unavailable.
-//! - `error.rs` / `respond.rs`: gateway errors and their one mapping to JSON responses.
+//! - `error.rs` / `respond.rs`: gateway errors (code, status, the side that caused them, their
+//!   structured causes) and their one mapping to JSON responses.
+//! - `build_error.rs`: [`BuildError`], why a gateway or a reload's runtime could not be built.
 //! - `admin.rs`: `/healthz`, `/readyz`, `/status`, `/metrics`, `POST /reload`, `/webhooks/...`.
 //! - `admin_client.rs`: the CLI's HTTP/1.1 client for a running gateway's admin listener.
 //! - `bench_api.rs`: single request-path steps for the criterion benchmarks (not an API).
@@ -41,6 +43,7 @@ pub mod admin_client;
 #[doc(hidden)]
 pub mod bench_api;
 pub mod body;
+mod build_error;
 mod clock;
 pub mod config;
 mod credentials;
@@ -63,8 +66,9 @@ mod server;
 mod shared;
 mod webhook;
 
+pub use build_error::{BuildError, UpstreamClientError};
 pub use config::{Config, ConfigError};
-pub use error::GatewayError;
+pub use error::{GatewayError, Side, UpstreamCause};
 pub use gateway::Gateway;
 pub use reload::{ReloadError, ReloadReport};
 pub use respond::ERROR_HEADER;
