@@ -135,7 +135,9 @@ async fn reload(gw: &Gateway) -> Response<Body> {
             let status = match e {
                 crate::reload::ReloadError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 crate::reload::ReloadError::NoSource => StatusCode::CONFLICT,
-                crate::reload::ReloadError::Build(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                crate::reload::ReloadError::Build(_) | crate::reload::ReloadError::Read(_) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
             };
             (
                 status,

@@ -1,12 +1,20 @@
 //! Every error the gateway itself answers with: its code, status and which side caused it.
 //!
-//! `respond::error_response` is the only place these become responses.
+//! `respond::error_response` is the only place these become responses; the words callers read
+//! are this file's `Display`, written once here whatever the cause carries.
 
 use std::time::Duration;
 
 use http::StatusCode;
+use tollgate_metrics::ErrorKind;
 
-/// Who caused an error: decides the log level and whether a retry could help.
+use crate::credentials::TokenError;
+
+/// Who caused an error, as Pingora's error source tells them apart. It decides how loud a failed
+/// request is logged (`pipeline::log_failure`: the caller's → debug, Tollgate's own refusals →
+/// info, the partner's → warn) and bounds retrying: only the partner's failures are ever retried.
+/// *Which* of those are retried is `retry.rs`'s finer policy (whether anything was sent, whether the
+/// request is idempotent, the budget), which knows what a side cannot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
     /// The caller sent something we refuse.
@@ -15,6 +23,19 @@ pub enum Side {
     Upstream,
     /// Tollgate's own limits or state.
     Gateway,
+}
+
+/// Why an attempt at the partner got no usable answer, as the pooled client saw it.
+#[derive(Debug, thiserror::Error)]
+#[error("{detail}")]
+pub struct UpstreamCause {
+    /// How the attempt failed, as `tollgate_upstream_errors_total{kind}` counts it (`forward.rs`
+    /// classifies): `Connect` (DNS, TCP, a new connection that closed at once), `Tls` (a rustls
+    /// error anywhere in the chain) or `Protocol` (the exchange broke once connected).
+    pub kind: ErrorKind,
+    /// The client's error chain, each cause after `": "`: what follows the variant's words in the
+    /// caller's `message`.
+    pub detail: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -26,18 +47,18 @@ pub enum GatewayError {
     #[error("the request body is larger than this upstream's max_body ({limit} bytes)")]
     PayloadTooLarge { limit: u64 },
     #[error("the upstream could not be reached: {0}")]
-    UpstreamUnreachable(String),
+    UpstreamUnreachable(UpstreamCause),
     /// The partner answered, but with something that is not a valid HTTP response (5,000 headers,
     /// a garbled status line): the partner's fault, not the network's.
     #[error("the upstream's answer is not a valid HTTP response: {0}")]
-    UpstreamInvalidResponse(String),
+    UpstreamInvalidResponse(UpstreamCause),
     #[error("the upstream did not answer within request_timeout ({0:?})")]
     UpstreamTimeout(Duration),
-    #[error("no valid token for this upstream: {message}")]
-    TokenUnavailable {
-        retry_after: Option<Duration>,
-        message: String,
-    },
+    /// The token cache had no token to give: its error carries when to try again
+    /// (`Retry-After`) and what went wrong last. The caller reads that message after these words,
+    /// not the `TokenError`'s own `Display`, which words it differently.
+    #[error("no valid token for this upstream: {}", .0.message)]
+    TokenUnavailable(TokenError),
     #[error("this upstream's rate limit is reached; retry after {retry_after:?}")]
     RateLimited { retry_after: Duration },
     #[error("this upstream's max_concurrency is reached and no slot freed within max_wait")]
@@ -81,7 +102,7 @@ impl GatewayError {
             GatewayError::UpstreamUnreachable(_) => "upstream_unreachable",
             GatewayError::UpstreamInvalidResponse(_) => "upstream_invalid_response",
             GatewayError::UpstreamTimeout(_) => "upstream_timeout",
-            GatewayError::TokenUnavailable { .. } => "token_unavailable",
+            GatewayError::TokenUnavailable(_) => "token_unavailable",
             GatewayError::RateLimited { .. } => "rate_limited",
             GatewayError::Overloaded | GatewayError::CallerOverloaded => "overloaded",
             GatewayError::Unauthorized(_) => "unauthorized",
@@ -102,7 +123,7 @@ impl GatewayError {
             GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UpstreamUnreachable(_)
             | GatewayError::UpstreamInvalidResponse(_)
-            | GatewayError::TokenUnavailable { .. } => StatusCode::BAD_GATEWAY,
+            | GatewayError::TokenUnavailable(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::RateLimited { .. } | GatewayError::CallerRateLimited { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -119,6 +140,7 @@ impl GatewayError {
         }
     }
 
+    /// Who caused this error (see [`Side`]). Exhaustive on purpose: a new variant must say.
     pub fn side(&self) -> Side {
         match self {
             GatewayError::NoRoute
@@ -133,7 +155,7 @@ impl GatewayError {
             GatewayError::UpstreamUnreachable(_)
             | GatewayError::UpstreamInvalidResponse(_)
             | GatewayError::UpstreamTimeout(_)
-            | GatewayError::TokenUnavailable { .. } => Side::Upstream,
+            | GatewayError::TokenUnavailable(_) => Side::Upstream,
             GatewayError::RateLimited { .. }
             | GatewayError::Overloaded
             | GatewayError::CallerRateLimited { .. }
@@ -145,7 +167,7 @@ impl GatewayError {
     /// How long the caller should wait before trying again, when we know.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            GatewayError::TokenUnavailable { retry_after, .. } => *retry_after,
+            GatewayError::TokenUnavailable(cause) => cause.retry_after,
             GatewayError::RateLimited { retry_after }
             | GatewayError::CallerRateLimited { retry_after }
             | GatewayError::StoreUnavailable { retry_after } => Some(*retry_after),

@@ -20,6 +20,7 @@ use tollgate_metrics::{ErrorKind, PoolMetrics};
 use tower_service::Service as _;
 
 use crate::body::{self, Body};
+use crate::build_error::UpstreamClientError;
 use crate::config::Target;
 use crate::pool::{Conn, Origin, Pool, PooledBody};
 
@@ -51,23 +52,28 @@ impl UpstreamClient {
         target: &Target,
         connect_timeout: Duration,
         metrics: Option<PoolMetrics>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, UpstreamClientError> {
         let mut roots = RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         if let Some(path) = &target.ca_file {
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("ca_file `{}`: {e}", path.display()))?;
+            let unreadable = |error| UpstreamClientError::CaFile {
+                path: path.clone(),
+                error,
+            };
+            let certs = CertificateDer::pem_file_iter(path).map_err(unreadable)?;
             for cert in certs {
-                let cert = cert.map_err(|e| format!("ca_file `{}`: {e}", path.display()))?;
                 roots
-                    .add(cert)
-                    .map_err(|e| format!("ca_file `{}`: {e}", path.display()))?;
+                    .add(cert.map_err(unreadable)?)
+                    .map_err(|error| UpstreamClientError::CaCert {
+                        path: path.clone(),
+                        error,
+                    })?;
             }
         }
         let tls =
             rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
                 .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
+                .map_err(UpstreamClientError::TlsVersions)?
                 .with_root_certificates(roots)
                 .with_no_client_auth();
         let mut http = HttpConnector::new();
@@ -81,11 +87,14 @@ impl UpstreamClient {
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
-        let base: Uri = target
+        let base = target
             .base_url
             .as_str()
-            .parse()
-            .map_err(|e| format!("base_url `{}`: {e}", target.base_url))?;
+            .parse::<Uri>()
+            .map_err(|error| UpstreamClientError::BaseUrl {
+                url: target.base_url.clone(),
+                error,
+            })?;
         Ok(Self {
             connector: https,
             pool: Arc::new(Pool::new(&base, metrics)),

@@ -17,6 +17,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Uri};
 use tollgate_metrics::{Metrics, UpstreamMetrics};
 
+use crate::build_error::BuildError;
 use crate::config::{Config, ConfigError, Upstream};
 use crate::credentials::TokenCache;
 use crate::forward::UpstreamClient;
@@ -91,8 +92,8 @@ pub(crate) struct UpstreamRuntime {
 
 impl Gateway {
     /// Builds the runtime state. Fails only on things config validation cannot see (an unreadable
-    /// or invalid `ca_file`).
-    pub fn new(config: Config, metrics: Metrics) -> Result<Self, String> {
+    /// or invalid `ca_file`, a webhook store that does not open).
+    pub fn new(config: Config, metrics: Metrics) -> Result<Self, BuildError> {
         // With `[clients]`, requests and rate-limit counts gain a `client` label: before any
         // handle is resolved.
         let metrics = if config.clients.is_empty() {
@@ -112,7 +113,7 @@ impl Gateway {
             .as_ref()
             .map(|t| TlsListener::new(t).map(Arc::new))
             .transpose()
-            .map_err(|e| e.to_string())?;
+            .map_err(BuildError::ServerTls)?;
         let runtime = Runtime::build(config, &metrics, shared.as_ref(), None)?;
         let gw = Self {
             runtime: ArcSwap::from_pointee(runtime),
@@ -144,7 +145,7 @@ impl Gateway {
 
     /// Checks, before serving, what only a live dependency can tell (the Redis version behind
     /// `webhook_durability = "aof"`). `tollgate run` stops with this error.
-    pub async fn preflight(&self) -> Result<(), String> {
+    pub async fn preflight(&self) -> Result<(), BuildError> {
         match &self.webhooks {
             Some(hooks) => hooks.preflight(&self.runtime().config).await,
             None => Ok(()),
@@ -259,7 +260,7 @@ impl Runtime {
         metrics: &Metrics,
         shared: Option<&Arc<SharedState>>,
         previous: Option<&Runtime>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, BuildError> {
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
         for up in &config.upstreams {
             let old = previous.and_then(|p| p.upstreams.iter().find(|o| o.cfg.name == up.name));
@@ -298,7 +299,7 @@ impl UpstreamRuntime {
         public_url: Option<&url::Url>,
         shared: Option<&Arc<SharedState>>,
         old: Option<&UpstreamRuntime>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, BuildError> {
         let base = &cfg.target.base_url;
         let same_network = old.filter(|o| {
             o.cfg.target.base_url == cfg.target.base_url
@@ -313,7 +314,11 @@ impl UpstreamRuntime {
                 cfg.connect_timeout,
                 Some(upstream_metrics.traffic().pool()),
             )
-            .map_err(|e| format!("upstreams.{}.{}: {e}", cfg.name, cfg.environment))?,
+            .map_err(|cause| BuildError::UpstreamClient {
+                upstream: cfg.name.clone(),
+                environment: cfg.environment,
+                cause,
+            })?,
         };
         let host = base.host_str().expect("validated: base_url has a host");
         let authority = match base.port() {
@@ -365,7 +370,10 @@ impl UpstreamRuntime {
             credentials,
             token_header: cfg.target.auth.injection().map(|i| i.header.clone()),
             scheme: Scheme::from_str(base.scheme()).expect("validated: http or https"),
-            authority: Authority::from_str(&authority).map_err(|e| format!("{}: {e}", cfg.name))?,
+            authority: Authority::from_str(&authority).map_err(|error| BuildError::Authority {
+                upstream: cfg.name.clone(),
+                error,
+            })?,
             base_path: base.path().trim_end_matches('/').to_owned(),
             client,
             injected,

@@ -8,6 +8,7 @@
 //! - `bench_api.rs`: single request-path steps for the criterion benchmarks; built only with the
 //!   `bench` feature (not an API).
 //! - `body.rs`: the streamed body type used in both directions.
+//! - `build_error.rs`: [`BuildError`], why a gateway or a reload's runtime could not be built.
 //! - `clock.rs`: the clocks: wall-clock readings (unix seconds and milliseconds), and governor's
 //!   GCRA limiters on tokio's clock.
 //! - `config/`: TOML → validated types (`interpolate`, `raw`, `validate`; single values in
@@ -15,7 +16,8 @@
 //!   `webhook.rs` and `clients.rs`).
 //! - `credentials/`: token caches (OAuth2 client credentials, JWT login): single flight, refresh,
 //!   `token_rate_limit`, the fleet's shared token.
-//! - `error.rs`: [`GatewayError`], every error the gateway answers with (code, status, side).
+//! - `error.rs`: [`GatewayError`], every error the gateway answers with (code, status, the side
+//!   that caused it, its structured cause).
 //! - `forward.rs`: the pooled rustls client; the only code that connects to partners.
 //! - `gateway.rs`: [`Gateway`], the runtime state built from a config (the swappable runtime).
 //! - `headers.rs`: header hygiene both ways and the request id.
@@ -59,6 +61,7 @@ pub mod admin_client;
 #[doc(hidden)]
 pub mod bench_api;
 mod body;
+mod build_error;
 mod clock;
 pub mod config;
 mod credentials;
@@ -81,8 +84,9 @@ mod server;
 mod shared;
 mod webhook;
 
+pub use build_error::{BuildError, UpstreamClientError};
 pub use config::{Config, ConfigError};
-pub use error::GatewayError;
+pub use error::{GatewayError, Side, UpstreamCause};
 pub use gateway::Gateway;
 pub use reload::{ReloadError, ReloadReport};
 pub use respond::ERROR_HEADER;

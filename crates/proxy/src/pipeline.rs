@@ -38,13 +38,13 @@ use hyper::body::Incoming;
 use tollgate_metrics::{ErrorKind, RetryReason};
 
 pub(crate) use self::access::Access;
-use self::access::{record_head, rid, Arrival, Read, Trace};
+use self::access::{printable, record_head, rid, Arrival, Read, Trace};
 use self::caller_body::{CallerBody, Watch};
 use self::callers::{Caller, CallerLimit};
 use crate::body::{self, Body};
 use crate::config::clients::ClientId;
 use crate::config::Server;
-use crate::error::GatewayError;
+use crate::error::{GatewayError, Side, UpstreamCause};
 use crate::gateway::{Gateway, Runtime, UpstreamRuntime};
 use crate::headers::{self, REQUEST_ID, TOLLGATE_ENVIRONMENT, TOLLGATE_UPSTREAM};
 use crate::respond::error_response;
@@ -70,7 +70,7 @@ pub(crate) async fn handle(
     let (upstream, rest) = match route(&rt, &req) {
         Ok(found) => found,
         Err(err) => {
-            let resp = finish(error_response(&err, None, rid(request_id)), request_id, None);
+            let resp = finish(fail(&err, None, request_id), request_id, None);
             let resp = close_if_unread(resp, h1, body_unread);
             let caller = Caller::default();
             let trace = Trace::default();
@@ -86,7 +86,7 @@ pub(crate) async fn handle(
         Some(callers) => match callers.check(req.headers(), cert, upstream, &arrival.method, &rest) {
             Ok(caller) => caller,
             Err((caller, err)) => {
-                let resp = error_response(&err, Some(&up.cfg.name), rid(request_id));
+                let resp = fail(&err, Some(&up.cfg.name), request_id);
                 let resp = finish(close_if_unread(resp, h1, body_unread), request_id, Some(up));
                 let trace = Trace::default();
                 let access = record_head(
@@ -128,11 +128,7 @@ pub(crate) async fn handle(
             None => (resp, waited),
         },
         Err(err) => (
-            close_if_unread(
-                error_response(&err, Some(&up.cfg.name), rid(request_id)),
-                h1,
-                body_unread,
-            ),
+            close_if_unread(fail(&err, Some(&up.cfg.name), request_id), h1, body_unread),
             Duration::ZERO,
         ),
     };
@@ -306,7 +302,10 @@ async fn forward(
         };
         let token = match (&up.credentials, &up.token_header) {
             (Some(creds), Some(name)) => {
-                let (token, wait) = creds.get(deadline).await.map_err(token_unavailable)?;
+                let (token, wait) = creds
+                    .get(deadline)
+                    .await
+                    .map_err(GatewayError::TokenUnavailable)?;
                 waited += wait;
                 attempt_headers.insert(name.clone(), token.header.clone());
                 Some((creds, token))
@@ -324,6 +323,12 @@ async fn forward(
             deadline,
         )
         .await;
+        // Only the partner's failures may be retried: one on the caller's side (a body it broke,
+        // stalled or grew past max_body mid-stream) is answered as it is. Which of the partner's
+        // are retried is the policy's finer say below (what was sent, idempotency, the budget).
+        if sent.as_ref().is_err_and(|f| f.error.side() != Side::Upstream) {
+            return sent.map_err(|f| f.error);
+        }
         let outcome = match &sent {
             Ok((resp, elapsed)) => {
                 waited += *elapsed;
@@ -508,10 +513,14 @@ async fn attempt(
             }
             up.metrics.upstream_error(e.kind);
             tracing::debug!(upstream = %up.cfg.name, error = %e, "upstream attempt failed");
+            let cause = UpstreamCause {
+                kind: e.kind,
+                detail: e.to_string(),
+            };
             let error = if e.invalid_response {
-                GatewayError::UpstreamInvalidResponse(e.to_string())
+                GatewayError::UpstreamInvalidResponse(cause)
             } else {
-                GatewayError::UpstreamUnreachable(e.to_string())
+                GatewayError::UpstreamUnreachable(cause)
             };
             Err(Failure {
                 before_send: e.before_send,
@@ -528,10 +537,29 @@ async fn attempt(
     }
 }
 
-fn token_unavailable(e: crate::credentials::TokenError) -> GatewayError {
-    GatewayError::TokenUnavailable {
-        retry_after: e.retry_after,
-        message: e.message,
+/// The answer to a request Tollgate failed: logged once ([`log_failure`]), then rendered by
+/// `respond`, the one place errors become responses.
+fn fail(err: &GatewayError, upstream: Option<&str>, request_id: &HeaderValue) -> Response<Body> {
+    log_failure(err, upstream, request_id);
+    error_response(err, upstream, rid(request_id))
+}
+
+/// One line per failed request with the message the caller read, as loud as who caused it
+/// ([`Side`]): the caller's errors at debug (its access line already says which 4xx and why, by
+/// code), Tollgate's own refusals (its limits) at info, the partner's failures at warn, since
+/// they are what an operator may have to act on. The access line (`tollgate::access`, info) is
+/// written for every request whatever this says; each attempt's own failure is at debug.
+fn log_failure(err: &GatewayError, upstream: Option<&str>, request_id: &HeaderValue) {
+    let request_id = printable(rid(request_id));
+    let code = err.code();
+    match err.side() {
+        Side::Downstream => {
+            tracing::debug!(upstream, %request_id, code, error = %err, "request failed")
+        }
+        // A limit refusing is the limit working, and the access line already names its code: a
+        // burst of refusals must not double the log at the default level.
+        Side::Gateway => tracing::debug!(upstream, %request_id, code, error = %err, "request failed"),
+        Side::Upstream => tracing::warn!(upstream, %request_id, code, error = %err, "request failed"),
     }
 }
 
@@ -562,11 +590,7 @@ pub(crate) fn refuse(
 ) -> (Response<Body>, Access) {
     let rt = gw.runtime();
     let arrival = Arrival::of(req, peer);
-    let resp = finish(
-        error_response(err, None, rid(&arrival.request_id)),
-        &arrival.request_id,
-        None,
-    );
+    let resp = finish(fail(err, None, &arrival.request_id), &arrival.request_id, None);
     let resp = close_if_unread(resp, true, true);
     let caller = Caller::default();
     let access = record_head(

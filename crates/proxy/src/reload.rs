@@ -11,6 +11,7 @@
 
 use serde::Serialize;
 
+use crate::build_error::BuildError;
 use crate::config::{Config, ConfigError};
 use crate::gateway::{Gateway, Runtime};
 
@@ -39,8 +40,12 @@ pub enum ReloadError {
     /// The message `tollgate check` prints for the same file.
     #[error("{0}")]
     Invalid(ConfigError),
+    /// The new runtime could not be built (a `ca_file` that no longer parses).
     #[error("{0}")]
-    Build(String),
+    Build(BuildError),
+    /// The thread reading the file panicked or was cancelled.
+    #[error("reading the config failed: {0}")]
+    Read(tokio::task::JoinError),
 }
 
 impl Gateway {
@@ -54,7 +59,7 @@ impl Gateway {
                 match tokio::task::spawn_blocking(move || Config::load(&path)).await {
                     Ok(Ok(config)) => self.apply(config).await,
                     Ok(Err(e)) => Err(ReloadError::Invalid(e)),
-                    Err(e) => Err(ReloadError::Build(format!("reading the config failed: {e}"))),
+                    Err(e) => Err(ReloadError::Read(e)),
                 }
             }
         };

@@ -295,9 +295,18 @@ async fn aof_durability_is_refused_on_a_redis_without_waitaof() {
     let gw = tollgate_proxy::Gateway::new(config, tollgate_proxy::Metrics::new("test")).unwrap();
     let verdict = gw.preflight().await;
     if facts.has_waitaof() {
-        assert_eq!(verdict, Ok(()), "Redis {} has WAITAOF", facts.version);
+        assert!(
+            verdict.is_ok(),
+            "Redis {} has WAITAOF: {verdict:?}",
+            facts.version
+        );
     } else {
         let err = verdict.unwrap_err();
+        assert!(
+            matches!(&err, tollgate_proxy::BuildError::NoWaitaof { version, .. } if *version == facts.version),
+            "{err:?}"
+        );
+        let err = err.to_string();
         assert!(err.contains("shared.webhook_durability"), "{err}");
         assert!(err.contains(&facts.version), "{err}");
     }

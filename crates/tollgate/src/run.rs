@@ -17,13 +17,13 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
 /// (`tollgate demo` binds its own, to name the flag that moves a port in use). `path`: the config
 /// file SIGHUP and `POST /reload` read again.
 pub async fn serve_on(config: Config, listeners: Listeners, path: Option<&Path>) -> anyhow::Result<()> {
-    let mut gateway =
-        Gateway::new(config, Metrics::new(tollgate_proxy::VERSION)).map_err(anyhow::Error::msg)?;
+    // A `BuildError` prints as one line: it has no source, so `{:#}` in main.rs repeats nothing.
+    let mut gateway = Gateway::new(config, Metrics::new(tollgate_proxy::VERSION))?;
     if let Some(path) = path {
         gateway = gateway.with_source(path.to_owned());
     }
     let gateway = Arc::new(gateway);
-    gateway.preflight().await.map_err(anyhow::Error::msg)?;
+    gateway.preflight().await?;
     let hangups = tokio::spawn(on_hangup(gateway.clone()));
     tollgate_proxy::serve(gateway, listeners, shutdown_signal()).await;
     hangups.abort();

@@ -40,7 +40,8 @@ pub struct Token {
     origin: Option<std::sync::Arc<[u8]>>,
 }
 
-/// Why a caller got no token.
+/// Why a caller got no token. The request path answers it as `GatewayError::TokenUnavailable`,
+/// which carries it whole: `message` in the caller's text, `retry_after` as `Retry-After`.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("no token for this upstream: {message}")]
 pub struct TokenError {

@@ -39,6 +39,7 @@ pub use gcra::{SharedCell, SharedLimiter, Verdict};
 pub use health::SharedStatus;
 pub use token::SharedToken;
 
+use crate::build_error::BuildError;
 use crate::config::{RateLimit, Shared};
 pub(crate) use crypto::Cipher;
 use health::Health;
@@ -48,6 +49,22 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Shared mode must last this long after a reconnect before the backoff starts from the beginning.
 const STABLE: Duration = Duration::from_secs(30);
+
+/// Why a fresh connection to Redis was not put in use. Not a [`BuildError`]: it happens while
+/// serving (at start and in the reconnect loop), and the replica serves degraded meanwhile; the
+/// text is what `/status` shows as `redis_last_error` after `connect: `.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// Opening the connection, or its `PING`, failed.
+    #[error("{0}")]
+    Redis(redis::RedisError),
+    /// No connection within `CONNECT_TIMEOUT`.
+    #[error("connecting took longer than 1s")]
+    ConnectTimeout,
+    /// The connection opened, but its `PING` took longer than `op_timeout`.
+    #[error("PING slower than shared.op_timeout")]
+    PingTimeout,
+}
 
 /// The fleet's shared state, one per gateway.
 pub struct SharedState {
@@ -75,9 +92,8 @@ impl std::fmt::Debug for SharedState {
 
 impl SharedState {
     /// Builds the client (no connection yet: `connect` runs when the gateway starts serving).
-    pub fn new(cfg: &Shared, metrics: SharedMetrics) -> Result<Arc<Self>, String> {
-        let client = redis::Client::open(cfg.redis_url.expose().as_str())
-            .map_err(|e| format!("shared.redis_url: {e}"))?;
+    pub fn new(cfg: &Shared, metrics: SharedMetrics) -> Result<Arc<Self>, BuildError> {
+        let client = redis::Client::open(cfg.redis_url.expose().as_str()).map_err(BuildError::RedisUrl)?;
         Ok(Arc::new(Self {
             client,
             conn: ArcSwapOption::empty(),
@@ -166,15 +182,15 @@ impl SharedState {
     }
 
     /// Opens a fresh connection and checks it answers; on success Redis is in use again.
-    pub async fn connect(&self) -> Result<(), String> {
+    pub async fn connect(&self) -> Result<(), ConnectError> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(CONNECT_TIMEOUT)
             .set_number_of_retries(0);
         let open = ConnectionManager::new_with_config(self.client.clone(), config);
         let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, open).await {
             Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(e.to_string()),
-            Err(_) => return Err("connecting took longer than 1s".to_owned()),
+            Ok(Err(e)) => return Err(ConnectError::Redis(e)),
+            Err(_) => return Err(ConnectError::ConnectTimeout),
         };
         let cmd = redis::cmd("PING");
         let ping = cmd.query_async::<String>(&mut conn);
@@ -186,15 +202,15 @@ impl SharedState {
                 self.health.recovered();
                 Ok(())
             }
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("PING slower than shared.op_timeout".to_owned()),
+            Ok(Err(e)) => Err(ConnectError::Redis(e)),
+            Err(_) => Err(ConnectError::PingTimeout),
         }
     }
 
     /// The first connection failed: counted and shown; the replica serves degraded meanwhile.
-    pub fn failed_to_connect(&self, error: &str) {
-        self.health.failed(RedisOp::Connect, error);
-        tracing::warn!(redis = %self.redis_display, error, "cannot reach Redis: starting degraded");
+    pub fn failed_to_connect(&self, error: &ConnectError) {
+        self.health.failed(RedisOp::Connect, &error.to_string());
+        tracing::warn!(redis = %self.redis_display, error = %error, "cannot reach Redis: starting degraded");
     }
 
     /// While degraded, tries a fresh connection on the token backoff schedule (2 s, 4 s, ... 60 s);
@@ -216,7 +232,7 @@ impl SharedState {
                 continue;
             }
             if let Err(e) = self.connect().await {
-                self.health.failed(RedisOp::Connect, &e);
+                self.health.failed(RedisOp::Connect, &e.to_string());
                 failures += 1;
                 tokio::select! {
                     () = tokio::time::sleep(retry_delay(failures)) => {}

@@ -33,6 +33,7 @@ use tollgate_metrics::{Metrics, WebhookMetrics};
 pub(crate) use admin::{handle as handle_admin, status, WebhookStatus};
 pub(crate) use ingest::handle;
 
+use crate::build_error::BuildError;
 use crate::config::webhook::Webhook;
 use crate::config::{Auth, Target};
 use crate::forward::UpstreamClient;
@@ -92,7 +93,7 @@ impl Webhooks {
         config: &crate::config::Config,
         metrics: &Metrics,
         shared: Option<&Arc<crate::shared::SharedState>>,
-    ) -> Result<Option<Self>, String> {
+    ) -> Result<Option<Self>, BuildError> {
         if config.webhooks.is_empty() {
             return Ok(None);
         }
@@ -113,11 +114,13 @@ impl Webhooks {
                     &hooks,
                 )))
             }
-            _ => Store::Sqlite(sqlite::Store::open(&config.server.data_dir).map_err(|e| e.to_string())?),
+            _ => Store::Sqlite(
+                sqlite::Store::open(&config.server.data_dir)
+                    .map_err(|e| BuildError::WebhookStore(e.to_string()))?,
+            ),
         };
         let mut hooks = Vec::with_capacity(config.webhooks.len());
         for cfg in &config.webhooks {
-            let at = |key: &str| format!("webhooks.{}.{key}", cfg.name);
             let target = Target {
                 base_url: cfg.deliver_to.clone(),
                 headers: Vec::new(),
@@ -125,21 +128,35 @@ impl Webhooks {
                 rate_limit: None,
                 ca_file: None,
             };
-            let client = UpstreamClient::new(&target, Duration::from_secs(5), None)
-                .map_err(|e| format!("{}: {e}", at("deliver_to")))?;
-            let deliver_uri = cfg
-                .deliver_to
-                .as_str()
-                .parse()
-                .map_err(|e| format!("{}: {e}", at("deliver_to")))?;
+            let client = UpstreamClient::new(&target, Duration::from_secs(5), None).map_err(|cause| {
+                BuildError::DeliverClient {
+                    webhook: cfg.name.clone(),
+                    cause,
+                }
+            })?;
+            let deliver_uri =
+                cfg.deliver_to
+                    .as_str()
+                    .parse::<Uri>()
+                    .map_err(|error| BuildError::DeliverUri {
+                        webhook: cfg.name.clone(),
+                        error,
+                    })?;
             hooks.push(Arc::new(WebhookRuntime {
-                verifier: Verifier::new(cfg.scheme.clone(), &cfg.secrets, cfg.tolerance)
-                    .map_err(|e| format!("{}: {e}", at("secrets")))?,
+                verifier: Verifier::new(cfg.scheme.clone(), &cfg.secrets, cfg.tolerance).map_err(
+                    |error| BuildError::WebhookSecrets {
+                        webhook: cfg.name.clone(),
+                        error,
+                    },
+                )?,
                 metrics: metrics.webhook(&cfg.name),
                 wake: Notify::new(),
                 client,
                 deliver_uri,
-                name_header: HeaderValue::from_str(&cfg.name).map_err(|e| e.to_string())?,
+                name_header: HeaderValue::from_str(&cfg.name).map_err(|error| BuildError::WebhookName {
+                    webhook: cfg.name.clone(),
+                    error,
+                })?,
                 cfg: cfg.clone(),
             }));
         }
@@ -149,7 +166,7 @@ impl Webhooks {
     /// Refuses what the store cannot keep: `webhook_durability = "aof"` on a Redis without
     /// `WAITAOF` (older than 7.2). A Redis that cannot be reached now is not an error here: the
     /// gateway starts degraded and answers 503 until it can.
-    pub(crate) async fn preflight(&self, config: &crate::config::Config) -> Result<(), String> {
+    pub(crate) async fn preflight(&self, config: &crate::config::Config) -> Result<(), BuildError> {
         let (Store::Fleet(_), Some(shared)) = (&self.store, &config.shared) else {
             return Ok(());
         };
@@ -157,11 +174,10 @@ impl Webhooks {
             return Ok(());
         }
         match fleet::server_facts(shared.redis_url.expose(), Duration::from_secs(2)).await {
-            Ok(facts) if !facts.has_waitaof() => Err(format!(
-                "shared.webhook_durability = \"aof\" needs WAITAOF, which Redis has from 7.2 on; \
-                 the server at {} is Redis {}. Use \"write\" with appendfsync always, or upgrade Redis",
-                shared.redis_display, facts.version
-            )),
+            Ok(facts) if !facts.has_waitaof() => Err(BuildError::NoWaitaof {
+                redis: shared.redis_display.clone(),
+                version: facts.version,
+            }),
             Ok(_) => Ok(()),
             Err(e) => {
                 tracing::warn!(redis = %shared.redis_display, error = %e, "cannot check the Redis version for webhook_durability = \"aof\" now");

@@ -40,6 +40,7 @@ pub(crate) use cert::identities;
 pub(crate) use limit::{CallerLimit, CallerLimitStatus};
 
 use self::key::Presented;
+use crate::build_error::BuildError;
 use crate::config::clients::{CallerAuth, ClientId, KeyHash, PathPattern, ANONYMOUS};
 use crate::config::Config;
 use crate::error::GatewayError;
@@ -136,7 +137,7 @@ impl Callers {
         metrics: &Metrics,
         shared: Option<&Arc<SharedState>>,
         previous: Option<&Callers>,
-    ) -> Result<Option<Self>, String> {
+    ) -> Result<Option<Self>, BuildError> {
         if config.clients.is_empty() {
             return Ok(None);
         }
@@ -154,7 +155,7 @@ impl Callers {
                 let env = up.environment.as_str();
                 let handles = metrics
                     .client(&up.name, env, &c.name)
-                    .ok_or("the metrics were built without the client label")?;
+                    .ok_or(BuildError::NoClientLabel)?;
                 let before = previous.and_then(|p| p.limits_of(&c.name, &up.name));
                 let limits = c.limits.get(&up.name).map(|l| match before {
                     Some(old) if old.serves(l, up.request_timeout) => old.clone(),
