@@ -10,6 +10,8 @@
 //!   the accept loops (caps, back-off), each connection's clocks, and the raw head scan.
 //! - `pipeline.rs`: the one function that composes the request path; `pipeline/` the caller's
 //!   body (timeouts, framing errors) and `callers/` (caller keys, ACLs, per-caller limits).
+//! - `service.rs`: [`GatewayService`], that same request path as a `tower::Service` for embedding
+//!   Tollgate in one's own hyper or axum server, and the [`Background`] work it needs.
 //! - `route.rs`: longest-prefix routing and path normalisation.
 //! - `headers.rs`: header hygiene both ways and the request id.
 //! - `forward.rs`: the pooled rustls client; the only code that connects to partners.
@@ -26,7 +28,8 @@
 //! - `admin.rs`: `/healthz`, `/readyz`, `/status`, `/metrics`, `POST /reload`, `/webhooks/...`.
 //! - `admin_client.rs`: the CLI's HTTP/1.1 client for a running gateway's admin listener.
 //! - `bench_api.rs`: single request-path steps for the criterion benchmarks (not an API).
-//! - `body.rs`: the streamed body type used in both directions.
+//! - `body.rs`: the streamed body type used in both directions (an embedder's request body, `Sync`
+//!   or not, boxed into it).
 //! - `clock.rs`: the clocks: wall-clock readings (unix seconds and milliseconds), and governor's
 //!   GCRA limiters on tokio's clock.
 //! - `pool.rs`: keep-alive connections per origin for `forward.rs`.
@@ -60,6 +63,7 @@ mod retry_after;
 mod route;
 mod secret;
 mod server;
+mod service;
 mod shared;
 mod webhook;
 
@@ -70,6 +74,7 @@ pub use reload::{ReloadError, ReloadReport};
 pub use respond::ERROR_HEADER;
 pub use secret::Secret;
 pub use server::{serve, Listeners, MAX_HEADER_BYTES};
+pub use service::{Background, GatewayService};
 pub use tollgate_metrics::Metrics;
 pub use webhook::fleet::{server_facts as redis_server_facts, ServerFacts as RedisServerFacts};
 
