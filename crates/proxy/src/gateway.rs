@@ -193,9 +193,22 @@ impl Gateway {
         self.ready.store(ready, Ordering::Release);
     }
 
+    /// Starts what runs beside the request path while the gateway serves, for `serve` and for an
+    /// embedder's [`crate::Background`]: Redis first (`[shared]`), so the first token fetches
+    /// already go through the fleet; then the token refreshers and the webhook delivery workers.
+    /// The tasks returned stop when aborted; the refreshers with [`Gateway::stop_refreshers`].
+    pub(crate) async fn start_tasks(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = self.start_shared().await;
+        self.sync_refreshers();
+        if let Some(hooks) = &self.webhooks {
+            tasks.extend(hooks.start());
+        }
+        tasks
+    }
+
     /// `[shared]`: connects to Redis once (a replica that cannot starts degraded and keeps
     /// serving), then starts the reconnect loop and the token-announcement listener.
-    pub(crate) async fn start_shared(&self) -> Vec<tokio::task::JoinHandle<()>> {
+    async fn start_shared(&self) -> Vec<tokio::task::JoinHandle<()>> {
         let Some(shared) = &self.shared else {
             return Vec::new();
         };

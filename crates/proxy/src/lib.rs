@@ -40,6 +40,8 @@
 //! - `secret.rs`: [`Secret`], values that never print.
 //! - `server.rs`: [`serve`] and [`Listeners`]: connections, h1/h2c, graceful shutdown; `server/`
 //!   the accept loops (caps, back-off), each connection's clocks, the raw head scan, and TLS.
+//! - `service.rs`: [`GatewayService`], that same request path as a `tower::Service` for embedding
+//!   Tollgate in one's own hyper or axum server, and the [`Background`] work it needs.
 //! - `shared/`: `[shared]`: limits, pauses and tokens shared by replicas through Redis, and the
 //!   degraded mode when Redis is unavailable.
 //! - `webhook/`: webhook ingress: verify, dedupe, store durably, deliver to the service.
@@ -81,6 +83,7 @@ mod retry_after;
 mod route;
 mod secret;
 mod server;
+mod service;
 mod shared;
 mod webhook;
 
@@ -92,6 +95,7 @@ pub use reload::{ReloadError, ReloadReport};
 pub use respond::ERROR_HEADER;
 pub use secret::Secret;
 pub use server::{serve, Listeners, MAX_HEADER_BYTES};
+pub use service::{Background, GatewayService};
 pub use tollgate_metrics::Metrics;
 pub use webhook::fleet::{server_facts as redis_server_facts, ServerFacts as RedisServerFacts};
 

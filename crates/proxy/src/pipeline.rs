@@ -33,7 +33,7 @@ use tokio::time::Instant;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, Version};
-use http_body::Body as _;
+use http_body::Body as HttpBody;
 use hyper::body::Incoming;
 use tollgate_metrics::{ErrorKind, RetryReason};
 
@@ -41,7 +41,7 @@ pub(crate) use self::access::Access;
 use self::access::{printable, record_head, rid, Arrival, Read, Trace};
 use self::caller_body::{CallerBody, Watch};
 use self::callers::{Caller, CallerLimit};
-use crate::body::{self, Body};
+use crate::body::{self, Body, BoxError};
 use crate::config::clients::ClientId;
 use crate::config::Server;
 use crate::error::{GatewayError, Side, UpstreamCause};
@@ -53,12 +53,19 @@ use crate::{retry, route};
 /// Handles one caller request from arrival to response headers. `peer` is the caller's socket
 /// address, for the access log; `cert` the names its connection's client certificate offers
 /// (mTLS). The [`Access`] writes the log line once the answer's body has ended.
-pub(crate) async fn handle(
+///
+/// `B`, the caller's body: hyper's [`Incoming`] from Tollgate's own data listener (`server/`),
+/// or the boxed [`Body`] an embedder's request arrives in ([`crate::GatewayService`]).
+pub(crate) async fn handle<B>(
     gw: &Gateway,
-    req: Request<Incoming>,
+    req: Request<B>,
     peer: Option<SocketAddr>,
     cert: Option<&[ClientId]>,
-) -> (Response<Body>, Access) {
+) -> (Response<Body>, Access)
+where
+    B: HttpBody<Data = Bytes> + Send + Sync + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
     // The config in force when the request arrived serves it to the end, whatever a reload does.
     let rt = gw.runtime();
     let arrival = Arrival::of(&req, peer);
@@ -146,7 +153,7 @@ pub(crate) async fn handle(
 }
 
 /// Refuses what an egress gateway must never do, then picks the upstream by path alone.
-fn route<'r>(rt: &Runtime, req: &'r Request<Incoming>) -> Result<(usize, Cow<'r, str>), GatewayError> {
+fn route<'r, B>(rt: &Runtime, req: &'r Request<B>) -> Result<(usize, Cow<'r, str>), GatewayError> {
     if req.method() == Method::CONNECT {
         return Err(GatewayError::BadRequest(
             "CONNECT is refused: Tollgate routes by path prefix and is not an open proxy",
@@ -178,17 +185,21 @@ fn route<'r>(rt: &Runtime, req: &'r Request<Incoming>) -> Result<(usize, Cow<'r,
 /// limit, the pause and the upstream's rate limit, then carries the current token. `body_unread`
 /// is cleared once the caller's body has been read whole.
 #[allow(clippy::too_many_arguments)]
-async fn forward(
+async fn forward<B>(
     up: &UpstreamRuntime,
     server: &Server,
-    req: Request<Incoming>,
+    req: Request<B>,
     rest: &str,
     request_id: &HeaderValue,
     started: Instant,
     body_unread: &mut bool,
     caller_limits: Option<&CallerLimit>,
     trace: &mut Trace,
-) -> Result<(Response<Body>, Duration), GatewayError> {
+) -> Result<(Response<Body>, Duration), GatewayError>
+where
+    B: HttpBody<Data = Bytes> + Send + Sync + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
     let deadline = started + up.cfg.request_timeout;
     let (parts, incoming) = req.into_parts();
     let max_body = up.cfg.max_body;
@@ -405,11 +416,11 @@ enum Outgoing {
 }
 
 impl Outgoing {
-    async fn new(
-        incoming: Incoming,
-        declared: Option<u64>,
-        limits: &BodyLimits,
-    ) -> Result<Self, GatewayError> {
+    async fn new<B>(incoming: B, declared: Option<u64>, limits: &BodyLimits) -> Result<Self, GatewayError>
+    where
+        B: HttpBody<Data = Bytes> + Send + Sync + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
         if incoming.is_end_stream() {
             return Ok(Outgoing::Kept(Bytes::new()));
         }
@@ -626,7 +637,7 @@ fn close_if_unread(mut resp: Response<Body>, h1: bool, body_unread: bool) -> Res
 }
 
 /// The authority the caller used: `Host` (HTTP/1) or `:authority` (HTTP/2).
-fn caller_host(req: &Request<Incoming>) -> Option<HeaderValue> {
+fn caller_host<B>(req: &Request<B>) -> Option<HeaderValue> {
     req.headers().get(header::HOST).cloned().or_else(|| {
         req.uri()
             .authority()

@@ -73,12 +73,8 @@ impl Listeners {
 
 /// Serves every listener until `shutdown` resolves, then drains in-flight requests.
 pub async fn serve(gw: Arc<Gateway>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
-    // Redis first, so the first token fetches already go through the fleet.
-    let mut background = gw.start_shared().await;
-    gw.sync_refreshers();
-    if let Some(hooks) = &gw.webhooks {
-        background.extend(hooks.start());
-    }
+    // Redis, token refreshers, webhook delivery: what an embedder's `Background` starts too.
+    let mut background = gw.start_tasks().await;
     if let Some(tls) = &gw.tls {
         background.push(tls.clone().watch());
     }

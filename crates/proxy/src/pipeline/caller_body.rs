@@ -16,7 +16,6 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use crate::body::BoxError;
@@ -77,9 +76,9 @@ fn malformed() -> GatewayError {
 struct CallerIdle(Duration);
 
 /// A streamed caller body that fails when the caller sends nothing for `idle`, and records in its
-/// [`Watch`] why it ended.
-pub(super) struct CallerBody {
-    inner: Limited<Incoming>,
+/// [`Watch`] why it ended. `B`: hyper's `Incoming`, or an embedder's boxed body.
+pub(super) struct CallerBody<B> {
+    inner: Limited<B>,
     watch: Arc<Watch>,
     /// Armed when a wait for the caller begins: time the partner spends not reading does not count.
     timer: Option<Pin<Box<Sleep>>>,
@@ -87,8 +86,8 @@ pub(super) struct CallerBody {
     ended: bool,
 }
 
-impl CallerBody {
-    pub(super) fn new(incoming: Incoming, max_body: u64, idle: Duration) -> (Self, Arc<Watch>) {
+impl<B> CallerBody<B> {
+    pub(super) fn new(incoming: B, max_body: u64, idle: Duration) -> (Self, Arc<Watch>) {
         let watch = Arc::new(Watch {
             state: AtomicU8::new(READING),
             idle,
@@ -113,7 +112,11 @@ impl CallerBody {
     }
 }
 
-impl HttpBody for CallerBody {
+impl<B> HttpBody for CallerBody<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
     type Data = Bytes;
     type Error = BoxError;
 
@@ -195,13 +198,16 @@ impl HttpBody for CallerBody {
 
 /// Reads a declared body of at most the replay buffer whole: done by `deadline`
 /// (`request_timeout` after arrival), with no gap longer than `idle`.
-pub(super) async fn collect(
-    mut incoming: Incoming,
+pub(super) async fn collect<B>(
+    mut incoming: B,
     declared: u64,
     idle: Duration,
     deadline: Instant,
     request_timeout: Duration,
-) -> Result<Bytes, GatewayError> {
+) -> Result<Bytes, GatewayError>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+{
     // One frame (the usual case) is kept as it came; only a second one costs a copy.
     let mut first: Option<Bytes> = None;
     let mut joined: Option<BytesMut> = None;
