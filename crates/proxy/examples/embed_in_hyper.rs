@@ -78,22 +78,19 @@ auth = {{ type = "oauth2_client_credentials", token_url = "{url}/oauth/token", c
 /// application's own answer elsewhere. Both answer with Tollgate's body type.
 async fn app(mut gateway: GatewayService, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     match strip_prefix(req) {
-        Ok(req) => gateway.call(req).await,
-        Err(_) => Ok(Response::new(body::full("the application's own page\n"))),
+        Some(req) => gateway.call(req).await,
+        None => Ok(Response::new(body::full("the application's own page\n"))),
     }
 }
 
-/// `/partners/x?q` → `/x?q`; a request outside the prefix comes back as `Err`.
-fn strip_prefix<B>(mut req: Request<B>) -> Result<Request<B>, Request<B>> {
-    let Some(rest) = req
+/// `/partners/x?q` → `/x?q`; `None` for a request outside the prefix.
+fn strip_prefix<B>(mut req: Request<B>) -> Option<Request<B>> {
+    let rest = req
         .uri()
         .path()
         .strip_prefix(PREFIX)
         .filter(|rest| rest.starts_with('/'))
-        .map(str::to_owned)
-    else {
-        return Err(req);
-    };
+        .map(str::to_owned)?;
     let path_and_query = match req.uri().query() {
         Some(query) => format!("{rest}?{query}"),
         None => rest,
@@ -101,5 +98,5 @@ fn strip_prefix<B>(mut req: Request<B>) -> Result<Request<B>, Request<B>> {
     let mut parts = req.uri().clone().into_parts();
     parts.path_and_query = Some(path_and_query.parse().expect("a suffix of a valid path"));
     *req.uri_mut() = Uri::from_parts(parts).expect("the same URI, shorter");
-    Ok(req)
+    Some(req)
 }

@@ -51,9 +51,10 @@
 //! each partner answer and boxes its body into `body::Body`.
 //!
 //! # Public surface
-//! What the `tollgate` binary and the tests outside this crate use, nothing more: `config` (the
-//! binary's `tollgate check` reads the validated types), `admin_client` (the CLI's subcommands),
-//! and the re-exports below. `headers` and `body` are internal. `bench_api` exists only with the
+//! What the `tollgate` binary, embedders and the tests outside this crate use, nothing more:
+//! `config` (the binary's `tollgate check` reads the validated types), `admin_client` (the CLI's
+//! subcommands), `body` (the response body of [`GatewayService`], which an embedder's server
+//! sends), and the re-exports below. `headers` is internal. `bench_api` exists only with the
 //! `bench` feature, which `benches/request_path.rs` requires, so no ordinary build carries it.
 
 mod admin;
@@ -62,7 +63,7 @@ pub mod admin_client;
 #[cfg(feature = "bench")]
 #[doc(hidden)]
 pub mod bench_api;
-mod body;
+pub mod body;
 mod build_error;
 mod clock;
 pub mod config;

@@ -88,8 +88,8 @@ async fn hyper_app(gw: Arc<Gateway>) -> SocketAddr {
                     let mut gateway = gateway.clone();
                     async move {
                         match strip_prefix(req) {
-                            Ok(req) => gateway.call(req).await,
-                            Err(_) => Ok::<_, Infallible>(Response::new(body::full(OWN_PAGE))),
+                            Some(req) => gateway.call(req).await,
+                            None => Ok::<_, Infallible>(Response::new(body::full(OWN_PAGE))),
                         }
                     }
                 });
@@ -134,17 +134,14 @@ async fn axum_app(gw: Arc<Gateway>) -> SocketAddr {
     addr
 }
 
-/// `/partners/x?q` → `/x?q`; a request outside the prefix comes back as `Err`.
-fn strip_prefix<B>(mut req: Request<B>) -> Result<Request<B>, Request<B>> {
-    let Some(rest) = req
+/// `/partners/x?q` → `/x?q`; `None` for a request outside the prefix.
+fn strip_prefix<B>(mut req: Request<B>) -> Option<Request<B>> {
+    let rest = req
         .uri()
         .path()
         .strip_prefix(PREFIX)
         .filter(|rest| rest.starts_with('/'))
-        .map(str::to_owned)
-    else {
-        return Err(req);
-    };
+        .map(str::to_owned)?;
     let path_and_query = match req.uri().query() {
         Some(query) => format!("{rest}?{query}"),
         None => rest,
@@ -152,7 +149,7 @@ fn strip_prefix<B>(mut req: Request<B>) -> Result<Request<B>, Request<B>> {
     let mut parts = req.uri().clone().into_parts();
     parts.path_and_query = Some(path_and_query.parse().expect("a suffix of a valid path"));
     *req.uri_mut() = Uri::from_parts(parts).expect("the same URI, shorter");
-    Ok(req)
+    Some(req)
 }
 
 /// The partner answered through the gateway, which injected its token and key.
