@@ -16,7 +16,7 @@ pub enum RedisOp {
     Connect,
     /// The GCRA + pause script that admits a request or a token call.
     Admit,
-    /// Recording a partner's pause for every replica.
+    /// Recording a partner's pause, or its announced pace, for every replica.
     Pause,
     /// Reading the shared token.
     TokenRead,

@@ -344,10 +344,9 @@ where
             Ok((resp, elapsed)) => {
                 waited += *elapsed;
                 trace.upstream_status = Some(resp.status().as_u16());
-                up.admission.observe(resp.status().as_u16(), resp.headers());
                 retry::Outcome::Status {
                     status: resp.status().as_u16(),
-                    retry_after: crate::retry_after::parse(resp.headers(), crate::clock::system_now),
+                    retry_after: up.admission.observe(resp.status().as_u16(), resp.headers()).await,
                 }
             }
             Err(Failure {

@@ -2,12 +2,15 @@
 //! `-Reset`): the OAS emulator, limited to 10 requests per fixed 2 s window, answering every API
 //! request with what is left of it. A burst of 3x that budget, through a gateway whose own limit is
 //! far looser (100/s), gets no 429 from the partner with adaptive spacing on, and does without it.
+//! With `[shared]` the pace is the fleet's: two replicas sharing one Redis split the burst and
+//! still get no 429.
 
 mod support;
 
 use std::time::Duration;
 
 use futures_util::future::join_all;
+use support::redis_server::RedisServer;
 use support::{client, metric, oas_upstream, status_json, TestGateway};
 use tollgate_sandbox::{Emulator, Partner};
 
@@ -25,9 +28,13 @@ async fn partner() -> Emulator {
 /// Eight in flight at most: within the budget, so a burst starts safely, and enough that
 /// without a pace several requests are already on their way when the partner says "none left".
 fn config(e: &Emulator, adaptive: bool) -> String {
+    config_with(e, adaptive, 8)
+}
+
+fn config_with(e: &Emulator, adaptive: bool, max_concurrency: u32) -> String {
     oas_upstream(
         e,
-        "max_concurrency = 8\nrequest_timeout = \"60s\"\nretry = { attempts = 1 }",
+        &format!("max_concurrency = {max_concurrency}\nrequest_timeout = \"60s\"\nretry = {{ attempts = 1 }}"),
         "",
     )
     .replace(
@@ -80,4 +87,41 @@ async fn without_adaptive_spacing_the_same_burst_meets_the_partners_429() {
     let statuses = burst(&gw, 3 * BUDGET as usize).await;
     assert!(statuses.contains(&429), "{statuses:?}");
     assert!(metric(&gw, PARTNER_4XX).await >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_one_pace_and_the_partner_never_says_429() {
+    let e = partner().await;
+    let redis = RedisServer::start();
+    // Four in flight per replica: eight for the fleet, within the budget, so the burst starts
+    // safely; after that only the fleet's pace (in Redis) keeps the two replicas apart.
+    let shared = format!(
+        "[shared]\nredis_url = \"{}\"\nreplicas = 2\nop_timeout = \"2s\"\n",
+        redis.url()
+    );
+    let config = format!("{}{shared}", config_with(&e, true, 4));
+    let (a, b) = (
+        TestGateway::start(&config).await,
+        TestGateway::start(&config).await,
+    );
+    let n = 3 * BUDGET as usize;
+    let (from_a, from_b) = tokio::join!(burst(&a, n / 2), burst(&b, n / 2));
+    let statuses: Vec<u16> = from_a.into_iter().chain(from_b).collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    for gw in [&a, &b] {
+        assert_eq!(metric(gw, PARTNER_4XX).await, 0.0, "the partner said 429");
+    }
+    assert_eq!(e.requests().len(), n);
+    // The pace was learnt into Redis and held requests of the replicas there.
+    let paced = r#"tollgate_rate_limited_total{action="paced",environment="sandbox",scope="upstream",upstream="oas"}"#;
+    assert!(
+        metric(&a, paced).await + metric(&b, paced).await > 0.0,
+        "nothing was paced"
+    );
+    // Only the pace scripts write hashes.
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    assert!(
+        stats.contains("cmdstat_hset"),
+        "no pace was written to Redis: {stats}"
+    );
 }

@@ -118,22 +118,19 @@ async fn queue_mode_spaces_requests_and_refuses_hopeless_waits_at_once() {
     assert_eq!(e.requests().len(), passed);
 }
 
-/// Osigu at its real 50/min, the gateway at 50/min with burst 5: the partner never has to say 429.
+/// Osigu at its real 50/min, the gateway at 50/min with burst 5, over real sockets: a burst gets
+/// Tollgate's 429s, never the partner's (the short smoke test of the paused-clock property).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn osigu_real_limits_are_never_tripped() {
     let e = Emulator::start(Partner::Osigu).await.unwrap();
-    let config = |e: &Emulator, mode: &str, per: &str| {
-        osigu_upstream(
-            e,
-            "request_timeout = \"120s\"\nretry = { attempts = 1 }",
-            &format!(
-                r#"rate_limit = {{ requests = 50, per = "{per}", burst = 5, on_limit = "{mode}", max_wait = "110s" }}"#
-            ),
-            r#", token_rate_limit = { requests = 10, per = "1m" }"#,
-        )
-    };
-    // Reject mode first: a burst of 120 gets Tollgate's 429s, never the partner's.
-    let gw = TestGateway::start(&config(&e, "reject", "1m")).await;
+    let config = osigu_upstream(
+        &e,
+        "request_timeout = \"120s\"\nretry = { attempts = 1 }",
+        r#"rate_limit = { requests = 50, per = "1m", burst = 5, on_limit = "reject" }"#,
+        r#", token_rate_limit = { requests = 10, per = "1m" }"#,
+    );
+    // A burst of 120 gets Tollgate's 429s, never the partner's.
+    let gw = TestGateway::start(&config).await;
     let sent = Instant::now();
     let results = burst(&gw, "/osigu/v1/sponsors", 120).await;
     let took = sent.elapsed();
@@ -146,26 +143,17 @@ async fn osigu_real_limits_are_never_tripped() {
         .iter()
         .filter(|r| r.0 != 200)
         .all(|r| r.0 == 429 && r.1.as_deref() == Some("rate_limited")));
-    gw.stop().await;
-
-    // Queue mode, a fresh partner counting 50 per 6 s instead of per minute (the same shape,
-    // ten times faster: the real-minute window is the reject half above): 56 requests cross the
-    // 50 line within about 7 s, and the partner never sees more than 50 in any 6 s.
-    let e = Emulator::start(Partner::Osigu).await.unwrap();
-    e.set_rate_window(Duration::from_secs(6));
-    let gw = TestGateway::start(&config(&e, "queue", "6s")).await;
-    let results = burst(&gw, "/osigu/v1/sponsors", 56).await;
-    let statuses: Vec<u16> = results.iter().map(|r| r.0).collect();
-    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
-    let arrivals: Vec<Instant> = e.requests().iter().map(|r| r.at).collect();
-    assert_eq!(arrivals.len(), 56);
-    assert!(max_in_window(arrivals, Duration::from_secs(6)) <= 50);
-    let partner_429 = metric(
+    // Nothing Tollgate refused reached the partner, and the partner refused nothing.
+    assert_eq!(e.requests().len(), passed);
+    let partner_4xx = metric(
         &gw,
         r#"tollgate_upstream_responses_total{environment="sandbox",status_class="4xx",upstream="osigu"}"#,
     )
     .await;
-    assert_eq!(partner_429, 0.0, "the partner never answered 429");
+    assert_eq!(partner_4xx, 0.0, "the partner never answered 429");
+    // Queue mode's property (50 per sliding minute over several minutes, all admitted) is
+    // `limit::tests::osigus_50_per_sliding_minute_holds_over_simulated_minutes`, on the paused
+    // clock: here it would take minutes of real time.
 }
 
 /// True once `/status` shows the upstream paused for the given reason (polled for up to 30 s).

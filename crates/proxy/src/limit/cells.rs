@@ -86,6 +86,12 @@ impl Cells for Fleet<'_> {
             None => Taken::Unavailable,
             Some(Verdict::Admitted) => Taken::Now,
             Some(Verdict::Client { wait }) => Taken::Client { wait },
+            Some(Verdict::Paced { wait }) => {
+                if let Some(partner) = self.partner {
+                    partner.metrics.limited(tollgate_metrics::Limited::UpstreamPaced);
+                }
+                Taken::Wait { wait, paused: false }
+            }
             Some(Verdict::Wait { wait, paused }) => {
                 if let (true, Some(partner)) = (paused, self.partner) {
                     partner.hold(wait, "shared pause");

@@ -82,6 +82,8 @@ struct SharedAdmission {
     limiter: Arc<SharedLimiter>,
     /// This replica's share of the rate limit, used while Redis is unavailable.
     degraded: Option<Arc<Rate>>,
+    /// `[shared] replicas`: the fleet's requests in flight are guessed from this replica's.
+    replicas: u32,
 }
 
 /// With `[shared]`, a client's share of an upstream as the upstream's admission takes it: its
@@ -108,23 +110,30 @@ impl Admission {
         let limit = cfg.target.rate_limit;
         let rate = Rate::succeeding(previous.map(|p| p.rate.as_ref()), limit);
         let env = cfg.environment.as_str();
+        let adaptive = limit.filter(|l| l.adaptive && l.mode == LimitMode::Enforce);
         let shared = shared.map(|state| SharedAdmission {
-            limiter: Arc::new(SharedLimiter::new(
-                state.clone(),
-                state.key("rate", &cfg.name, env),
-                Some(state.key("pause", &cfg.name, env)),
-                limit.as_ref(),
-            )),
+            limiter: Arc::new({
+                let limiter = SharedLimiter::new(
+                    state.clone(),
+                    state.key("rate", &cfg.name, env),
+                    Some(state.key("pause", &cfg.name, env)),
+                    limit.as_ref(),
+                );
+                match adaptive {
+                    // The fleet's pace, beside its cell, judged in the same script call.
+                    Some(_) => limiter.paced(state.key("pace", &cfg.name, env)),
+                    None => limiter,
+                }
+            }),
             degraded: Rate::succeeding(
                 previous.map(|p| p.shared.as_ref().and_then(|s| s.degraded.as_ref())),
                 limit.map(|l| state.share_of(&l)),
             ),
+            replicas: state.replicas(),
         });
         Self {
             shared,
-            pace: limit
-                .filter(|l| l.adaptive && l.mode == LimitMode::Enforce)
-                .map(|_| Pace::default()),
+            pace: adaptive.map(|_| Pace::default()),
             max_wait: limit.map_or(cfg.request_timeout, |r| r.max_wait),
             rate,
             slots: Arc::new(Semaphore::new(cfg.max_concurrency.get() as usize)),
@@ -182,8 +191,9 @@ impl Admission {
         deadline: Instant,
         client: Option<&ClientShare<'_>>,
     ) -> Result<Duration, GatewayError> {
-        // The clock is read only while a pace is in force.
-        if let Some(pace) = self.pace.as_ref().filter(|p| p.active()) {
+        // The clock is read only while a pace is in force. With `[shared]` the pace is the
+        // fleet's, judged by the script (this replica's only shows it in `/status`).
+        if let Some(pace) = self.pace.as_ref().filter(|p| p.active() && self.shared.is_none()) {
             match pace.reserve(Instant::now()) {
                 Reserved::Free | Reserved::After(Duration::ZERO) => {}
                 Reserved::Ended => self.metrics.adaptive_cap(0.0),
@@ -361,17 +371,31 @@ impl Admission {
     }
 
     /// Learns from a partner response: 429/503 with `Retry-After`, a 429 without one (one cell),
-    /// or `RateLimit-Remaining: 0` / `X-RateLimit-Remaining: 0` with a reset, pause the upstream.
-    pub fn observe(&self, status: u16, headers: &HeaderMap) {
+    /// or `RateLimit-Remaining: 0` / `X-RateLimit-Remaining: 0` with a reset, pause the upstream;
+    /// an announced budget sets the pace. Returns the answer's `Retry-After` (read once here, for
+    /// the retry policy too).
+    ///
+    /// With `[shared]` the fleet learns the pace before this returns: the answering request still
+    /// holds its slot, so this replica sends nothing the fleet's pace has not seen.
+    pub async fn observe(&self, status: u16, headers: &HeaderMap) -> Option<Duration> {
         let retry_after = crate::retry_after::parse(headers, crate::clock::system_now);
         let announced = crate::rate_headers::read(headers, crate::clock::now_unix);
         if let (Some(pace), Some(a)) = (&self.pace, announced) {
             if let (Some(remaining), Some(reset)) = (a.remaining, a.reset) {
                 // The answering request still holds its slot: the others are the ones in flight.
-                let busy = self.max_concurrency as usize - self.slots.available_permits();
-                let others = busy.saturating_sub(1) as u64;
-                let cap = pace.learn(Instant::now(), remaining, reset.min(self.max_pause), others);
+                // With `[shared]` the other replicas' are not known here: each is taken to have
+                // as many in flight as this one (an even spread), which errs on the slow side.
+                let busy = (self.max_concurrency as usize - self.slots.available_permits()) as u64;
+                let fleet = self.shared.as_ref().map_or(1, |s| u64::from(s.replicas));
+                let others = (busy * fleet).saturating_sub(1);
+                let reset = reset.min(self.max_pause);
+                let cap = pace.learn(Instant::now(), remaining, reset, others);
                 self.metrics.adaptive_cap(cap);
+                if let Some(shared) = &self.shared {
+                    let allowance = remaining.saturating_sub(others);
+                    // Boxed: only an answer that announces a budget, with `[shared]`, waits here.
+                    Box::pin(shared.limiter.learn_pace(allowance, reset)).await;
+                }
             }
         }
         let pause = match (status, retry_after) {
@@ -393,6 +417,7 @@ impl Admission {
                 tokio::spawn(async move { limiter.pause_until(until).await });
             }
         }
+        retry_after
     }
 
     /// The view `/status` shows.
@@ -490,5 +515,44 @@ mod tests {
             .admit(Instant::now() + Duration::from_secs(1), None)
             .await
             .is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn osigus_50_per_sliding_minute_holds_over_simulated_minutes() {
+        // Osigu's real limit, queued: 120 requests at once, then one every 2.25 s for three
+        // minutes. Every request is admitted, no 60 s window ever holds more than 50, and the
+        // first minute holds exactly 50 (the limit is used, not just obeyed).
+        let a =
+            admission(r#"{ requests = 50, per = "1m", burst = 5, on_limit = "queue", max_wait = "10m" }"#);
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            if i >= 120 {
+                tokio::time::sleep(Duration::from_millis(2250)).await;
+            }
+            let a = a.clone();
+            tasks.push(tokio::spawn(async move {
+                a.admit(Instant::now() + Duration::from_secs(900), None)
+                    .await
+                    .map(|_| Instant::now() - start)
+            }));
+            tokio::task::yield_now().await;
+        }
+        let mut times = Vec::new();
+        for t in tasks {
+            times.push(t.await.unwrap().unwrap());
+        }
+        times.sort_unstable();
+        let minute = Duration::from_secs(60);
+        let most = (0..times.len())
+            .map(|i| times[i..].iter().take_while(|t| **t - times[i] < minute).count())
+            .max()
+            .unwrap();
+        assert!(most <= 50, "{most} in the busiest minute");
+        // The 50th cell falls on the minute's last instant (45 spaced cells of 60/45 s).
+        assert_eq!(times.iter().filter(|t| **t <= minute).count(), 50);
+        // 5 at once, then one every 60/45 s: the 200th at 195 * 4/3 s = 260 s.
+        let last = times.last().unwrap().as_secs_f64();
+        assert!((259.9..260.1).contains(&last), "{last}");
     }
 }

@@ -11,7 +11,10 @@
 //! until the next answer (which comes with the next request) says more.
 //!
 //! This only ever slows requests down: the configured GCRA limit is still taken after the pace.
-//! Per replica: with `[shared]`, each replica paces on what its own answers say.
+//! With `[shared]` the pace is the fleet's: every replica's answers are learnt into one pace in
+//! Redis beside the shared cell (`shared/pace.lua`, the same rules on Redis's clock) and the
+//! admission script judges it with the cell; this replica's `Pace` then only shows in `/status`
+//! and the gauge what its own answers said.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;

@@ -1,17 +1,20 @@
 -- Admits one request (or token call) for every replica at once: a client's share, the shared
--- pause, then GCRA.
+-- pause, the partner's announced pace, then GCRA.
 --
 -- KEYS[1]  the limiter's state: its theoretical arrival time (TAT), microseconds on Redis's clock
 -- KEYS[2]  optional: the upstream's pause ("do not send before"), a key that expires by itself
--- KEYS[3]  optional, only with KEYS[2]: a client's share of this upstream (its own TAT); checked
---          first, and spent only together with the upstream's cell, so a refused client spends
---          none of the partner's budget and a refused upstream none of the client's
+-- then, only with KEYS[2], in this order and each optional:
+--          the upstream's pace (adaptive spacing, a hash written by pace.lua), when ARGV[3] = 1
+--          a client's share of this upstream (its own TAT); checked first, and spent only
+--          together with the upstream's cell, so a refused client spends none of the partner's
+--          budget and a refused upstream none of the client's
 -- ARGV[1]  emission interval in microseconds (0: no rate limit, only the pause is checked)
 -- ARGV[2]  burst tolerance in microseconds: interval * (burst - 1)
--- ARGV[3], ARGV[4]  the client's interval and tolerance, with KEYS[3]
+-- ARGV[3]  1 when the pace key is passed, else 0
+-- ARGV[4], ARGV[5]  the client's interval and tolerance, with the client's key
 --
 -- Returns {admitted (1/0), wait in microseconds, why}: why = 0 the rate, 1 the pause, 2 the
--- client's share.
+-- client's share, 3 the pace.
 --
 -- Time is Redis's own (TIME), never a replica's: clock skew between replicas cannot widen the
 -- budget. The script only reads TIME before writing, which Redis >= 5 replicates by effects.
@@ -37,10 +40,20 @@ local function spend(key, tat, interval)
   redis.call('SET', key, string.format('%.0f', new_tat), 'PX', ttl_ms)
 end
 
+local pace_key, client_key
+if KEYS[2] then
+  local n = 3
+  if ARGV[3] == '1' then
+    pace_key = KEYS[n]
+    n = n + 1
+  end
+  client_key = KEYS[n]
+end
+
 local client_tat
-if KEYS[3] then
-  client_tat = tat_of(KEYS[3])
-  local allow_at = client_tat - tonumber(ARGV[4])
+if client_key then
+  client_tat = tat_of(client_key)
+  local allow_at = client_tat - tonumber(ARGV[5])
   if now < allow_at then
     return {0, allow_at - now, 2}
   end
@@ -50,6 +63,19 @@ if KEYS[2] then
   local paused = redis.call('PTTL', KEYS[2])
   if paused > 0 then
     return {0, paused * 1000, 1}
+  end
+end
+
+-- The pace: while a partner's announced window lasts, one send per `spacing`, from `next` on.
+local pace_next, pace_spacing
+if pace_key then
+  local p = redis.call('HMGET', pace_key, 'next', 'spacing', 'until')
+  if p[3] and now < tonumber(p[3]) then
+    pace_next = math.max(tonumber(p[1]), now)
+    pace_spacing = tonumber(p[2])
+    if pace_next > now then
+      return {0, pace_next - now, 3}
+    end
   end
 end
 
@@ -63,6 +89,10 @@ if interval > 0 then
   spend(KEYS[1], tat, interval)
 end
 if client_tat then
-  spend(KEYS[3], client_tat, tonumber(ARGV[3]))
+  spend(client_key, client_tat, tonumber(ARGV[4]))
+end
+if pace_next then
+  redis.call('HSET', pace_key, 'next', string.format('%.0f', pace_next + pace_spacing))
+  redis.call('HINCRBY', pace_key, 'allowance', -1)
 end
 return {1, 0, 0}

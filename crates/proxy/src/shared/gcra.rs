@@ -23,6 +23,7 @@ use crate::config::RateLimit;
 
 static ADMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("gcra.lua")));
 static PAUSE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("pause.lua")));
+static PACE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("pace.lua")));
 
 /// What the script answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,10 @@ pub enum Verdict {
     /// The client's share (the [`SharedCell`] passed along) is spent: nothing was taken from
     /// the upstream's budget.
     Client {
+        wait: Duration,
+    },
+    /// The partner's announced pace (adaptive spacing) holds the request for `wait`.
+    Paced {
         wait: Duration,
     },
 }
@@ -77,6 +82,8 @@ pub struct SharedLimiter {
     state: Arc<SharedState>,
     cell: SharedCell,
     pause_key: Option<String>,
+    /// With a pause key only: the partner's announced pace, the fleet's (`pace.lua`).
+    pace_key: Option<String>,
 }
 
 impl SharedLimiter {
@@ -91,7 +98,17 @@ impl SharedLimiter {
             state,
             cell: SharedCell::new(key, limit),
             pause_key,
+            pace_key: None,
         }
+    }
+
+    /// Paces the upstream, fleet-wide, by what the partner announces (`rate_limit.adaptive`):
+    /// the pace is kept at `key`, beside the cell, and judged in the same script call.
+    pub fn paced(mut self, key: String) -> Self {
+        if self.pause_key.is_some() {
+            self.pace_key = Some(key);
+        }
+        self
     }
 
     /// The emission interval (zero without a rate limit).
@@ -110,6 +127,10 @@ impl SharedLimiter {
                 call.arg(self.cell.interval_us).arg(self.cell.tolerance_us);
                 if let Some(p) = &self.pause_key {
                     call.key(p);
+                    call.arg(u8::from(self.pace_key.is_some()));
+                    if let Some(pace) = &self.pace_key {
+                        call.key(pace);
+                    }
                     if let Some(client) = client {
                         call.key(&client.key)
                             .arg(client.interval_us)
@@ -123,11 +144,31 @@ impl SharedLimiter {
         Some(match (admitted, why) {
             (1, _) => Verdict::Admitted,
             (_, 2) => Verdict::Client { wait },
+            (_, 3) => Verdict::Paced { wait },
             (_, why) => Verdict::Wait {
                 wait,
                 paused: why == 1,
             },
         })
+    }
+
+    /// Tells every replica what the partner announced: `allowance` more requests until `reset`
+    /// from now (`pace.lua`). Returns the spacing now in force; `None` without a pace key or
+    /// Redis.
+    pub async fn learn_pace(&self, allowance: u64, reset: Duration) -> Option<Duration> {
+        let key = self.pace_key.as_ref()?;
+        let reset_us = u64::try_from(reset.as_micros()).unwrap_or(u64::MAX);
+        let spacing_us: i64 = self
+            .state
+            .call(RedisOp::Pause, |mut c| async move {
+                PACE.key(key)
+                    .arg(allowance)
+                    .arg(reset_us)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        Some(Duration::from_micros(u64::try_from(spacing_us).unwrap_or(0)))
     }
 
     /// Pauses the upstream for every replica until `until` (only ever lengthens a pause). The

@@ -130,6 +130,11 @@ impl SharedState {
         self.health.status(&self.redis_display)
     }
 
+    /// How many replicas share the budgets (`[shared] replicas`).
+    pub fn replicas(&self) -> u32 {
+        self.replicas.get()
+    }
+
     /// This replica's share of `limit` while degraded: `1/replicas` of the requests and of the
     /// burst, rounded down but at least one, so the fleet together never exceeds the budget
     /// (unless it has more replicas than the budget has requests).
