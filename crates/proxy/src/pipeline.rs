@@ -37,7 +37,7 @@ use http_body::Body as HttpBody;
 use hyper::body::Incoming;
 use tollgate_metrics::{ErrorKind, RetryReason};
 
-pub(crate) use self::access::Access;
+pub(crate) use self::access::{Access, Logged};
 use self::access::{printable, record_head, rid, Arrival, Read, Trace};
 use self::caller_body::{CallerBody, Watch};
 use self::callers::{Caller, CallerLimit};

@@ -34,12 +34,12 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body::Body as HttpBody;
 use tower_service::Service;
 
 use crate::body::{self, Body, BoxError};
 use crate::gateway::Gateway;
-use crate::pipeline::{self, Access};
+use crate::pipeline::{self, Logged};
 
 /// Tollgate's request path as a [`tower_service::Service`]: mount it in a hyper or axum server
 /// (hyper: `hyper_util::service::TowerToHyperService`; axum: `Router::nest_service`). Cheap to
@@ -104,11 +104,7 @@ where
         Box::pin(async move {
             let (resp, access) = pipeline::handle(&gw, req, peer, None).await;
             Ok::<_, Infallible>(resp.map(|inner| {
-                body::stream(Logged {
-                    inner,
-                    access: Some(access),
-                    sent: 0,
-                })
+                body::stream(Logged::<()>::new(inner, Some(access), None))
             }))
         })
     }
@@ -128,47 +124,5 @@ impl Drop for Background {
             task.abort();
         }
         self.gw.stop_refreshers();
-    }
-}
-
-/// The answer's body, writing its access-log line with the bytes sent when it ends or is
-/// dropped (the data listener's `ConnBody` does the same beside its connection's bookkeeping).
-struct Logged {
-    inner: Body,
-    access: Option<Access>,
-    /// Body bytes handed to the embedder's server so far.
-    sent: u64,
-}
-
-impl Drop for Logged {
-    fn drop(&mut self) {
-        if let Some(access) = self.access.take() {
-            access.done(self.sent);
-        }
-    }
-}
-
-impl HttpBody for Logged {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            this.sent += frame.data_ref().map_or(0, |data| data.len() as u64);
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }

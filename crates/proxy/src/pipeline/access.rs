@@ -3,24 +3,28 @@
 //!
 //! Metrics that describe the answer's head (`tollgate_requests_total`, the durations) are
 //! recorded when the head leaves ([`record_head`]); the log line waits for the body, because only
-//! then are the bytes sent known: the connection's response body ([`crate::server`]'s `ConnBody`)
-//! calls [`Access::done`] when it ends or is dropped (a caller that went away). The line holds
+//! then are the bytes sent known: the answer's body ([`Logged`], on the data listener and in
+//! `GatewayService`) calls [`Access::done`] when it ends or is dropped (a caller that went away). The line holds
 //! method, upstream, path (never the query), status, duration to the head, request id, client,
 //! peer, attempts, the partner's last status, and body bytes in and out; caller-controlled values
 //! go through [`printable`], so no value can end a line or forge a field.
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{HeaderValue, Method, Response};
+use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::Instant;
 use tollgate_metrics::UpstreamMetrics;
 
 use super::caller_body::Watch;
 use super::callers::Caller;
-use crate::body::Body;
+use crate::body::{Body, BoxError};
 use crate::gateway::Runtime;
 
 /// What the access log needs of a request, taken on arrival (the request itself moves on).
@@ -178,6 +182,67 @@ pub(super) fn printable(s: &str) -> Cow<'_, str> {
         Cow::Borrowed(s)
     } else {
         Cow::Owned(s.escape_default().to_string())
+    }
+}
+
+/// An answer's body that writes its access-log line, with the body bytes sent, when it ends or is
+/// dropped (the caller went away). `until_end` is dropped as soon as the body ends: the data
+/// listener's per-request bookkeeping; `()` where there is none (`GatewayService`).
+#[derive(Debug)]
+pub(crate) struct Logged<T = ()> {
+    inner: Body,
+    access: Option<Access>,
+    until_end: Option<T>,
+    /// Body bytes handed to the server so far.
+    sent: u64,
+}
+
+impl<T> Logged<T> {
+    /// `access`: `None` for answers no access line is written for (admin, webhook listeners).
+    pub(crate) fn new(inner: Body, access: Option<Access>, until_end: Option<T>) -> Self {
+        Self {
+            inner,
+            access,
+            until_end,
+            sent: 0,
+        }
+    }
+}
+
+impl<T> Drop for Logged<T> {
+    fn drop(&mut self) {
+        if let Some(access) = self.access.take() {
+            access.done(self.sent);
+        }
+    }
+}
+
+impl<T: Unpin> HttpBody for Logged<T> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.sent += frame.data_ref().map_or(0, |data| data.len() as u64);
+            }
+            Poll::Ready(None | Some(Err(_))) => this.until_end = None,
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -7,7 +7,7 @@
 //! byte of each later request; a keep-alive connection with nothing in flight is closed after
 //! `idle_timeout` (HTTP/2: GOAWAY). What the connection is doing is read from [`Activity`],
 //! which the socket wrapper ([`Tracked`]: bytes arrived), the service (a head arrived) and the
-//! response body ([`ConnBody`]: the answer is done) keep current. For HTTP/1 all three run inside
+//! response body (`pipeline::Logged`: the answer is done) keep current. For HTTP/1 all three run inside
 //! the connection's own task, so the driver re-reads it after every poll and needs no wake-up of
 //! its own; one timer per connection is re-armed only when a deadline moves earlier.
 
@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, Version};
-use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -40,7 +39,7 @@ use crate::config::clients::ClientId;
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::pipeline::callers::identities;
-use crate::pipeline::Access;
+use crate::pipeline::{Access, Logged};
 use crate::{admin, headers, pipeline, respond, webhook};
 
 /// After an idle close began (GOAWAY, or keep-alive turned off), the connection gets this long
@@ -139,12 +138,7 @@ async fn serve_http<S>(
                 } else {
                     handle(&ctx, listener, req, peer, cert.as_deref()).await
                 };
-                Ok::<_, Infallible>(resp.map(|body| ConnBody {
-                    inner: body,
-                    guard: Some(guard),
-                    access,
-                    sent: 0,
-                }))
+                Ok::<_, Infallible>(resp.map(|body| Logged::new(body, access, Some(guard))))
             }
         })
     };
@@ -437,56 +431,6 @@ impl Drop for RequestGuard {
         a.idle_since.store(a.now_ms(), Ordering::Release);
         a.first_byte.store(NONE, Ordering::Release);
         a.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// The answer's body, ending its request's [`RequestGuard`] when it ends (or is dropped), and
-/// writing its access-log line with the bytes sent (data listener).
-#[derive(Debug)]
-pub(super) struct ConnBody {
-    inner: Body,
-    guard: Option<RequestGuard>,
-    access: Option<Access>,
-    /// Body bytes handed to hyper so far.
-    sent: u64,
-}
-
-impl Drop for ConnBody {
-    fn drop(&mut self) {
-        if let Some(access) = self.access.take() {
-            access.done(self.sent);
-        }
-    }
-}
-
-impl HttpBody for ConnBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    this.sent += data.len() as u64;
-                }
-            }
-            Poll::Ready(None | Some(Err(_))) => this.guard = None,
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 
