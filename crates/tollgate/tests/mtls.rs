@@ -148,14 +148,22 @@ async fn a_certificate_from_the_client_ca_names_its_client_and_another_ca_is_ref
     let plain = client().get(gw.url("/a/x")).send().await;
     assert!(plain.is_err() || plain.unwrap().status().as_u16() != 200);
 
-    let text = gw.admin_text("/metrics").await;
-    let handshakes = text
-        .lines()
-        .find(|l| l.starts_with(r#"tollgate_rejected_connections_total{reason="tls_handshake"}"#))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    assert!(handshakes >= 2.0, "the refused handshakes were counted: {text}");
+    // The server counts a failed handshake in its connection task, which may run after the
+    // client has seen the refusal: wait for the count (generously), do not race it.
+    let handshakes = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with(r#"tollgate_rejected_connections_total{reason="tls_handshake"}"#))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let counted_by = Instant::now() + Duration::from_secs(10);
+    let mut text = gw.admin_text("/metrics").await;
+    while handshakes(&text) < 2.0 && Instant::now() < counted_by {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        text = gw.admin_text("/metrics").await;
+    }
+    assert!(handshakes(&text) >= 2.0, "the refused handshakes were counted: {text}");
     assert!(
         text.contains(r#"client="billing""#) && text.contains(r#"client="reports""#),
         "requests are counted under the certificate's client"
