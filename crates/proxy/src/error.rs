@@ -11,8 +11,8 @@ use tollgate_metrics::ErrorKind;
 use crate::credentials::TokenError;
 
 /// Who caused an error, as Pingora's error source tells them apart. It decides how loud a failed
-/// request is logged (`pipeline::log_failure`: the caller's → debug, Tollgate's own refusals →
-/// info, the partner's → warn) and bounds retrying: only the partner's failures are ever retried.
+/// request is logged (`pipeline::log_failure`: the partner's → warn; the caller's and Tollgate's
+/// own refusals → debug, the access line names their code) and bounds retrying: only the partner's failures are ever retried.
 /// *Which* of those are retried is `retry.rs`'s finer policy (whether anything was sent, whether the
 /// request is idempotent, the budget), which knows what a side cannot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

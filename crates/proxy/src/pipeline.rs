@@ -563,12 +563,11 @@ fn log_failure(err: &GatewayError, upstream: Option<&str>, request_id: &HeaderVa
     let request_id = printable(rid(request_id));
     let code = err.code();
     match err.side() {
-        Side::Downstream => {
+        // The caller's mistake, or a limit working: the access line already names the code, and a
+        // burst of refusals must not double the log at the default level.
+        Side::Downstream | Side::Gateway => {
             tracing::debug!(upstream, %request_id, code, error = %err, "request failed")
         }
-        // A limit refusing is the limit working, and the access line already names its code: a
-        // burst of refusals must not double the log at the default level.
-        Side::Gateway => tracing::debug!(upstream, %request_id, code, error = %err, "request failed"),
         Side::Upstream => tracing::warn!(upstream, %request_id, code, error = %err, "request failed"),
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use support::redis_server::RedisServer;
-use support::{client, metric, oas_upstream, status_json, TestGateway};
+use support::{client, metric, metric_reaches, oas_upstream, status_json, Fixed, TestGateway};
 use tollgate_sandbox::{Emulator, Partner};
 
 const BUDGET: u32 = 10;
@@ -123,5 +123,42 @@ async fn two_replicas_share_one_pace_and_the_partner_never_says_429() {
     assert!(
         stats.contains("cmdstat_hset"),
         "no pace was written to Redis: {stats}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_announced_budget_never_degrades_the_fleet() {
+    // A partner announcing an absurd budget (saturated to u64::MAX when read) must not break the
+    // fleet's pace in Redis: the hash stays integral, every admission still goes through Redis.
+    let partner = Fixed::start_with(
+        200,
+        "text/plain",
+        vec![
+            ("RateLimit-Remaining", "99999999999999999999999".to_owned()),
+            ("RateLimit-Reset", "5".to_owned()),
+        ],
+        b"ok".to_vec(),
+    )
+    .await;
+    let redis = RedisServer::start();
+    let config = format!(
+        "[upstreams.p]\nretry = {{ attempts = 1 }}\n[upstreams.p.sandbox]\nbase_url = \"{}\"\n\
+         rate_limit = {{ requests = 1000, per = \"1s\", burst = 1000 }}\n\
+         [shared]\nredis_url = \"{}\"\nreplicas = 1\nop_timeout = \"2s\"\n",
+        partner.url(),
+        redis.url()
+    );
+    let gw = TestGateway::start(&config).await;
+    assert!(metric_reaches(&gw, "tollgate_shared_state_up", 1.0, Duration::from_secs(10)).await);
+    for _ in 0..20 {
+        let status = client().get(gw.url("/p/x")).send().await.unwrap().status();
+        assert_eq!(status, 200);
+    }
+    assert_eq!(metric(&gw, "tollgate_shared_state_up").await, 1.0, "the fleet degraded");
+    assert_eq!(status_json(&gw).await["shared_state"], "redis");
+    let allowance = redis.cli(&["HGET", "tollgate:pace:p:sandbox", "allowance"]);
+    assert!(
+        allowance.trim().parse::<u64>().is_ok(),
+        "the pace's allowance is an integer: {allowance:?}"
     );
 }

@@ -126,9 +126,14 @@ impl TokenCache {
             current: ArcSwapOption::empty(),
             flight: Mutex::new(None),
             state: Mutex::new(State::default()),
-            fleet: shared
-                .and_then(|s| SharedToken::new(s, upstream, environment, call_timeout))
-                .map(|t| FleetToken::new(t, call_timeout)),
+            // The leaseholder's fetch may wait for the token limit's cell (up to its `max_wait`)
+            // before each call: the lease, and the others' wait for its token, allow for that.
+            fleet: {
+                let fetch_time = call_timeout + limit.map_or(Duration::ZERO, |l| l.max_wait);
+                shared
+                    .and_then(|s| SharedToken::new(s, upstream, environment, fetch_time))
+                    .map(|t| FleetToken::new(t, fetch_time))
+            },
             metrics,
             next_id: AtomicU64::new(1),
             changed: Notify::new(),
@@ -339,9 +344,18 @@ impl TokenCache {
     }
 
     fn fail(&self, e: &FetchError) {
-        if let Some(reason) = e.reason {
-            self.metrics.token_failed(reason);
-        }
+        let Some(reason) = e.reason else {
+            // Tollgate's own token limit refused the call: no partner failed, so no backoff
+            // grows and the state is not `failing`; no call (and callers are answered at once,
+            // `join_flight`) until the limit's next cell.
+            let wait = e.retry_after.unwrap_or(Duration::from_secs(1));
+            let mut state = self.state.lock().expect("state lock");
+            state.backoff_until = Some(Instant::now() + wait);
+            state.last_error = Some(e.message.clone());
+            tracing::info!(upstream = %self.upstream, retry_in_s = wait.as_secs_f64(), "{}", e.message);
+            return;
+        };
+        self.metrics.token_failed(reason);
         let mut state = self.state.lock().expect("state lock");
         state.failures += 1;
         let wait = backoff::delay(state.failures, e.retry_after, rand::random::<f64>());
@@ -349,7 +363,7 @@ impl TokenCache {
         state.last_error = Some(e.message.clone());
         tracing::warn!(
             upstream = %self.upstream,
-            reason = e.reason.map_or("token_rate_limit", |r| r.label()),
+            reason = reason.label(),
             error = %e.message,
             failures = state.failures,
             retry_in_s = wait.as_secs_f64(),

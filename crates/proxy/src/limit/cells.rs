@@ -28,6 +28,10 @@ impl Cells for Pause {
     fn take_now(&self) -> Option<Taken> {
         Some(paused(self).unwrap_or(Taken::Now))
     }
+
+    fn paused_for(&self) -> Option<Duration> {
+        self.left()
+    }
 }
 
 /// This replica's GCRA limit, behind an upstream's pause if any.
@@ -48,6 +52,10 @@ impl Cells for Local<'_> {
 
     fn take_now(&self) -> Option<Taken> {
         Some(self.answer())
+    }
+
+    fn paused_for(&self) -> Option<Duration> {
+        self.pause.and_then(Pause::left)
     }
 }
 
@@ -78,6 +86,10 @@ impl Cells for Fleet<'_> {
         self.limiter.interval()
     }
 
+    fn paused_for(&self) -> Option<Duration> {
+        self.partner.and_then(|p| p.pause.left())
+    }
+
     async fn take(&self) -> Taken {
         if let Some(paused) = self.partner.and_then(|p| paused(p.pause)) {
             return paused;
@@ -86,6 +98,7 @@ impl Cells for Fleet<'_> {
             None => Taken::Unavailable,
             Some(Verdict::Admitted) => Taken::Now,
             Some(Verdict::Client { wait }) => Taken::Client { wait },
+            // Counted per answer that held a request (a request may be held more than once).
             Some(Verdict::Paced { wait }) => {
                 if let Some(partner) = self.partner {
                     partner.metrics.limited(tollgate_metrics::Limited::UpstreamPaced);

@@ -10,8 +10,8 @@
 //! - **Pause**: a partner 429/503 with `Retry-After` (or `RateLimit-Remaining: 0` with a reset) stops
 //!   the upstream for everyone until then, capped at `max_pause`. Lock-free to read.
 //!
-//! With `[shared]` the rate limit and the pause are the fleet's, kept in Redis (`shared::gcra`): one
-//! script call per attempt checks both. While Redis is unavailable each replica falls back to a
+//! With `[shared]` the rate limit, the pause and the adaptive pace are the fleet's, kept in Redis
+//! (`shared::gcra`): one script call checks them all for an attempt admitted at once. While Redis is unavailable each replica falls back to a
 //! local limiter holding `1/replicas` of the budget. Without `[shared]` none of that code runs: the
 //! local path pays one `Option` check.
 //!
@@ -191,15 +191,17 @@ impl Admission {
         deadline: Instant,
         client: Option<&ClientShare<'_>>,
     ) -> Result<Duration, GatewayError> {
-        // The clock is read only while a pace is in force. With `[shared]` the pace is the
-        // fleet's, judged by the script (this replica's only shows it in `/status`).
-        if let Some(pace) = self.pace.as_ref().filter(|p| p.active() && self.shared.is_none()) {
-            match pace.reserve(Instant::now()) {
-                Reserved::Free | Reserved::After(Duration::ZERO) => {}
-                Reserved::Ended => self.metrics.adaptive_cap(0.0),
-                Reserved::After(wait) => {
-                    // Boxed: only a paced request carries the waiting state.
-                    let paced = Box::pin(self.pace_wait(wait, deadline)).await?;
+        // The clock is read only while a pace is in force.
+        if let Some(pace) = self.pace.as_ref().filter(|p| p.active()) {
+            if self.shared.is_some() {
+                // The fleet's pace is judged by the script (this replica's only shows in
+                // `/status`, and while Redis is unavailable, `admit_degraded`).
+                if pace.ended(Instant::now()) {
+                    self.metrics.adaptive_cap(0.0);
+                }
+            } else {
+                let paced = self.paced(pace, deadline).await?;
+                if !paced.is_zero() {
                     return Box::pin(self.admit_after_pace(deadline, client))
                         .await
                         .map(|w| w + paced);
@@ -207,6 +209,19 @@ impl Admission {
             }
         }
         self.admit_after_pace(deadline, client).await
+    }
+
+    /// Reserves a send time on this replica's pace and waits for it; the time waited.
+    async fn paced(&self, pace: &Pace, deadline: Instant) -> Result<Duration, GatewayError> {
+        match pace.reserve(Instant::now()) {
+            Reserved::Free | Reserved::After(Duration::ZERO) => Ok(Duration::ZERO),
+            Reserved::Ended => {
+                self.metrics.adaptive_cap(0.0);
+                Ok(Duration::ZERO)
+            }
+            // Boxed: only a paced request carries the waiting state.
+            Reserved::After(wait) => Box::pin(self.pace_wait(wait, deadline)).await,
+        }
     }
 
     /// Waits out a pace reservation, within `max_wait` and the deadline; `reject` refuses at once.
@@ -341,7 +356,14 @@ impl Admission {
                 .check()
                 .map_err(|wait| GatewayError::CallerRateLimited { retry_after: wait })?;
         }
-        self.admit_local(shared.degraded.as_deref(), deadline).await
+        // Without Redis, the pace this replica's own answers taught it.
+        let paced = match self.pace.as_ref().filter(|p| p.active()) {
+            Some(pace) => self.paced(pace, deadline).await?,
+            None => Duration::ZERO,
+        };
+        self.admit_local(shared.degraded.as_deref(), deadline)
+            .await
+            .map(|w| w + paced)
     }
 
     /// A wait's outcome as the request path answers it.
@@ -380,24 +402,7 @@ impl Admission {
     pub async fn observe(&self, status: u16, headers: &HeaderMap) -> Option<Duration> {
         let retry_after = crate::retry_after::parse(headers, crate::clock::system_now);
         let announced = crate::rate_headers::read(headers, crate::clock::now_unix);
-        if let (Some(pace), Some(a)) = (&self.pace, announced) {
-            if let (Some(remaining), Some(reset)) = (a.remaining, a.reset) {
-                // The answering request still holds its slot: the others are the ones in flight.
-                // With `[shared]` the other replicas' are not known here: each is taken to have
-                // as many in flight as this one (an even spread), which errs on the slow side.
-                let busy = (self.max_concurrency as usize - self.slots.available_permits()) as u64;
-                let fleet = self.shared.as_ref().map_or(1, |s| u64::from(s.replicas));
-                let others = (busy * fleet).saturating_sub(1);
-                let reset = reset.min(self.max_pause);
-                let cap = pace.learn(Instant::now(), remaining, reset, others);
-                self.metrics.adaptive_cap(cap);
-                if let Some(shared) = &self.shared {
-                    let allowance = remaining.saturating_sub(others);
-                    // Boxed: only an answer that announces a budget, with `[shared]`, waits here.
-                    Box::pin(shared.limiter.learn_pace(allowance, reset)).await;
-                }
-            }
-        }
+        // The pause first: it must not wait for Redis to learn the pace.
         let pause = match (status, retry_after) {
             (429 | 503, Some(wait)) => Some((wait, "partner Retry-After")),
             (429, None) => Some((
@@ -415,6 +420,28 @@ impl Admission {
                 // when this replica's does, however late the write lands.
                 let (limiter, until) = (shared.limiter.clone(), Instant::now() + wait.min(self.max_pause));
                 tokio::spawn(async move { limiter.pause_until(until).await });
+            }
+        }
+        if let (Some(pace), Some(a)) = (&self.pace, announced) {
+            if let (Some(remaining), Some(reset)) = (a.remaining, a.reset) {
+                // The answering request still holds its slot: the others are the ones in flight.
+                // With `[shared]` the other replicas' are not known here: each is taken to have
+                // as many in flight as this one (an even spread), which errs on the slow side.
+                let busy = (self.max_concurrency as usize - self.slots.available_permits()) as u64;
+                let fleet = self.shared.as_ref().map_or(1, |s| u64::from(s.replicas));
+                let others = (busy * fleet).saturating_sub(1);
+                let reset = reset.min(self.max_pause);
+                // More than one request per microsecond means no pace at all; bounding it keeps a
+                // hostile `remaining` (saturated to u64::MAX) an exact integer in Redis.
+                let per_us = u64::try_from(reset.as_micros()).unwrap_or(u64::MAX);
+                let remaining = remaining.min(per_us);
+                let cap = pace.learn(Instant::now(), remaining, reset, others);
+                self.metrics.adaptive_cap(cap);
+                if let Some(shared) = &self.shared {
+                    let allowance = remaining.saturating_sub(others);
+                    // Boxed: only an answer that announces a budget, with `[shared]`, waits here.
+                    Box::pin(shared.limiter.learn_pace(allowance, reset)).await;
+                }
             }
         }
         retry_after

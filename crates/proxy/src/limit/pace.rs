@@ -101,6 +101,20 @@ impl Pace {
         self.active.load(Ordering::Acquire)
     }
 
+    /// Whether the window in force has ended by `now` (it is then cleared): with `[shared]`,
+    /// where the fleet's pace is judged in Redis, this is how this replica's gauge learns it.
+    pub(crate) fn ended(&self, now: Instant) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match *state {
+            Some(w) if now >= w.until => {
+                *state = None;
+                self.active.store(false, Ordering::Release);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Reserves a send time for one request (the allowance goes down by one).
     pub(crate) fn reserve(&self, now: Instant) -> Reserved {
         if !self.active.load(Ordering::Acquire) {
@@ -115,7 +129,8 @@ impl Pace {
             self.active.store(false, Ordering::Release);
             return Reserved::Ended;
         }
-        let at = w.next.max(now);
+        // Never past the reset: the window, and its pace, end there.
+        let at = w.next.max(now).min(w.until);
         w.next = at + w.spacing;
         w.allowance = w.allowance.saturating_sub(1);
         Reserved::After(at - now)

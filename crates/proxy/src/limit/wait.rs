@@ -8,9 +8,10 @@
 //!   request and there is no line to wait in): one question; a wait is refused at once, with that
 //!   wait as `Retry-After`.
 //! - **Queue**: requests take their turn in arrival order. Before waiting, a request estimates its
-//!   wait: the time to the next cell (what the source answered, when the line was empty; one
-//!   interval, the most the head of a line waits for its cell, when it joins others without
-//!   asking) plus one interval per request ahead. An estimate past `max_wait` or the deadline is
+//!   wait: the time to the next cell (what the source answered, when the line was empty; when
+//!   it joins others without asking, what is left of a partner's pause known here plus one
+//!   interval, the most the head of a line waits for its cell) plus one interval per request
+//!   ahead. An estimate past `max_wait` or the deadline is
 //!   refused at once with the estimate as `Retry-After`, instead of waiting only to fail. In line,
 //!   a wait that would end past them is refused with that wait; a turn that does not come in time
 //!   with one interval.
@@ -42,6 +43,12 @@ pub(crate) trait Cells {
     /// [`take`](Self::take) for a source that answers without I/O (a local limiter, a pause);
     /// `None` from one that must be awaited (the fleet's).
     fn take_now(&self) -> Option<Taken> {
+        None
+    }
+
+    /// What is left of a partner's pause known here, if any: a request that joins a line
+    /// without asking counts it in its estimate.
+    fn paused_for(&self) -> Option<Duration> {
         None
     }
 }
@@ -199,8 +206,8 @@ async fn wait_for_turn<C: Cells>(
     let interval = cells.interval();
     let ahead = line.waiting.fetch_add(1, Ordering::AcqRel);
     let _in_line = InLine(line.waiting);
-    let estimate =
-        first.unwrap_or(interval) + interval.saturating_mul(u32::try_from(ahead).unwrap_or(u32::MAX));
+    let next_cell = first.unwrap_or_else(|| cells.paused_for().unwrap_or(Duration::ZERO) + interval);
+    let estimate = next_cell + interval.saturating_mul(u32::try_from(ahead).unwrap_or(u32::MAX));
     if start + estimate > until {
         return Err(Refused::Limit {
             retry_after: estimate,

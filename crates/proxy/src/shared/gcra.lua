@@ -71,10 +71,12 @@ local pace_next, pace_spacing
 if pace_key then
   local p = redis.call('HMGET', pace_key, 'next', 'spacing', 'until')
   if p[3] and now < tonumber(p[3]) then
+    local pace_until = tonumber(p[3])
     pace_next = math.max(tonumber(p[1]), now)
     pace_spacing = tonumber(p[2])
     if pace_next > now then
-      return {0, pace_next - now, 3}
+      -- Never past the window's end: the pace ends with it.
+      return {0, math.min(pace_next, pace_until) - now, 3}
     end
   end
 end

@@ -1,4 +1,5 @@
-//! The shared rate limit and pause: one Lua script call (`gcra.lua`) per admission.
+//! The shared rate limit, pause and adaptive pace: one Lua script call (`gcra.lua`) per
+//! admission; `pace.lua` learns a partner's announced budget for the whole fleet.
 //!
 //! The script is sent once and then invoked by its SHA (`EVALSHA`; the `redis` crate reloads it
 //! if a restarted Redis forgot it). Checking the pause is folded into the same call, so an attempt

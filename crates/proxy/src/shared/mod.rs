@@ -5,11 +5,13 @@
 //!   through (`call`: `op_timeout`, error counting, degrading), reconnecting, and the pub/sub
 //!   listener that announces new tokens.
 //! - `health.rs`: Redis in use or degraded, the last error, the `/status` view.
-//! - `gcra.rs` (+ `gcra.lua`, `pause.lua`): the shared GCRA limit with the pause folded in.
+//! - `gcra.rs` (+ `gcra.lua`, `pause.lua`, `pace.lua`): the shared GCRA limit with the pause and
+//!   the fleet's adaptive pace folded in.
 //! - `token.rs` (+ `compare_delete.lua`): one token fetch per (upstream, environment) for the fleet.
 //! - `crypto.rs`: AES-256-GCM for tokens at rest in Redis.
 //!
-//! Keys (all under `key_prefix`): `rate:U:E` and `token-rate:U:E` (GCRA state), `pause:U:E`,
+//! Keys (all under `key_prefix`): `rate:U:E`, `token-rate:U:E` and `client-rate:C:U:E` (GCRA
+//! state), `pause:U:E`, `pace:U:E` (a partner's announced budget: a hash),
 //! `token:U:E` (encrypted token), `lease:U:E` (who fetches), channel `tokens` (announcements).
 //! Redis never holds a credential in clear: only limiter times, pause flags, a random lease owner
 //! and sealed tokens.

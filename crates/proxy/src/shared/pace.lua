@@ -28,9 +28,9 @@ if p[1] and tonumber(p[1]) > now then
   end
   nxt = math.max(tonumber(p[3]), now)
 end
-if allowance < 0 then
-  allowance = 0
-end
+-- A whole number, never more than one request per microsecond: `gcra.lua` counts it down with
+-- HINCRBY, which takes integers only.
+allowance = math.min(math.max(math.floor(allowance), 0), reset)
 
 local spacing
 if allowance == 0 then
@@ -39,7 +39,7 @@ if allowance == 0 then
 else
   spacing = math.floor(reset / allowance)
 end
-redis.call('HSET', KEYS[1], 'until', string.format('%.0f', untl), 'allowance', allowance,
-  'spacing', spacing, 'next', string.format('%.0f', nxt))
+redis.call('HSET', KEYS[1], 'until', string.format('%.0f', untl), 'allowance', string.format('%.0f', allowance),
+  'spacing', string.format('%.0f', spacing), 'next', string.format('%.0f', nxt))
 redis.call('PEXPIRE', KEYS[1], math.floor(reset / 1000) + 1)
 return spacing

@@ -10,9 +10,9 @@
 //! - A 401 deletes the shared token only if it still holds the exact blob that failed: a newer
 //!   token another replica already stored survives.
 //!
-//! The orchestration (read → lease → fetch or wait) is in `credentials::cache`, which owns the
-//! partner calls; every method here returns `None` when Redis is unavailable, which sends the
-//! caller down the local path.
+//! The orchestration (read → lease → fetch or wait) is in `credentials/fleet.rs` (the partner
+//! calls are `credentials/source.rs`); every method here returns `None` when Redis is unavailable,
+//! which sends the caller down the local path.
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
