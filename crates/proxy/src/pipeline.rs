@@ -37,8 +37,8 @@ use http_body::Body as HttpBody;
 use hyper::body::Incoming;
 use tollgate_metrics::{ErrorKind, RetryReason};
 
-pub(crate) use self::access::{Access, Logged};
 use self::access::{printable, record_head, rid, Arrival, Read, Trace};
+pub(crate) use self::access::{Access, Logged};
 use self::caller_body::{CallerBody, Watch};
 use self::callers::{Caller, CallerLimit};
 use crate::body::{self, Body, BoxError};

@@ -103,9 +103,7 @@ where
         let req = req.map(body::stream_unsync);
         Box::pin(async move {
             let (resp, access) = pipeline::handle(&gw, req, peer, None).await;
-            Ok::<_, Infallible>(resp.map(|inner| {
-                body::stream(Logged::<()>::new(inner, Some(access), None))
-            }))
+            Ok::<_, Infallible>(resp.map(|inner| body::stream(Logged::<()>::new(inner, Some(access), None))))
         })
     }
 }

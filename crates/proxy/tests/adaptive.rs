@@ -154,7 +154,11 @@ async fn a_hostile_announced_budget_never_degrades_the_fleet() {
         let status = client().get(gw.url("/p/x")).send().await.unwrap().status();
         assert_eq!(status, 200);
     }
-    assert_eq!(metric(&gw, "tollgate_shared_state_up").await, 1.0, "the fleet degraded");
+    assert_eq!(
+        metric(&gw, "tollgate_shared_state_up").await,
+        1.0,
+        "the fleet degraded"
+    );
     assert_eq!(status_json(&gw).await["shared_state"], "redis");
     let allowance = redis.cli(&["HGET", "tollgate:pace:p:sandbox", "allowance"]);
     assert!(

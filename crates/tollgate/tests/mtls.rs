@@ -163,7 +163,10 @@ async fn a_certificate_from_the_client_ca_names_its_client_and_another_ca_is_ref
         tokio::time::sleep(Duration::from_millis(50)).await;
         text = gw.admin_text("/metrics").await;
     }
-    assert!(handshakes(&text) >= 2.0, "the refused handshakes were counted: {text}");
+    assert!(
+        handshakes(&text) >= 2.0,
+        "the refused handshakes were counted: {text}"
+    );
     assert!(
         text.contains(r#"client="billing""#) && text.contains(r#"client="reports""#),
         "requests are counted under the certificate's client"
