@@ -74,3 +74,65 @@ impl Rate {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU32;
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::config::LimitMode;
+
+    fn limit(requests: u32, per_secs: u64, burst: u32, on_limit: OnLimit) -> RateLimit {
+        RateLimit {
+            requests: NonZeroU32::new(requests).unwrap(),
+            per: Duration::from_secs(per_secs),
+            burst: NonZeroU32::new(burst).unwrap(),
+            on_limit,
+            max_wait: Duration::from_secs(7),
+            mode: LimitMode::Enforce,
+            adaptive: false,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fresh_rate_has_its_burst_and_a_drained_one_none() {
+        let fresh = Rate::new(limit(4, 4, 2, OnLimit::Queue));
+        assert_eq!(fresh.check(), Ok(()));
+        assert_eq!(fresh.check(), Ok(()));
+        assert_eq!(fresh.check(), Err(Duration::from_secs(2)));
+        // A reload's replacement starts drained: the first cell one interval from now.
+        let drained = Rate::drained(limit(4, 4, 2, OnLimit::Queue));
+        assert_eq!(drained.check(), Err(Duration::from_secs(2)));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(drained.check(), Ok(()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_keeps_the_same_limits_state_and_drains_a_changed_one() {
+        let config = limit(2, 10, 2, OnLimit::Queue);
+        let old = Arc::new(Rate::new(config));
+        assert_eq!(old.check(), Ok(()));
+        // The same limit: the very same state (one cell of the burst already spent).
+        let kept = Rate::succeeding(Some(Some(&old)), Some(config)).unwrap();
+        assert!(Arc::ptr_eq(&old, &kept));
+        // A changed limit: a new, drained state; no limit: none; before any reload: fresh.
+        let changed = Rate::succeeding(Some(Some(&old)), Some(limit(3, 10, 3, OnLimit::Queue))).unwrap();
+        assert!(changed.check().is_err());
+        assert!(Rate::succeeding(Some(Some(&old)), None).is_none());
+        let first = Rate::succeeding(None, Some(config)).unwrap();
+        assert_eq!(first.check(), Ok(()));
+    }
+
+    #[test]
+    fn the_rule_follows_on_limit() {
+        let waiting = AtomicUsize::new(0);
+        let queue = Rate::new(limit(1, 1, 1, OnLimit::Queue));
+        match queue.rule(&waiting) {
+            Rule::Queue { max_wait, .. } => assert_eq!(max_wait, Duration::from_secs(7)),
+            Rule::Refuse => panic!("queue refuses"),
+        }
+        let reject = Rate::new(limit(1, 1, 1, OnLimit::Reject));
+        assert!(matches!(reject.rule(&waiting), Rule::Refuse));
+    }
+}
