@@ -436,6 +436,9 @@ impl Admission {
                 let per_us = u64::try_from(reset.as_micros()).unwrap_or(u64::MAX);
                 let remaining = remaining.min(per_us);
                 let cap = pace.learn(Instant::now(), remaining, reset, others);
+                if let Some(limit) = a.limit {
+                    pace.learn_limit(limit.min(per_us));
+                }
                 self.metrics.adaptive_cap(cap);
                 if let Some(shared) = &self.shared {
                     let allowance = remaining.saturating_sub(others);

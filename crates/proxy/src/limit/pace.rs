@@ -7,8 +7,9 @@
 //! before the reset: one every `t / allowance`, reserved in arrival order (a virtual schedule, so
 //! concurrent requests do not bunch up). Answers may arrive out of order: within one window (a
 //! reset within a second of the one in force) the smallest allowance wins. An allowance of zero
-//! holds requests until the reset. After the reset the configured limit alone applies again
-//! until the next answer (which comes with the next request) says more.
+//! holds requests until the reset. After the reset, when the partner announced its `limit`, the
+//! next window (as long as the longest reset it announced) paces that limit until an answer says
+//! more; without one, the configured limit alone applies again until the next answer.
 //!
 //! This only ever slows requests down: the configured GCRA limit is still taken after the pace.
 //! With `[shared]` the pace is the fleet's: every replica's answers are learnt into one pace in
@@ -55,6 +56,10 @@ struct Window {
     spacing: Duration,
     /// The next free send time.
     next: Instant,
+    /// The partner's announced requests per window, if it said.
+    limit: Option<u64>,
+    /// The window's length, as far as known: the longest reset announced in it.
+    len: Duration,
 }
 
 /// What `/status` shows of a pace in force.
@@ -71,12 +76,8 @@ impl Pace {
         let allowance = remaining.saturating_sub(in_flight);
         let until = now + reset;
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let allowance = match *state {
-            Some(w) if w.until > now && w.until.max(until) - w.until.min(until) < SAME_WINDOW => {
-                allowance.min(w.allowance)
-            }
-            _ => allowance,
-        };
+        let same = state.filter(|w| w.until > now && w.until.max(until) - w.until.min(until) < SAME_WINDOW);
+        let allowance = same.map_or(allowance, |w| allowance.min(w.allowance));
         let left = until.saturating_duration_since(now);
         let spacing = match allowance {
             // Nothing left: hold everything until the reset.
@@ -91,9 +92,19 @@ impl Pace {
             allowance,
             spacing,
             next: if allowance == 0 { until } else { next },
+            limit: same.and_then(|w| w.limit),
+            len: same.map_or(reset, |w| w.len.max(reset)),
         });
         self.active.store(true, Ordering::Release);
         cap(allowance, left)
+    }
+
+    /// The partner also announced its `limit` per window (learnt with the answer just learnt).
+    pub(crate) fn learn_limit(&self, limit: u64) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = state.as_mut() {
+            w.limit = Some(limit);
+        }
     }
 
     /// Whether a window may be in force (a cheap look, without the lock or the clock).
@@ -125,9 +136,14 @@ impl Pace {
             return Reserved::Free;
         };
         if now >= w.until {
-            *state = None;
-            self.active.store(false, Ordering::Release);
-            return Reserved::Ended;
+            match (w.limit, w.len.is_zero()) {
+                (Some(limit), false) if limit > 0 => w.roll(now, limit),
+                _ => {
+                    *state = None;
+                    self.active.store(false, Ordering::Release);
+                    return Reserved::Ended;
+                }
+            }
         }
         // Never past the reset: the window, and its pace, end there.
         let at = w.next.max(now).min(w.until);
@@ -144,6 +160,18 @@ impl Pace {
             cap_per_second: cap(w.allowance, left),
             expires_in_seconds: left.as_secs_f64(),
         })
+    }
+}
+
+impl Window {
+    /// The window ended: the next one (right after it, or from now after a quiet spell) holds
+    /// the announced `limit`, spread evenly, until an answer says more.
+    fn roll(&mut self, now: Instant, limit: u64) {
+        let next_end = self.until + self.len;
+        self.until = if now < next_end { next_end } else { now + self.len };
+        self.allowance = limit;
+        self.spacing = (self.until - now) / u32::try_from(limit).unwrap_or(u32::MAX);
+        self.next = now;
     }
 }
 
@@ -173,7 +201,7 @@ mod tests {
         let waits: Vec<Reserved> = (0..5).map(|_| pace.reserve(t0)).collect();
         let after = |secs: [u64; 5]| secs.map(|n| Reserved::After(s(n)));
         assert_eq!(waits, after([0, 2, 4, 6, 8]));
-        // After the reset the configured limit alone applies.
+        // After the reset (no limit announced) the configured limit alone applies.
         assert_eq!(pace.reserve(t0 + s(10)), Reserved::Ended);
         assert_eq!(pace.reserve(t0 + s(10)), Reserved::Free);
         assert!(pace.status(t0 + s(10)).is_none());
@@ -203,5 +231,24 @@ mod tests {
         pace.learn(t0, 1, s(5), 3);
         assert_eq!(pace.reserve(t0), Reserved::After(s(5)));
         assert_eq!(pace.reserve(t0 + s(5)), Reserved::Ended);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_the_reset_the_announced_limit_is_paced_until_an_answer_says_more() {
+        let pace = Pace::default();
+        let t0 = Instant::now();
+        // 2 left of 4 per window, 4 s to the reset.
+        pace.learn(t0, 2, s(4), 0);
+        pace.learn_limit(4);
+        assert_eq!(pace.reserve(t0), Reserved::After(s(0)));
+        assert_eq!(pace.reserve(t0), Reserved::After(s(2)));
+        // The next window (4 s long: the longest reset announced) holds the announced 4, one
+        // per second, instead of a burst.
+        let t4 = t0 + s(4);
+        let waits: Vec<Reserved> = (0..4).map(|_| pace.reserve(t4)).collect();
+        assert_eq!(waits, [0, 1, 2, 3].map(|n| Reserved::After(s(n))));
+        // An answer in that window says more: 1 left until its end.
+        pace.learn(t4 + s(1), 1, s(3), 0);
+        assert!(pace.status(t4 + s(1)).unwrap().cap_per_second < 0.34);
     }
 }
