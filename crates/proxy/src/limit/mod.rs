@@ -436,14 +436,15 @@ impl Admission {
                 let per_us = u64::try_from(reset.as_micros()).unwrap_or(u64::MAX);
                 let remaining = remaining.min(per_us);
                 let cap = pace.learn(Instant::now(), remaining, reset, others);
-                if let Some(limit) = a.limit {
-                    pace.learn_limit(limit.min(per_us));
+                let limit = a.limit.map(|l| l.min(per_us));
+                if let Some(limit) = limit {
+                    pace.learn_limit(limit);
                 }
                 self.metrics.adaptive_cap(cap);
                 if let Some(shared) = &self.shared {
                     let allowance = remaining.saturating_sub(others);
                     // Boxed: only an answer that announces a budget, with `[shared]`, waits here.
-                    Box::pin(shared.limiter.learn_pace(allowance, reset)).await;
+                    Box::pin(shared.limiter.learn_pace(allowance, reset, limit)).await;
                 }
             }
         }

@@ -69,7 +69,22 @@ end
 -- The pace: while a partner's announced window lasts, one send per `spacing`, from `next` on.
 local pace_next, pace_spacing
 if pace_key then
-  local p = redis.call('HMGET', pace_key, 'next', 'spacing', 'until')
+  local p = redis.call('HMGET', pace_key, 'next', 'spacing', 'until', 'limit', 'len')
+  local limit, len = tonumber(p[4] or 0), tonumber(p[5] or 0)
+  if p[3] and now >= tonumber(p[3]) and limit > 0 and len > 0 then
+    -- The window ended and the partner had announced its limit: the next window holds that
+    -- limit, spread evenly, until an answer says more (`limit/pace.rs`'s rule).
+    local next_end = tonumber(p[3]) + len
+    local untl = next_end
+    if now >= next_end then
+      untl = now + len
+    end
+    local spacing = math.floor((untl - now) / limit)
+    redis.call('HSET', pace_key, 'until', string.format('%.0f', untl), 'allowance', string.format('%.0f', limit),
+      'spacing', string.format('%.0f', spacing), 'next', string.format('%.0f', now))
+    redis.call('PEXPIRE', pace_key, math.floor((untl - now + len) / 1000) + 1)
+    p = {now, spacing, untl}
+  end
   if p[3] and now < tonumber(p[3]) then
     local pace_until = tonumber(p[3])
     pace_next = math.max(tonumber(p[1]), now)

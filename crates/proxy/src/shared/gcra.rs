@@ -154,22 +154,22 @@ impl SharedLimiter {
     }
 
     /// Tells every replica what the partner announced: `allowance` more requests until `reset`
-    /// from now (`pace.lua`). Returns the spacing now in force; `None` without a pace key or
-    /// Redis.
-    pub async fn learn_pace(&self, allowance: u64, reset: Duration) -> Option<Duration> {
-        let key = self.pace_key.as_ref()?;
+    /// from now, of `limit` per window if it said (`pace.lua`). Nothing without a pace key;
+    /// Redis unavailable degrades as any call does.
+    pub async fn learn_pace(&self, allowance: u64, reset: Duration, limit: Option<u64>) {
+        let Some(key) = &self.pace_key else { return };
         let reset_us = u64::try_from(reset.as_micros()).unwrap_or(u64::MAX);
-        let spacing_us: i64 = self
+        let _: Option<i64> = self
             .state
             .call(RedisOp::Pause, |mut c| async move {
                 PACE.key(key)
                     .arg(allowance)
                     .arg(reset_us)
+                    .arg(limit.unwrap_or(0))
                     .invoke_async(&mut c)
                     .await
             })
-            .await?;
-        Some(Duration::from_micros(u64::try_from(spacing_us).unwrap_or(0)))
+            .await;
     }
 
     /// Pauses the upstream for every replica until `until` (only ever lengthens a pause). The
