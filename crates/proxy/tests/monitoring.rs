@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{admin_text, client, metric, TestGateway};
+use support::{admin_text, client, get_json, metric, TestGateway};
 use tollgate_sandbox::{Emulator, Partner};
 
 fn repo() -> PathBuf {
@@ -686,15 +686,8 @@ async fn start_prometheus(target: std::net::SocketAddr) -> Prometheus {
 }
 
 async fn query(p: &Prometheus, expr: &str) -> (String, Vec<serde_json::Value>) {
-    let v: serde_json::Value = client()
-        .get(format!("{}/api/v1/query", p.url))
-        .query(&[("query", expr)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let url = reqwest::Url::parse_with_params(&format!("{}/api/v1/query", p.url), [("query", expr)]).unwrap();
+    let v = get_json(url).await;
     let status = v["status"].as_str().unwrap_or("?").to_owned();
     assert_eq!(status, "success", "`{expr}`: {v}");
     (

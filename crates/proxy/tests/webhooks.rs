@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use support::webhook::{deliver, now_unix, sign, webhook_toml, HookGateway, Receiver, SECRET};
-use support::{client, eventually, metric, metric_reaches};
+use support::{client, eventually, get_json, metric, metric_reaches};
 
 const RECEIVED: &str = "tollgate_webhook_received_total{result=";
 
@@ -335,14 +335,7 @@ async fn a_refused_event_is_a_dead_letter_and_replay_delivers_it() {
         assert!(tokio::time::Instant::now() < deadline, "never dead-lettered");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let listed: serde_json::Value = c
-        .get(gw.admin_url("/webhooks/osigu/events?state=dead"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = get_json(gw.admin_url("/webhooks/osigu/events?state=dead")).await;
     let dead = &listed["events"][0];
     assert_eq!(dead["event_id"], "evt_bad");
     assert_eq!(dead["last_status"], 400);

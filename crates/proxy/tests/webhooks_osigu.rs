@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::webhook::{sign, HookGateway, Receiver};
-use support::{client, eventually, metric, osigu_upstream, wire_request};
+use support::{client, eventually, get_json, metric, osigu_upstream, wire_request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tollgate_sandbox::fixtures::{OSIGU_ASYNC_SPONSOR, OSIGU_MEDICATION_CODE, OSIGU_SANDBOX_WEBHOOK_SECRET};
@@ -222,14 +222,7 @@ async fn an_async_authorization_is_announced_once_with_the_signed_body() {
     assert_eq!(event["type"], "authorization.created");
     assert_eq!(event["data"]["id"], auth_id);
     assert_eq!(event["data"]["status"], "APPROVED");
-    let now: Value = client()
-        .get(gw.url_data(&format!("/osigu/v1/authorizations/{auth_id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let now = get_json(gw.url_data(&format!("/osigu/v1/authorizations/{auth_id}"))).await;
     assert_eq!(now, event["data"]);
 }
 

@@ -215,13 +215,13 @@ pub enum RawAuth {
     },
 }
 
-/// The keys OAuth2 and JWT login share (`config::TokenCommon` once validated), gathered from
-/// either variant by `validate::auth` so that `validate::token_common` checks them once for both.
+/// The keys OAuth2 and JWT login share (`config::TokenCommon` once validated), taken from
+/// either variant by [`RawAuth::take_common`] so that `validate::token_common` checks them once for both.
 ///
 /// Not a `#[serde(flatten)]` field of the variants: serde does not support `flatten` together
 /// with `deny_unknown_fields` (on the outer type or the flattened one), and a typo in `auth` must
 /// stay an error. So the keys stay flat in the variants, as users write them, and move here after.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct RawTokenCommon {
     pub token_headers: Option<BTreeMap<String, String>>,
     pub token_rate_limit: Option<RawRateLimit>,
@@ -229,4 +229,39 @@ pub struct RawTokenCommon {
     pub default_ttl: Option<String>,
     pub inject_header: Option<String>,
     pub inject_prefix: Option<String>,
+}
+
+impl RawAuth {
+    /// The keys every token type shares, taken out, so validation reads them in one place;
+    /// `None` for `type = "none"`.
+    pub fn take_common(&mut self) -> Option<RawTokenCommon> {
+        match self {
+            RawAuth::None {} => None,
+            RawAuth::OAuth2ClientCredentials {
+                token_headers,
+                token_rate_limit,
+                refresh_before,
+                default_ttl,
+                inject_header,
+                inject_prefix,
+                ..
+            }
+            | RawAuth::JwtLogin {
+                token_headers,
+                token_rate_limit,
+                refresh_before,
+                default_ttl,
+                inject_header,
+                inject_prefix,
+                ..
+            } => Some(RawTokenCommon {
+                token_headers: token_headers.take(),
+                token_rate_limit: token_rate_limit.take(),
+                refresh_before: refresh_before.take(),
+                default_ttl: default_ttl.take(),
+                inject_header: inject_header.take(),
+                inject_prefix: inject_prefix.take(),
+            }),
+        }
+    }
 }

@@ -491,10 +491,11 @@ fn target(path: &str, raw: RawEnv, request_timeout: Duration, ctx: &Ctx<'_>) -> 
     })
 }
 
-fn auth(path: &str, raw: RawAuth, request_timeout: Duration, ctx: &Ctx<'_>) -> Result<Auth, ConfigError> {
+fn auth(path: &str, mut raw: RawAuth, request_timeout: Duration, ctx: &Ctx<'_>) -> Result<Auth, ConfigError> {
     let at = |k: &str| format!("{path}.{k}");
     // Each type's own keys are validated first, then the shared ones (struct fields evaluate in
     // order): the first error reported for a config is the same as when each type did both.
+    let common = raw.take_common().unwrap_or_default();
     Ok(match raw {
         RawAuth::None {} => Auth::None,
         RawAuth::OAuth2ClientCredentials {
@@ -503,12 +504,7 @@ fn auth(path: &str, raw: RawAuth, request_timeout: Duration, ctx: &Ctx<'_>) -> R
             client_secret,
             scope,
             client_auth,
-            token_headers,
-            token_rate_limit,
-            refresh_before,
-            default_ttl,
-            inject_header,
-            inject_prefix,
+            ..
         } => Auth::OAuth2(OAuth2 {
             token_url: url(&at("token_url"), &token_url, UrlUse::Endpoint)?,
             client_id: ctx.secret(&at("client_id"), client_id)?,
@@ -524,18 +520,7 @@ fn auth(path: &str, raw: RawAuth, request_timeout: Duration, ctx: &Ctx<'_>) -> R
                     ))
                 }
             },
-            common: token_common(
-                path,
-                RawTokenCommon {
-                    token_headers,
-                    token_rate_limit,
-                    refresh_before,
-                    default_ttl,
-                    inject_header,
-                    inject_prefix,
-                },
-                request_timeout,
-            )?,
+            common: token_common(path, common, request_timeout)?,
         }),
         RawAuth::JwtLogin {
             login_url,
@@ -543,12 +528,7 @@ fn auth(path: &str, raw: RawAuth, request_timeout: Duration, ctx: &Ctx<'_>) -> R
             access_field,
             refresh_url,
             refresh_field,
-            token_headers,
-            token_rate_limit,
-            refresh_before,
-            default_ttl,
-            inject_header,
-            inject_prefix,
+            ..
         } => Auth::JwtLogin(JwtLogin {
             login_url: url(&at("login_url"), &login_url, UrlUse::Endpoint)?,
             login_body: ctx.json_secret(
@@ -562,18 +542,7 @@ fn auth(path: &str, raw: RawAuth, request_timeout: Duration, ctx: &Ctx<'_>) -> R
                 .map(|u| url(&at("refresh_url"), &u, UrlUse::Endpoint))
                 .transpose()?,
             refresh_field: refresh_field.unwrap_or_else(|| "refresh".to_owned()),
-            common: token_common(
-                path,
-                RawTokenCommon {
-                    token_headers,
-                    token_rate_limit,
-                    refresh_before,
-                    default_ttl,
-                    inject_header,
-                    inject_prefix,
-                },
-                request_timeout,
-            )?,
+            common: token_common(path, common, request_timeout)?,
         }),
     })
 }

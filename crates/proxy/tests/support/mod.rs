@@ -267,6 +267,11 @@ pub async fn admin_text(gw: &impl Admin, path: &str) -> String {
 }
 
 /// `/status`, parsed.
+/// `GET url`, its body as JSON (any status: the tests look at what it says).
+pub async fn get_json(url: impl reqwest::IntoUrl) -> serde_json::Value {
+    client().get(url).send().await.unwrap().json().await.unwrap()
+}
+
 pub async fn status_json(gw: &impl Admin) -> serde_json::Value {
     serde_json::from_str(&admin_text(gw, "/status").await).unwrap()
 }

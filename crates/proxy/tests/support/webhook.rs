@@ -87,14 +87,7 @@ impl HookGateway {
 
     /// `GET /webhooks/<name>/events?state=...` → the event ids, oldest first.
     pub async fn events(&self, name: &str, state: &str) -> Vec<String> {
-        let v: serde_json::Value = super::client()
-            .get(self.admin_url(&format!("/webhooks/{name}/events?state={state}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = super::get_json(self.admin_url(&format!("/webhooks/{name}/events?state={state}"))).await;
         v["events"]
             .as_array()
             .unwrap_or_else(|| panic!("no events list: {v}"))
