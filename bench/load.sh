@@ -39,6 +39,10 @@ Environment (defaults in brackets):
   OUT             where the results go [bench/results]
   SKIP_INSTALL=1  do not apt-get anything;  SKIP_BUILD=1  use the existing release binary
   KEEP_WORK=1     keep the temporary directory (configs, logs, wrk output) after a success
+  PROFILE=1       after the measurements, profile each Tollgate row at each connection count: one
+                  more wrk run under `perf record -g` (OUT/profile-PEER-cN.txt: where the CPU
+                  time goes, by symbol) and one under `strace -c` (syscalls per request, in the
+                  same file; strace slows the process, so its run is not a measurement)
 
 A default run measures 7 peers x 3 connection counts x 3 rounds x (1 + 10 s): about 12 minutes,
 plus the release build (fat LTO: several minutes when anything changed).
@@ -66,6 +70,7 @@ OUT=${OUT:-$BENCH/results}
 SKIP_INSTALL=${SKIP_INSTALL:-0}
 SKIP_BUILD=${SKIP_BUILD:-0}
 KEEP_WORK=${KEEP_WORK:-0}
+PROFILE=${PROFILE:-0}
 LOAD_CPU=0   # wrk and the upstream
 PROXY_CPU=1  # the proxy under test
 # Debian's python3, where python3-matplotlib installs (a pyenv or venv python3 may lack it).
@@ -494,6 +499,46 @@ for ((r = 1; r <= ROUNDS; r++)); do
         done
     done
 done
+
+# ------------------------------------------------------------------------- 4b. profile (PROFILE=1)
+# profile PEER CONNECTIONS: perf's view of where the proxy's CPU time goes under wrk, then
+# strace's syscall counts per request (a run of its own: strace slows what it traces).
+profile() {
+    local peer=$1 conns=$2 pid=${PID[$1]} url=${URL[$1]} out="$OUT/profile-$1-c$2.txt"
+    local data="$WORK/perf-$peer-c$conns.data" reqs
+    headers "$peer"
+    perf record -q -F 999 -g -p "$pid" -o "$data" -- sleep "$DURATION" 2>>"$WORK/perf.log" &
+    local perf_pid=$!
+    taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c"$conns" -d"${DURATION}s" "${HDRS[@]}" "$url" >/dev/null 2>&1 || true
+    wait "$perf_pid" || true
+    {
+        echo "# $peer, $conns connections: perf record -F 999 -g over ${DURATION}s of wrk load"
+        echo "## by object (self time)"
+        perf report -i "$data" --stdio --no-children --sort dso -g none 2>/dev/null |
+            grep -v '^#' | grep -v '^$' | head -12
+        echo "## by symbol (self time, >= 1%)"
+        perf report -i "$data" --stdio --no-children --percent-limit 1 --sort dso,sym -g none 2>/dev/null |
+            grep -v '^#' | grep -v '^$' | head -60
+        echo "## syscalls (strace -c -f over ${DURATION}s of wrk load; requests counted by wrk)"
+    } >"$out"
+    timeout "$((DURATION + 5))" strace -c -f -p "$pid" -o "$WORK/strace-$peer-c$conns.txt" &
+    local strace_pid=$!
+    sleep 0.5
+    reqs=$(taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c"$conns" -d"${DURATION}s" "${HDRS[@]}" "$url" 2>/dev/null |
+        awk '/requests in/ { print $1 }')
+    kill -INT "$strace_pid" 2>/dev/null || true
+    wait "$strace_pid" 2>/dev/null || true
+    { echo "requests: ${reqs:-?}"; cat "$WORK/strace-$peer-c$conns.txt"; } >>"$out"
+    log "profile of $peer at $conns connections: $out"
+}
+if ((PROFILE)); then
+    command -v perf >/dev/null && command -v strace >/dev/null ||
+        die "PROFILE=1 needs perf and strace (apt-get install linux-perf strace)"
+    for p in "${PEER_LIST[@]}"; do
+        [[ $p == tollgate* && -n ${PID[$p]} ]] || continue
+        for c in "${CONN_LIST[@]}"; do profile "$p" "$c"; done
+    done
+fi
 
 # ---------------------------------------------------------------------------------- 5. report
 # Redis round trips per request of the shared row, over one more run: EVALSHA calls (each one round
