@@ -25,29 +25,17 @@ use tollgate_sandbox::{Echo, Emulator, Partner};
 use tower::ServiceExt as _;
 use tower_service::Service as _;
 
-use support::client;
+use support::{client, ottimate_upstream};
 
 /// Where the embedders below mount the gateway.
 const PREFIX: &str = "/partners";
 const OWN_PAGE: &str = "the embedder's own page";
 
 fn config_text(ott: &Emulator, echo: &Echo) -> String {
-    let c = ott.credentials();
     format!(
-        r#"
-[upstreams.ottimate.sandbox]
-base_url = "{ott}/v1"
-headers = {{ "X-API-Key" = "{key}" }}
-auth = {{ type = "oauth2_client_credentials", token_url = "{ott}/oauth/token", client_id = "{id}", client_secret = "{secret}", token_headers = {{ "X-API-Key" = "{key}" }} }}
-
-[upstreams.echo.sandbox]
-base_url = "{echo}"
-"#,
-        ott = ott.base_url(),
-        key = c.api_key,
-        id = c.client_id,
-        secret = c.client_secret,
-        echo = echo.base_url(),
+        "{}\n[upstreams.echo.sandbox]\nbase_url = \"{}\"\n",
+        ottimate_upstream(ott, "", ""),
+        echo.base_url()
     )
 }
 
@@ -213,6 +201,13 @@ async fn assert_bodies_stream(base: &str) {
     assert_eq!(resp.bytes().await.unwrap().len(), 1 << 20);
 }
 
+/// The embedder's own route still answers beside the gateway.
+async fn assert_own_page(url: &str) {
+    let own = client().get(url).send().await.unwrap();
+    assert_eq!(own.status(), 200);
+    assert_eq!(own.text().await.unwrap(), OWN_PAGE);
+}
+
 #[tokio::test]
 async fn a_hyper_server_mounts_the_gateway_behind_its_own_prefix() {
     let w = world().await;
@@ -221,13 +216,7 @@ async fn a_hyper_server_mounts_the_gateway_behind_its_own_prefix() {
     assert_partner_answered(&w, &base).await;
     assert_no_route(&format!("{base}/nowhere/at-all")).await;
     assert_bodies_stream(&base).await;
-    let own = client()
-        .get(format!("http://{addr}/elsewhere"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(own.status(), 200);
-    assert_eq!(own.text().await.unwrap(), OWN_PAGE);
+    assert_own_page(&format!("http://{addr}/elsewhere")).await;
     assert_eq!(
         w.ott.requests().len(),
         1,
@@ -252,8 +241,7 @@ async fn axum_nests_the_gateway_and_its_unsync_bodies_stream() {
     assert_partner_answered(&w, &base).await;
     assert_no_route(&format!("{base}/nowhere")).await;
     assert_bodies_stream(&base).await;
-    let own = client().get(format!("http://{addr}/")).send().await.unwrap();
-    assert_eq!(own.text().await.unwrap(), OWN_PAGE);
+    assert_own_page(&format!("http://{addr}/")).await;
 }
 
 #[tokio::test]
