@@ -66,6 +66,7 @@ auth = {{ type = "oauth2_client_credentials", token_url = "{token}/oauth/token",
             data,
             admin,
             webhook: None,
+            more_data: Vec::new(),
         },
         std::future::pending(),
     ));

@@ -17,6 +17,8 @@ use crate::respond::error_response;
 #[derive(Serialize)]
 struct Status<'a> {
     ready: bool,
+    /// `--workers`: the runtimes serving the data listener.
+    workers: usize,
     /// `[shared]` only: `shared_state` (`redis` or `degraded`), the Redis address, the last error.
     #[serde(flatten)]
     shared: Option<crate::shared::SharedStatus>,
@@ -82,6 +84,7 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
             let rt = gw.runtime();
             let status = Status {
                 ready: gw.is_ready(),
+                workers: gw.workers(),
                 shared: gw.shared_status(),
                 upstreams: rt
                     .upstreams

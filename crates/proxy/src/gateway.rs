@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -36,6 +36,8 @@ pub struct Gateway {
     pub(crate) metrics: Metrics,
     /// `/readyz`: true while the listeners accept, false again once shutdown starts.
     pub(crate) ready: AtomicBool,
+    /// `/status`: the runtimes serving the data listener (`--workers`); 1 until `serve` says.
+    workers: AtomicUsize,
     /// `[shared]`: the fleet's state in Redis; `None` keeps everything local.
     pub(crate) shared: Option<Arc<SharedState>>,
     /// `[webhooks]`: inbound events, their store and delivery workers; `None` without webhooks.
@@ -121,6 +123,7 @@ impl Gateway {
             tls,
             metrics,
             ready: AtomicBool::new(false),
+            workers: AtomicUsize::new(1),
             shared,
             refreshers: Mutex::new(Vec::new()),
             source: None,
@@ -191,6 +194,15 @@ impl Gateway {
 
     pub(crate) fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
+    }
+
+    /// How many workers serve the data listener.
+    pub fn workers(&self) -> usize {
+        self.workers.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_workers(&self, workers: usize) {
+        self.workers.store(workers, Ordering::Relaxed);
     }
 
     /// Starts what runs beside the request path while the gateway serves, for `serve` and for an

@@ -39,12 +39,14 @@
 //! - `route.rs`: longest-prefix routing and path normalisation.
 //! - `secret.rs`: [`Secret`], values that never print.
 //! - `server.rs`: [`serve`] and [`Listeners`]: connections, h1/h2c, graceful shutdown; `server/`
-//!   the accept loops (caps, back-off), each connection's clocks, the raw head scan, and TLS.
+//!   the accept loops (caps, back-off), each connection's clocks, the raw head scan, TLS, and the
+//!   `--workers` threads.
 //! - `service.rs`: [`GatewayService`], that same request path as a `tower::Service` for embedding
 //!   Tollgate in one's own hyper or axum server, and the [`Background`] work it needs.
 //! - `shared/`: `[shared]`: limits, pauses and tokens shared by replicas through Redis, and the
 //!   degraded mode when Redis is unavailable.
 //! - `webhook/`: webhook ingress: verify, dedupe, store durably, deliver to the service.
+//! - `worker.rs`: which `--workers` runtime runs the current thread, for state kept per worker.
 //!
 //! Link rewriting (`Location`, `Content-Location`, `Link` and streamed JSON bodies) is the
 //! `tollgate-rewrite` crate: `gateway.rs` prepares one `Links` per upstream, `pipeline.rs` runs it on
@@ -87,6 +89,7 @@ mod server;
 mod service;
 mod shared;
 mod webhook;
+mod worker;
 
 pub use build_error::{BuildError, UpstreamClientError};
 pub use config::{Config, ConfigError};

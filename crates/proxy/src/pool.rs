@@ -9,9 +9,14 @@
 //! or in `forward.rs`: a request that a reused connection never sent goes out on another one, and a
 //! sweeper closes connections idle for `IDLE_TIMEOUT` (HTTP/2 included), counting sweeps rather than
 //! reading the clock on the request path.
+//!
+//! Each worker (`--workers`) has its own idle stack and HTTP/2 connection per origin: a connection
+//! is driven by the runtime that opened it, and a worker that used another's would wake that
+//! thread twice per request.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -48,17 +53,24 @@ pub struct Origin {
     authority: Authority,
     /// `Host` for HTTP/1: the authority without a default port.
     host: HeaderValue,
-    state: Mutex<State>,
+    /// One per worker slot (`worker::slots`).
+    shards: Box<[Shard]>,
+    /// The sweeper task runs (it is started by the first connection kept).
+    sweeping: AtomicBool,
     /// The upstream's `tollgate_upstream_connections` handles (`None`: webhook deliveries).
     metrics: Option<PoolMetrics>,
 }
+
+/// One worker's connections to an origin, on a cache line of its own: workers never contend.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Shard(Mutex<State>);
 
 #[derive(Debug, Default)]
 struct State {
     /// Most recently used at the back.
     idle: VecDeque<Idle>,
     h2: Option<Idle<http2::SendRequest<Body>>>,
-    sweeper: bool,
 }
 
 /// A connection and the sweeps it has been idle through (HTTP/2: unused through).
@@ -113,7 +125,8 @@ impl Origin {
             scheme: scheme.clone(),
             authority: authority.clone(),
             host: HeaderValue::from_str(&host).ok()?,
-            state: Mutex::default(),
+            shards: (0..crate::worker::slots()).map(|_| Shard::default()).collect(),
+            sweeping: AtomicBool::new(false),
             metrics,
         })
     }
@@ -142,7 +155,7 @@ impl Origin {
 
     /// An open connection, if one is idle: HTTP/2 first (it multiplexes), then the newest HTTP/1.
     pub fn checkout(&self) -> Option<Conn> {
-        let mut state = lock(&self.state);
+        let mut state = self.state();
         if let Some(h2) = &mut state.h2 {
             if !h2.tx.is_closed() {
                 h2.sweeps = 0;
@@ -164,12 +177,11 @@ impl Origin {
 
     /// Keeps a new HTTP/2 connection for every later request to this origin.
     pub fn share_h2(self: &Arc<Self>, tx: &http2::SendRequest<Body>) {
-        let mut state = lock(&self.state);
-        state.h2 = Some(Idle {
+        self.state().h2 = Some(Idle {
             tx: tx.clone(),
             sweeps: 0,
         });
-        self.start_sweeper(&mut state);
+        self.start_sweeper();
     }
 
     /// Returns an HTTP/1 connection whose response has been read to the end.
@@ -192,22 +204,30 @@ impl Origin {
     }
 
     fn push_idle(self: &Arc<Self>, tx: http1::SendRequest<Body>) {
-        let mut state = lock(&self.state);
-        state.idle.push_back(Idle { tx, sweeps: 0 });
+        self.state().idle.push_back(Idle { tx, sweeps: 0 });
         self.idle_changed(1);
-        self.start_sweeper(&mut state);
+        self.start_sweeper();
     }
 
-    fn start_sweeper(self: &Arc<Self>, state: &mut State) {
-        if !state.sweeper {
-            state.sweeper = true;
+    /// The current worker's connections.
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.shards[crate::worker::slot(self.shards.len())].0)
+    }
+
+    fn start_sweeper(self: &Arc<Self>) {
+        if !self.sweeping.swap(true, Ordering::Relaxed) {
             tokio::spawn(sweep(Arc::downgrade(self)));
         }
     }
 
-    /// One sweep: closes what has been idle (or closed) too long.
+    /// One sweep of every worker's connections: closes what has been idle (or closed) too long.
     fn expire(&self) {
-        let mut state = lock(&self.state);
+        for shard in &self.shards {
+            self.expire_shard(&mut lock(&shard.0));
+        }
+    }
+
+    fn expire_shard(&self, state: &mut State) {
         let before = state.idle.len();
         state.idle.retain_mut(|idle| {
             idle.sweeps += 1;
@@ -227,7 +247,7 @@ impl Origin {
 impl Drop for Origin {
     /// A client replaced by a reload takes its idle connections with it.
     fn drop(&mut self) {
-        let idle = lock(&self.state).idle.len();
+        let idle: usize = self.shards.iter().map(|s| lock(&s.0).idle.len()).sum();
         self.idle_changed(-(idle as i64));
     }
 }
@@ -379,14 +399,10 @@ mod tests {
         tokio::time::sleep(SWEEP_EVERY * 5 + SWEEP_EVERY / 2).await;
         origin.push_idle(young);
         tokio::time::sleep(SWEEP_EVERY * 3).await;
-        assert_eq!(lock(&origin.state).idle.len(), 2, "8 and 3 sweeps: both kept");
+        assert_eq!(origin.state().idle.len(), 2, "8 and 3 sweeps: both kept");
         tokio::time::sleep(SWEEP_EVERY).await;
-        assert_eq!(
-            lock(&origin.state).idle.len(),
-            1,
-            "9 sweeps: the older one is closed"
-        );
-        assert_eq!(lock(&origin.state).idle[0].sweeps, 4, "the younger one stays");
+        assert_eq!(origin.state().idle.len(), 1, "9 sweeps: the older one is closed");
+        assert_eq!(origin.state().idle[0].sweeps, 4, "the younger one stays");
         assert!(matches!(origin.checkout(), Some(Conn::H1(_))));
         assert!(origin.checkout().is_none());
     }
@@ -403,9 +419,9 @@ mod tests {
         // Used: its idle count starts again.
         assert!(matches!(origin.checkout(), Some(Conn::H2(_))));
         tokio::time::sleep(SWEEP_EVERY * 8).await;
-        assert!(lock(&origin.state).h2.is_some(), "8 sweeps since it was used");
+        assert!(origin.state().h2.is_some(), "8 sweeps since it was used");
         tokio::time::sleep(SWEEP_EVERY).await;
-        assert!(lock(&origin.state).h2.is_none(), "9 unused sweeps");
+        assert!(origin.state().h2.is_none(), "9 unused sweeps");
         assert!(origin.checkout().is_none());
     }
 
@@ -418,9 +434,9 @@ mod tests {
         // Not ready yet: the connection task has not run. It must not be handed out before.
         assert!(!tx.is_ready());
         origin.checkin(tx);
-        assert!(lock(&origin.state).idle.is_empty());
+        assert!(origin.state().idle.is_empty());
         let joined = async {
-            while lock(&origin.state).idle.is_empty() {
+            while origin.state().idle.is_empty() {
                 tokio::task::yield_now().await;
             }
         };

@@ -10,6 +10,8 @@
 //!   `Content-Length` + `Transfer-Encoding` refusal, and the count of heads the parser refused.
 //! - `head_scan.rs`: the raw-head scanner that spots both framing headers.
 //! - `tls.rs`: `server.tls` on the data listener, and re-reading its files.
+//! - `workers.rs`: `--workers N`: the data address bound N times (`SO_REUSEPORT`), and the N-1
+//!   threads beyond this one, each a single-threaded runtime accepting on its own socket.
 //!
 //! Every listener gets the same protections; only the handler differs.
 
@@ -17,6 +19,7 @@ mod accept;
 mod conn;
 mod head_scan;
 pub(crate) mod tls;
+mod workers;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -39,11 +42,15 @@ pub struct Listeners {
     pub admin: TcpListener,
     /// `server.webhook_listen`: partners' webhook deliveries, and nothing else.
     pub webhook: Option<TcpListener>,
+    /// `--workers N`: N-1 more sockets on `data`'s address, each served by a thread of its own
+    /// (the kernel spreads new connections over them). Empty: this runtime is the one worker.
+    pub more_data: Vec<std::net::TcpListener>,
 }
 
 impl Listeners {
-    pub async fn bind(config: &crate::config::Server) -> std::io::Result<Self> {
-        let data = TcpListener::bind(config.listen).await.map_err(|e| {
+    /// Binds every listener of `config`, the data address once per worker (`workers` ≥ 1).
+    pub async fn bind(config: &crate::config::Server, workers: usize) -> std::io::Result<Self> {
+        let (data, more_data) = workers::bind(config.listen, workers).map_err(|e| {
             std::io::Error::new(
                 e.kind(),
                 format!("cannot listen on server.listen {}: {e}", config.listen),
@@ -67,7 +74,12 @@ impl Listeners {
                 )
             })?),
         };
-        Ok(Self { data, admin, webhook })
+        Ok(Self {
+            data,
+            admin,
+            webhook,
+            more_data,
+        })
     }
 }
 
@@ -97,11 +109,21 @@ pub async fn serve(gw: Arc<Gateway>, listeners: Listeners, shutdown: impl Future
     // Partners' webhook deliveries get slots of their own (a quarter as many, at least 16): a
     // flood of silent caller connections must not make Tollgate refuse signed events.
     let webhook_slots = Arc::new(Semaphore::new((max_connections as usize / 4).max(16)));
-    let Listeners { data, admin, webhook } = listeners;
+    let Listeners {
+        data,
+        admin,
+        webhook,
+        more_data,
+    } = listeners;
     let addr = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    // Connections a worker thread serves end with its runtime: each keeps it until `finish`.
+    let (finish_tx, finish_rx) = watch::channel(false);
+    let threads = workers::spawn(more_data, &callers, &ctx, &stop_rx, &finish_rx);
+    gw.set_workers(1 + threads.len());
     gw.set_ready(true);
     tracing::info!(
         listen = %addr(&data),
+        workers = 1 + threads.len(),
         tls = gw.tls.is_some(),
         admin = %addr(&admin),
         webhook = %webhook.as_ref().map(addr).unwrap_or_else(|| "off".to_owned()),
@@ -148,6 +170,8 @@ pub async fn serve(gw: Arc<Gateway>, listeners: Listeners, shutdown: impl Future
         Ok(()) => tracing::info!("all connections closed"),
         Err(_) => tracing::warn!("shutdown_timeout passed with requests still in flight; dropping them"),
     }
+    let _ = finish_tx.send(true);
+    workers::join(threads).await;
 }
 
 /// HTTP/1.1 and h2c on one port. hyper's own HTTP/1 header timeout is off: `conn.rs` keeps one

@@ -14,7 +14,8 @@ pub struct Cli {
     /// Log filter (e.g. `debug`, `info,tollgate::access=off`); overrides RUST_LOG.
     #[arg(long, global = true)]
     pub log_level: Option<String>,
-    /// Runtime worker threads (default: one per core; 1 runs a single-threaded scheduler).
+    /// Workers serving the data listener (default: one per core): each a single-threaded runtime
+    /// on a thread of its own, accepting on its own SO_REUSEPORT socket of `server.listen`.
     #[arg(long, global = true, env = "TOLLGATE_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
     #[command(subcommand)]

@@ -45,7 +45,8 @@ fn main() -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
-    let runtime = match runtime(cli.workers.map_or_else(default_workers, usize::from)) {
+    let workers = cli.workers.map_or_else(default_workers, usize::from);
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -54,7 +55,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run { config } => run::run(&config_path::find(config.as_deref())?).await,
+            Command::Run { config } => run::run(&config_path::find(config.as_deref())?, workers).await,
             Command::Check { config } => check::check(&config_path::find(config.as_deref())?).await,
             Command::Demo(args) => demo::demo(args).await,
             Command::Sandbox { listen } => demo::sandbox(listen).await,
@@ -79,19 +80,10 @@ fn exit_code(result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-/// One worker runs on the current-thread scheduler: no work-stealing queues or cross-thread
-/// wake-ups to pay for (see BENCHMARKS.md for what it gained).
-fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = if workers <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(workers);
-        b
-    };
-    builder.enable_all().build()
-}
-
+/// `--workers`' default: one per core the process may use. The runtime above is worker 0;
+/// `tollgate run` starts the others (`tollgate_proxy::serve`), each on a single-threaded runtime of
+/// its own, as nginx runs its worker processes: no work-stealing queues or cross-thread wake-ups
+/// to pay for (BENCHMARKS.md has what the multi-thread runtime cost).
 fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }

@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use tollgate_proxy::{Config, Gateway, Listeners, Metrics};
 
-pub async fn run(path: &Path) -> anyhow::Result<()> {
+/// `workers`: how many runtimes serve the data listener (`--workers`).
+pub async fn run(path: &Path, workers: usize) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     // The file may have been found by a search (config_path.rs): say which one is in force.
     tracing::info!(config = %path.display(), "config loaded");
-    let listeners = Listeners::bind(&config.server).await?;
+    let listeners = Listeners::bind(&config.server, workers).await?;
     serve_on(config, listeners, Some(path)).await
 }
 

@@ -69,6 +69,74 @@ async fn sigterm_refuses_new_connections_and_finishes_in_flight_requests() {
     );
 }
 
+/// `--workers 3`: three single-threaded runtimes accept on sockets of their own on one port.
+/// `/status` says so and the worker threads exist; 24 connections spread over them by the kernel
+/// each hold a request in flight, and on SIGTERM every one finishes before the process exits:
+/// a worker's runtime, and its connections, outlive the listeners until the drain is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_three_workers_every_request_in_flight_finishes_on_sigterm() {
+    const HELD: usize = 24;
+    let mut held = Held::start().await;
+    let cfg = config_file(&held_config(&held, "60s"));
+    let gw = Running::start(&cfg.path, &["--workers", "3"]);
+    let status: serde_json::Value = serde_json::from_str(&gw.admin_text("/status").await).unwrap();
+    assert_eq!(status["workers"], 3, "/status: {status}");
+    let mut threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", gw.pid()))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| name.starts_with("tollgate-w"))
+        .collect();
+    threads.sort();
+    assert_eq!(
+        threads,
+        ["tollgate-w1", "tollgate-w2"],
+        "the worker threads beside the main one"
+    );
+
+    // A client per request: one connection each, for the kernel to hand to any worker.
+    let inflight: Vec<_> = (0..HELD)
+        .map(|_| {
+            let url = gw.url("/slow/x");
+            tokio::spawn(async move {
+                let r = client().get(url).send().await?;
+                let status = r.status().as_u16();
+                Ok::<_, reqwest::Error>((status, r.text().await?))
+            })
+        })
+        .collect();
+    for i in 0..HELD {
+        assert!(
+            held.arrived().await,
+            "request {i} never reached the partner:\n{}",
+            gw.log()
+        );
+    }
+    gw.signal("TERM");
+    assert!(
+        until_refused(gw.addr).await,
+        "a worker still accepts after SIGTERM:\n{}",
+        gw.log()
+    );
+    held.release();
+    for (i, request) in inflight.into_iter().enumerate() {
+        let answer = request.await.unwrap();
+        assert!(
+            matches!(&answer, Ok((200, body)) if body == "held"),
+            "request {i} in flight at SIGTERM: {answer:?}\n{}",
+            gw.log()
+        );
+    }
+    let (exit, log) = tokio::task::spawn_blocking(move || gw.wait_exit(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert!(exit.success(), "exit status {exit}\n{log}");
+    assert!(
+        log.contains("all connections closed"),
+        "drained, not cut off:\n{log}"
+    );
+}
+
 /// A request still in flight at `shutdown_timeout` is dropped and the process exits anyway: the
 /// partner here never answers, so without the cut-off the process would never exit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,6 +186,7 @@ async fn readiness_drops_when_the_drain_starts() {
             data,
             admin,
             webhook: None,
+            more_data: Vec::new(),
         },
         async {
             let _ = stopped.await;

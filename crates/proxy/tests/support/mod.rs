@@ -56,6 +56,7 @@ impl TestGateway {
                 data,
                 admin,
                 webhook: None,
+                more_data: Vec::new(),
             },
             async {
                 let _ = rx.await;

@@ -58,6 +58,7 @@ impl HookGateway {
             data,
             admin,
             webhook: Some(webhook),
+            more_data: Vec::new(),
         };
         let task = tokio::spawn(tollgate_proxy::serve(gw, listeners, async {
             let _ = rx.await;

@@ -49,6 +49,7 @@ pub async fn bind_gateway(args: &DemoArgs) -> Result<Listeners, PortError> {
         data: bind(args.listen, "--listen").await?,
         admin: bind(args.admin_listen, "--admin-listen").await?,
         webhook: Some(bind(args.webhook_listen, "--webhook-listen").await?),
+        more_data: Vec::new(),
     })
 }
 
