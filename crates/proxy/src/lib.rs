@@ -42,8 +42,8 @@
 //!   the accept loops (caps, back-off), each connection's clocks, the raw head scan, and TLS.
 //! - `service.rs`: [`GatewayService`], that same request path as a `tower::Service` for embedding
 //!   Tollgate in one's own hyper or axum server, and the [`Background`] work it needs.
-//! - `shared/`: `[shared]`: limits, pauses and tokens shared by replicas through Redis, and the
-//!   degraded mode when Redis is unavailable.
+//! - `shared/`: `[shared]`: limits, pauses and tokens shared by replicas through Redis (one server
+//!   or a Redis Cluster), and the degraded mode when Redis is unavailable.
 //! - `webhook/`: webhook ingress: verify, dedupe, store durably, deliver to the service.
 //!
 //! Link rewriting (`Location`, `Content-Location`, `Link` and streamed JSON bodies) is the

@@ -90,7 +90,9 @@ pub struct RawWebhook {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawShared {
-    pub redis_url: String,
+    /// One of these two is required (`validate.rs` says so, naming the key).
+    pub redis_url: Option<String>,
+    pub redis_cluster: Option<Vec<String>>,
     pub key_prefix: Option<String>,
     pub op_timeout: Option<String>,
     pub replicas: Option<u32>,
