@@ -192,8 +192,11 @@ fn bad_cluster_config_names_the_key_and_never_echoes_a_password() {
     assert!(e.starts_with("shared.redis_cluster[1]: ") && e.contains("scheme"), "{e}");
     let e = err("redis_cluster = [\"redis://a:7000\"]\nkey_prefix = \"{fleet}:\"\n");
     assert!(e.starts_with("shared.key_prefix: "), "{e}");
-    let e = err("redis_cluster = \"redis://a:7000\"\n");
-    assert!(e.starts_with("shared.redis_cluster"), "a list is required: {e}");
+    let e = err("redis_cluster = \"redis://:hunter2@a:7000\"\n");
+    assert!(e.starts_with("shared.redis_cluster: "), "a list is required: {e}");
+    assert!(!e.contains("hunter2"), "{e}");
+    let e = err("redis_cluster = [\"redis://a:7000\", 7001]\n");
+    assert!(e.starts_with("shared.redis_cluster[1]: "), "{e}");
 
     let s = parse("redis_cluster = [\"redis://:hunter2@a:7000\", \"redis://:hunter2@b:7001/0\"]\n")
         .unwrap()

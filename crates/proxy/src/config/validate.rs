@@ -291,7 +291,7 @@ fn shared(raw: RawShared) -> Result<Shared, ConfigError> {
 }
 
 /// `shared.redis_url` (one server) or `shared.redis_cluster` (a cluster's seed nodes): exactly one.
-fn redis_target(url: Option<String>, cluster: Option<Vec<String>>) -> Result<RedisTarget, ConfigError> {
+fn redis_target(url: Option<String>, cluster: Option<toml::Value>) -> Result<RedisTarget, ConfigError> {
     match (url, cluster) {
         (Some(_), Some(_)) => Err(ConfigError::new(
             "shared.redis_cluster",
@@ -315,8 +315,30 @@ fn redis_target(url: Option<String>, cluster: Option<Vec<String>>) -> Result<Red
                 url: Secret::new(url),
             }))
         }
-        (None, Some(seeds)) => cluster_seeds(seeds).map(RedisTarget::Cluster),
+        (None, Some(seeds)) => cluster_seeds(seed_urls(seeds)?).map(RedisTarget::Cluster),
     }
+}
+
+/// `shared.redis_cluster` as a list of strings, its shape checked without echoing a value.
+fn seed_urls(value: toml::Value) -> Result<Vec<String>, ConfigError> {
+    const KEY: &str = "shared.redis_cluster";
+    let toml::Value::Array(items) = value else {
+        return Err(ConfigError::new(
+            KEY,
+            "must be a list of seed node URLs, like [\"redis://10.0.0.1:6379\", \"redis://10.0.0.2:6379\"]",
+        ));
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| match item {
+            toml::Value::String(url) => Ok(url),
+            _ => Err(ConfigError::new(
+                format!("{KEY}[{i}]"),
+                "must be a URL in quotes, like \"redis://10.0.0.1:6379\"",
+            )),
+        })
+        .collect()
 }
 
 /// `shared.redis_cluster`: each seed read as `redis_url` is, in database 0 (a cluster has no
