@@ -229,7 +229,7 @@ fn shared(raw: RawShared) -> Result<Shared, ConfigError> {
     }
     // A cluster hashes only the first `{...}` of a key name: a brace in the prefix would take
     // the place of the tag each key carries and split one script's keys over several slots.
-    if matches!(redis, RedisTarget::Cluster(_)) && key_prefix.contains(|c: char| c == '{' || c == '}') {
+    if matches!(redis, RedisTarget::Cluster(_)) && key_prefix.contains(['{', '}']) {
         return Err(ConfigError::new(
             "shared.key_prefix",
             "must not hold `{` or `}` with shared.redis_cluster: Tollgate puts a hash tag in every key \

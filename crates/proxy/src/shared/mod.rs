@@ -53,7 +53,7 @@ pub use health::SharedStatus;
 pub use token::SharedToken;
 
 use crate::build_error::BuildError;
-use crate::config::{RateLimit, RedisTarget, Shared};
+use crate::config::{RateLimit, RedisNode, RedisTarget, Shared};
 pub(crate) use crypto::Cipher;
 use health::Health;
 
@@ -87,8 +87,9 @@ pub enum ConnectError {
 enum Target {
     /// `redis_url`.
     Single(redis::Client),
-    /// `redis_cluster`; the client holds the seed nodes.
-    Cluster(ClusterClient),
+    /// `redis_cluster`; the client holds the seed nodes. Boxed: it is several times a
+    /// `redis::Client`'s size, and read only to connect.
+    Cluster(Box<ClusterClient>),
 }
 
 /// The fleet's shared state, one per gateway.
@@ -131,12 +132,8 @@ impl SharedState {
                     .iter()
                     .map(|s| single_client("shared.redis_cluster", s.url.expose()))
                     .collect::<Result<Vec<_>, _>>()?;
-                let client = cluster_client(seeds.iter().map(|s| s.url.expose().as_str()), cfg.op_timeout)
-                    .map_err(|error| BuildError::RedisUrl {
-                        key: "shared.redis_cluster",
-                        error,
-                    })?;
-                (Target::Cluster(client), pubsub)
+                let client = cluster_client(seeds, cfg.op_timeout)?;
+                (Target::Cluster(Box::new(client)), pubsub)
             }
         };
         Ok(Arc::new(Self {
@@ -270,7 +267,8 @@ impl SharedState {
                 }
             }
             Target::Cluster(client) => {
-                match tokio::time::timeout(CLUSTER_CONNECT_TIMEOUT, client.get_async_connection()).await {
+                let open = client.get_async_connection();
+                match tokio::time::timeout(CLUSTER_CONNECT_TIMEOUT, open).await {
                     Ok(Ok(c)) => Ok(RedisConn::Cluster(c)),
                     Ok(Err(e)) => Err(ConnectError::Redis(e)),
                     Err(_) => Err(ConnectError::ConnectTimeout(CLUSTER_CONNECT_TIMEOUT)),
@@ -339,8 +337,8 @@ impl SharedState {
     /// lets it subscribe; `None` when none did.
     async fn subscribe(&self) -> Option<redis::aio::PubSub> {
         for client in &self.pubsub {
-            let Ok(Ok(mut pubsub)) = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub()).await
-            else {
+            let open = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub());
+            let Ok(Ok(mut pubsub)) = open.await else {
                 continue;
             };
             if pubsub.subscribe(self.channel()).await.is_ok() {
@@ -372,17 +370,18 @@ fn single_client(key: &'static str, url: &str) -> Result<redis::Client, BuildErr
 /// client-wide one would cut short. A redirect (`MOVED`, `ASK`: a slot moving between nodes) is
 /// followed at once and counts as a retry; waits between retries stay well inside `op_timeout`,
 /// since past it the call has been given up anyway (and the replica degraded).
-fn cluster_client<'a>(
-    seeds: impl IntoIterator<Item = &'a str>,
-    op_timeout: Duration,
-) -> redis::RedisResult<ClusterClient> {
+fn cluster_client(seeds: &[RedisNode], op_timeout: Duration) -> Result<ClusterClient, BuildError> {
     let op_ms = u64::try_from(op_timeout.as_millis()).unwrap_or(u64::MAX);
-    ClusterClientBuilder::new(seeds)
+    ClusterClientBuilder::new(seeds.iter().map(|s| s.url.expose().as_str()))
         .connection_timeout(CONNECT_TIMEOUT)
         .retries(3)
         .min_retry_wait(1)
         .max_retry_wait((op_ms / 4).max(2))
         .build()
+        .map_err(|error| BuildError::RedisUrl {
+            key: "shared.redis_cluster",
+            error,
+        })
 }
 
 /// The wait before reconnecting after `failures` failures in a row: the token endpoint's schedule

@@ -77,7 +77,7 @@ impl RedisCluster {
         let create = Command::new("redis-cli")
             .arg("--cluster")
             .arg("create")
-            .args(&nodes)
+            .args(nodes)
             .args(["--cluster-replicas", "0", "--cluster-yes"])
             .output()
             .map_err(|e| format!("redis-cli --cluster create: {e}"))?;
@@ -108,7 +108,10 @@ impl RedisCluster {
 
     /// The seed nodes' URLs.
     pub fn urls(&self) -> Vec<String> {
-        self.ports.iter().map(|p| format!("redis://127.0.0.1:{p}")).collect()
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect()
     }
 
     /// The seed nodes as a TOML list, for `redis_cluster = ...`.
