@@ -19,7 +19,7 @@
 //! `lease:{U:E}` (who fetches); the webhook store's are `webhook:{NAME}:...`
 //! (`webhook/fleet/`); channel `tokens` (announcements). A Redis Cluster hashes only the tag, so
 //! everything one script call touches (an upstream's cell, pause, pace and a client's share) is
-//! in one slot, while different upstreams spread over the nodes. [`SharedState::tagged`] is the
+//! in one slot, while different upstreams spread over the nodes. `SharedState::tagged` is the
 //! one place a key name is built.
 //! Redis never holds a credential in clear: only limiter times, pause flags, a random lease owner
 //! and sealed tokens.
