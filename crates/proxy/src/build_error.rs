@@ -21,10 +21,16 @@ use crate::webhook::verify::KeyError;
 /// Why the runtime state could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    /// `[shared]`: the redis client refused the URL. Validation already parsed it with the same
-    /// client, so this is not expected to happen.
-    #[error("shared.redis_url: {0}")]
-    RedisUrl(redis::RedisError),
+    /// `[shared]`: the redis client refused a URL (`key`: `shared.redis_url` or
+    /// `shared.redis_cluster`). Validation already parsed it with the same client, so this is not
+    /// expected to happen.
+    #[error("{key}: {error}")]
+    RedisUrl {
+        /// The config key the URL came from.
+        key: &'static str,
+        /// The client's reason (it never holds the URL).
+        error: redis::RedisError,
+    },
     /// `shared.webhook_durability = "aof"` on a Redis older than 7.2 (`Gateway::preflight`).
     #[error(
         "shared.webhook_durability = \"aof\" needs WAITAOF, which Redis has from 7.2 on; \

@@ -43,8 +43,8 @@
 //!   `--workers` threads.
 //! - `service.rs`: [`GatewayService`], that same request path as a `tower::Service` for embedding
 //!   Tollgate in one's own hyper or axum server, and the [`Background`] work it needs.
-//! - `shared/`: `[shared]`: limits, pauses and tokens shared by replicas through Redis, and the
-//!   degraded mode when Redis is unavailable.
+//! - `shared/`: `[shared]`: limits, pauses and tokens shared by replicas through Redis (one server
+//!   or a Redis Cluster), and the degraded mode when Redis is unavailable.
 //! - `webhook/`: webhook ingress: verify, dedupe, store durably, deliver to the service.
 //! - `worker.rs`: which `--workers` runtime runs the current thread, for state kept per worker.
 //!

@@ -160,7 +160,7 @@ async fn a_hostile_announced_budget_never_degrades_the_fleet() {
         "the fleet degraded"
     );
     assert_eq!(status_json(&gw).await["shared_state"], "redis");
-    let allowance = redis.cli(&["HGET", "tollgate:pace:p:sandbox", "allowance"]);
+    let allowance = redis.cli(&["HGET", "tollgate:pace:{p:sandbox}", "allowance"]);
     assert!(
         allowance.trim().parse::<u64>().is_ok(),
         "the pace's allowance is an integer: {allowance:?}"

@@ -140,7 +140,7 @@ async fn a_clients_share_is_the_fleets_and_rides_the_upstreams_script_call() {
     assert_eq!(calls(&redis, "eval"), 0);
     assert!(
         redis
-            .cli(&["EXISTS", "tollgate:client-rate:billing:oas:sandbox"])
+            .cli(&["EXISTS", "tollgate:client-rate:billing:{oas:sandbox}"])
             .trim()
             == "1",
         "the share lives in Redis"

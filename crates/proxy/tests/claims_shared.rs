@@ -62,7 +62,7 @@ async fn without_encryption_key_no_token_reaches_redis_and_every_key_carries_the
         c.get(gw.url("/ottimate/invoices")).send().await.unwrap().status(),
         429
     );
-    let pause = "fleet-7:pause:ottimate:sandbox";
+    let pause = "fleet-7:pause:{ottimate:sandbox}";
     assert!(
         eventually(Duration::from_secs(10), || all_keys(&redis)
             .iter()
@@ -73,7 +73,7 @@ async fn without_encryption_key_no_token_reaches_redis_and_every_key_carries_the
     );
     let keys = all_keys(&redis);
     assert!(
-        keys.iter().any(|k| k == "fleet-7:token-rate:ottimate:sandbox"),
+        keys.iter().any(|k| k == "fleet-7:token-rate:{ottimate:sandbox}"),
         "{keys:?}"
     );
     for k in &keys {
@@ -109,7 +109,7 @@ async fn without_encryption_key_no_token_reaches_redis_and_every_key_carries_the
     assert!(
         eventually(Duration::from_secs(10), || all_keys(&redis)
             .iter()
-            .any(|k| k == "sealed-7:token:ottimate:sandbox"))
+            .any(|k| k == "sealed-7:token:{ottimate:sandbox}"))
         .await,
         "with a key the token is stored: {:?}",
         all_keys(&redis)
@@ -223,7 +223,7 @@ async fn a_replica_that_misses_the_announcement_picks_the_token_up_by_polling() 
         format!("[shared]\nredis_url = \"{url}\"\nreplicas = 2\nop_timeout = \"1s\"\nencryption_key = \"{KEY}\"\n")
     };
     let a = TestGateway::start(&format!("{upstream}{}", shared(&redis.url()))).await;
-    let holds_lease = || redis.cli(&["EXISTS", "tollgate:lease:ottimate:sandbox"]).trim() == "1";
+    let holds_lease = || redis.cli(&["EXISTS", "tollgate:lease:{ottimate:sandbox}"]).trim() == "1";
     assert!(
         eventually(Duration::from_secs(10), holds_lease).await,
         "A is fetching the token"
@@ -237,7 +237,7 @@ async fn a_replica_that_misses_the_announcement_picks_the_token_up_by_polling() 
         status_json(&b).await
     );
     assert_eq!(
-        redis.cli(&["EXISTS", "tollgate:token:ottimate:sandbox"]).trim(),
+        redis.cli(&["EXISTS", "tollgate:token:{ottimate:sandbox}"]).trim(),
         "0",
         "A had not stored the token yet when B started waiting"
     );

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use redis::AsyncCommands;
+use support::fleet_budget::{self, get, replicas};
 use support::redis_server::RedisServer;
 use support::{
     admin_text, client, eventually, max_in_window, metric, osigu_upstream, ottimate_upstream, status_json,
@@ -43,21 +44,6 @@ fn osigu(e: &Emulator, rate_limit: &str) -> String {
 /// Ottimate (API key + OAuth2) behind a gateway.
 fn ottimate(e: &Emulator) -> String {
     ottimate_upstream(e, "request_timeout = \"20s\"", "")
-}
-
-async fn replicas(n: usize, toml: &str) -> Vec<TestGateway> {
-    let mut out = Vec::new();
-    for _ in 0..n {
-        out.push(TestGateway::start(toml).await);
-    }
-    out
-}
-
-/// What one caller got: status, `X-Tollgate-Error`, `Retry-After`.
-async fn get(c: reqwest::Client, url: String) -> (u16, Option<String>, Option<String>) {
-    let r = c.get(url).send().await.unwrap();
-    let h = |n: &str| r.headers().get(n).map(|v| v.to_str().unwrap().to_owned());
-    (r.status().as_u16(), h("x-tollgate-error"), h("retry-after"))
 }
 
 async fn gcra(
@@ -136,7 +122,7 @@ async fn a_shared_refusal_carries_the_scripts_retry_after() {
     // What the script says now, in whole seconds rounded up, is what the caller was told (the
     // script's answer can only have shrunk since, by less than a second).
     let mut conn = redis.connection().await;
-    let (admitted, wait_us, _) = gcra(&mut conn, "tollgate:rate:osigu:sandbox", 3_000_000, 1).await;
+    let (admitted, wait_us, _) = gcra(&mut conn, "tollgate:rate:{osigu:sandbox}", 3_000_000, 1).await;
     assert_eq!(admitted, 0);
     let now_secs = (wait_us as u64).div_ceil(1_000_000);
     assert!(
@@ -147,70 +133,12 @@ async fn a_shared_refusal_carries_the_scripts_retry_after() {
     assert_eq!(e.requests().len(), 1);
 }
 
-/// Three replicas, each configured with the partner's own limit, driven at three times that limit:
-/// the partner never has to refuse, and no window of `per` holds more than `requests` (the burst
-/// is inside `requests`, as the README says).
-///
-/// 4 per 2 s with a burst of 2 means two at once, then one a second: at most 3 admissions in any
-/// 2 s. Seeing 5 arrivals in 2 s would take a second of jitter between admission and arrival,
-/// so the bound holds on a slow machine; plain GCRA at 2/s with burst 2 admits 5 in the first
-/// two seconds and fails it.
+/// The three-replica budget test (`support/fleet_budget.rs`) against one Redis;
+/// `shared_cluster.rs` runs the same against a Redis Cluster.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_replicas_keep_the_partner_inside_one_shared_budget() {
     let redis = RedisServer::start();
-    let e = Emulator::start(Partner::Osigu).await.unwrap();
-    e.set_rate_window(Duration::from_secs(2));
-    e.set_rate_limits(4, 4);
-    let limit =
-        r#"rate_limit = { requests = 4, per = "2s", burst = 2, on_limit = "queue", max_wait = "3s" }"#;
-    let gws = replicas(3, &format!("{}{}", osigu(&e, limit), shared(&redis, 3))).await;
-    let c = client();
-    // Warm: every replica holds the (one) token before the clock starts.
-    for gw in &gws {
-        assert_eq!(get(c.clone(), gw.url("/osigu/v1/sponsors")).await.0, 200);
-    }
-    // Long enough for the burst to be whole again, so the run starts with it (where a limit
-    // that adds the burst to `requests` shows).
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let before = e.requests().len();
-
-    // 6 requests a second (3 × 2/s) for 10 s, spread over the replicas.
-    let started = Instant::now();
-    let mut calls = Vec::new();
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    while started.elapsed() < Duration::from_secs(10) {
-        tick.tick().await;
-        for gw in &gws {
-            calls.push(tokio::spawn(get(c.clone(), gw.url("/osigu/v1/sponsors"))));
-        }
-    }
-    let results: Vec<_> = join_all(calls).await.into_iter().map(Result::unwrap).collect();
-    let ok = results.iter().filter(|r| r.0 == 200).count();
-    for r in results.iter().filter(|r| r.0 != 200) {
-        assert_eq!(
-            (r.0, r.1.as_deref()),
-            (429, Some("rate_limited")),
-            "only Tollgate refuses, never the partner"
-        );
-    }
-    // About 12 cells fit in the run (2 + one a second); half of them is proof of use.
-    assert!(ok >= 6, "the budget is used: {ok} of {} passed", results.len());
-    let arrivals: Vec<Instant> = e.requests()[before..].iter().map(|r| r.at).collect();
-    assert_eq!(arrivals.len(), ok);
-    let peak = max_in_window(arrivals, Duration::from_secs(2));
-    assert!(
-        peak <= 4,
-        "{peak} arrivals in two seconds (requests = 4, burst inside)"
-    );
-    for gw in &gws {
-        let partner_4xx = metric(
-            gw,
-            r#"tollgate_upstream_responses_total{environment="sandbox",status_class="4xx",upstream="osigu"}"#,
-        )
-        .await;
-        assert_eq!(partner_4xx, 0.0, "the partner never answered 429");
-        assert_eq!(metric(gw, "tollgate_shared_state_up").await, 1.0);
-    }
+    fleet_budget::three_replicas_keep_the_partner_inside_one_shared_budget(&shared(&redis, 3)).await;
 }
 
 /// Without an `encryption_key` each replica holds its own token, but every token call still passes
@@ -313,7 +241,7 @@ async fn three_cold_replicas_fetch_one_token_share_pauses_and_store_nothing_in_c
     // The pause reaches Redis just after the partner's answer, off the request path.
     let pause_written = eventually(Duration::from_secs(10), || {
         redis
-            .cli(&["PTTL", "tollgate:pause:ottimate:sandbox"])
+            .cli(&["PTTL", "tollgate:pause:{ottimate:sandbox}"])
             .trim()
             .parse::<i64>()
             .unwrap_or(-2)

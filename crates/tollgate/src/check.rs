@@ -60,16 +60,20 @@ async fn webhooks(config: &Config) -> Vec<String> {
         "webhook store: Redis {} (one queue for the fleet; {bodies})",
         s.redis_display
     ));
-    match tollgate_proxy::redis_server_facts(s.redis_url.expose(), std::time::Duration::from_secs(2)).await {
+    // A cluster is asked through its first seed node: the others are meant to be set up alike.
+    let Some(node) = s.redis.nodes().first() else {
+        return lines;
+    };
+    match tollgate_proxy::redis_server_facts(node.url.expose(), std::time::Duration::from_secs(2)).await {
         Ok(facts) if !facts.aof_enabled => lines.push(format!(
             "warning: appendonly is off on {} (Redis {}): an acknowledged event lives only in memory \
              until the next snapshot; set appendonly yes and appendfsync always",
-            s.redis_display, facts.version
+            node.display, facts.version
         )),
         Ok(_) => {}
         Err(e) => lines.push(format!(
             "warning: cannot reach {} to check its persistence: {e}",
-            s.redis_display
+            node.display
         )),
     }
     lines

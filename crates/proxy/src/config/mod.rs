@@ -58,12 +58,13 @@ pub struct Config {
     pub clients: Vec<clients::Client>,
 }
 
-/// `[shared]`: state shared by every replica through one Redis.
+/// `[shared]`: state shared by every replica through one Redis (a server or a cluster).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Shared {
-    /// `redis://` or `rediss://`; a secret because it may carry a password.
-    pub redis_url: Secret<String>,
-    /// The URL without user or password, for logs, `/status` and `tollgate check`.
+    /// Where that Redis is: `redis_url` or `redis_cluster`.
+    pub redis: RedisTarget,
+    /// The server, or the cluster's seed nodes, without user or password: for logs, `/status`
+    /// and `tollgate check`.
     pub redis_display: String,
     /// Every key Tollgate writes starts with this, so one Redis can serve several fleets.
     pub key_prefix: String,
@@ -76,6 +77,35 @@ pub struct Shared {
     pub encryption_key: Option<Secret<[u8; 32]>>,
     /// When a webhook event stored in Redis is acknowledged.
     pub webhook_durability: WebhookDurability,
+}
+
+/// `[shared] redis_url` or `redis_cluster`: exactly one of them is set.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RedisTarget {
+    /// `redis_url`: one server.
+    Single(RedisNode),
+    /// `redis_cluster`: seed nodes of a Redis Cluster, at least one; the client learns the
+    /// other nodes, and which slots each holds, from the first that answers.
+    Cluster(Vec<RedisNode>),
+}
+
+impl RedisTarget {
+    /// The server, or the cluster's seed nodes in config order.
+    pub fn nodes(&self) -> &[RedisNode] {
+        match self {
+            Self::Single(node) => std::slice::from_ref(node),
+            Self::Cluster(seeds) => seeds,
+        }
+    }
+}
+
+/// One Redis server's address.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisNode {
+    /// `redis://` or `rediss://`; a secret because it may carry a password.
+    pub url: Secret<String>,
+    /// The URL without user or password.
+    pub display: String,
 }
 
 /// `[shared] webhook_durability`: when the 2xx for a webhook event stored in Redis leaves.

@@ -90,7 +90,11 @@ pub struct RawWebhook {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawShared {
-    pub redis_url: String,
+    /// One of these two is required (`validate.rs` says so, naming the key).
+    pub redis_url: Option<String>,
+    /// A list of URLs, checked by `validate.rs`: serde's own type error would echo a URL given
+    /// as a plain string, password and all.
+    pub redis_cluster: Option<toml::Value>,
     pub key_prefix: Option<String>,
     pub op_timeout: Option<String>,
     pub replicas: Option<u32>,

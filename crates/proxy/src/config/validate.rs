@@ -210,28 +210,30 @@ fn validate(mut raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
     })
 }
 
-/// `[shared]`. Neither the URL (it may hold a password) nor the key is ever echoed in an error.
+/// `[shared]`. Neither a URL (it may hold a password) nor the key is ever echoed in an error.
 fn shared(raw: RawShared) -> Result<Shared, ConfigError> {
-    let bad_url = || {
-        ConfigError::new(
-            "shared.redis_url",
-            "is not a URL like \"redis://127.0.0.1:6379/0\" (scheme redis or rediss, a host, a database number)",
-        )
+    let redis = redis_target(raw.redis_url, raw.redis_cluster)?;
+    let redis_display = match &redis {
+        RedisTarget::Single(node) => node.display.clone(),
+        RedisTarget::Cluster(seeds) => {
+            let seeds: Vec<&str> = seeds.iter().map(|s| s.display.as_str()).collect();
+            format!("cluster {}", seeds.join(", "))
+        }
     };
-    // The redis crate's own parser: what passes here is exactly what the client will accept.
-    let info =
-        redis::IntoConnectionInfo::into_connection_info(raw.redis_url.as_str()).map_err(|_| bad_url())?;
-    let scheme = match &info.addr {
-        redis::ConnectionAddr::Tcp(..) => "redis",
-        redis::ConnectionAddr::TcpTls { .. } => "rediss",
-        _ => return Err(bad_url()),
-    };
-    let redis_display = format!("{scheme}://{}/{}", info.addr, info.redis.db);
     let key_prefix = raw.key_prefix.unwrap_or_else(|| "tollgate:".to_owned());
     if key_prefix.is_empty() || key_prefix.contains(|c: char| c.is_whitespace() || c.is_control()) {
         return Err(ConfigError::new(
             "shared.key_prefix",
             "must be non-empty, without spaces or control characters",
+        ));
+    }
+    // A cluster hashes only the first `{...}` of a key name: a brace in the prefix would take
+    // the place of the tag each key carries and split one script's keys over several slots.
+    if matches!(redis, RedisTarget::Cluster(_)) && key_prefix.contains(['{', '}']) {
+        return Err(ConfigError::new(
+            "shared.key_prefix",
+            "must not hold `{` or `}` with shared.redis_cluster: Tollgate puts a hash tag in every key \
+             name itself, so that the keys one call touches share a slot",
         ));
     }
     let op_timeout = dur("shared.op_timeout", raw.op_timeout, "50ms")?;
@@ -279,13 +281,142 @@ fn shared(raw: RawShared) -> Result<Shared, ConfigError> {
     };
     Ok(Shared {
         webhook_durability,
-        redis_url: Secret::new(raw.redis_url),
+        redis,
         redis_display,
         key_prefix,
         op_timeout,
         replicas,
         encryption_key,
     })
+}
+
+/// `shared.redis_url` (one server) or `shared.redis_cluster` (a cluster's seed nodes): exactly one.
+fn redis_target(url: Option<String>, cluster: Option<toml::Value>) -> Result<RedisTarget, ConfigError> {
+    match (url, cluster) {
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            "shared.redis_cluster",
+            "is set together with shared.redis_url: set redis_url for one Redis server, or \
+             redis_cluster for the seed nodes of a Redis Cluster, not both",
+        )),
+        (None, None) => Err(ConfigError::new(
+            "shared.redis_url",
+            "is required: the Redis server, like \"redis://127.0.0.1:6379/0\" (or shared.redis_cluster, \
+             the seed nodes of a Redis Cluster, like [\"redis://10.0.0.1:6379\", \"redis://10.0.0.2:6379\"])",
+        )),
+        (Some(url), None) => {
+            let (scheme, info) = redis_info(&url).ok_or_else(|| {
+                ConfigError::new(
+                    "shared.redis_url",
+                    "is not a URL like \"redis://127.0.0.1:6379/0\" (scheme redis or rediss, a host, a database number)",
+                )
+            })?;
+            Ok(RedisTarget::Single(RedisNode {
+                display: format!("{scheme}://{}/{}", info.addr, info.redis.db),
+                url: Secret::new(url),
+            }))
+        }
+        (None, Some(seeds)) => cluster_seeds(seed_urls(seeds)?).map(RedisTarget::Cluster),
+    }
+}
+
+/// `shared.redis_cluster` as a list of strings, its shape checked without echoing a value.
+fn seed_urls(value: toml::Value) -> Result<Vec<String>, ConfigError> {
+    const KEY: &str = "shared.redis_cluster";
+    let toml::Value::Array(items) = value else {
+        return Err(ConfigError::new(
+            KEY,
+            "must be a list of seed node URLs, like [\"redis://10.0.0.1:6379\", \"redis://10.0.0.2:6379\"]",
+        ));
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| match item {
+            toml::Value::String(url) => Ok(url),
+            _ => Err(ConfigError::new(
+                format!("{KEY}[{i}]"),
+                "must be a URL in quotes, like \"redis://10.0.0.1:6379\"",
+            )),
+        })
+        .collect()
+}
+
+/// `shared.redis_cluster`: each seed read as `redis_url` is, in database 0 (a cluster has no
+/// other), and all of them together as the cluster client reads them (one scheme, user, password
+/// and protocol).
+fn cluster_seeds(seeds: Vec<String>) -> Result<Vec<RedisNode>, ConfigError> {
+    const KEY: &str = "shared.redis_cluster";
+    if seeds.is_empty() {
+        return Err(ConfigError::new(
+            KEY,
+            "is empty: list the seed nodes of the Redis Cluster, like \
+             [\"redis://10.0.0.1:6379\", \"redis://10.0.0.2:6379\"]",
+        ));
+    }
+    let mut nodes = Vec::with_capacity(seeds.len());
+    let mut first: Option<(&str, redis::RedisConnectionInfo)> = None;
+    for (i, url) in seeds.into_iter().enumerate() {
+        let at = format!("{KEY}[{i}]");
+        let Some((scheme, info)) = redis_info(&url) else {
+            return Err(ConfigError::new(
+                at,
+                "is not a URL like \"redis://10.0.0.1:6379\" (scheme redis or rediss, a host)",
+            ));
+        };
+        if info.redis.db != 0 {
+            return Err(ConfigError::new(
+                at,
+                format!("names database {}: a Redis Cluster has only database 0", info.redis.db),
+            ));
+        }
+        // The client reaches every node, the ones it learns of included, as it reaches the first
+        // seed: a seed that says otherwise would be silently misread.
+        if let Some((first_scheme, f)) = &first {
+            let same = *first_scheme == scheme
+                && f.username == info.redis.username
+                && f.password == info.redis.password
+                && f.protocol == info.redis.protocol;
+            if !same {
+                return Err(ConfigError::new(
+                    at,
+                    format!(
+                        "differs from {KEY}[0] in its scheme, user, password or protocol: \
+                         the seed nodes of one cluster must share them"
+                    ),
+                ));
+            }
+        }
+        nodes.push(RedisNode {
+            display: format!("{scheme}://{}", info.addr),
+            url: Secret::new(url),
+        });
+        if first.is_none() {
+            first = Some((scheme, info.redis));
+        }
+    }
+    // Builds no connection: the client only compares the seeds as above (its error is not
+    // echoed, so nothing of a URL can leak through it).
+    redis::cluster::ClusterClientBuilder::new(nodes.iter().map(|n| n.url.expose().as_str()))
+        .build()
+        .map_err(|_| {
+            ConfigError::new(
+                KEY,
+                "the seed nodes must share one scheme (redis or rediss), user, password and protocol",
+            )
+        })?;
+    Ok(nodes)
+}
+
+/// A Redis URL read by the redis crate's own parser (what passes here is exactly what the client
+/// will accept), with its scheme for display; `None` when the crate refuses it or it is not TCP.
+fn redis_info(url: &str) -> Option<(&'static str, redis::ConnectionInfo)> {
+    let info = redis::IntoConnectionInfo::into_connection_info(url).ok()?;
+    let scheme = match &info.addr {
+        redis::ConnectionAddr::Tcp(..) => "redis",
+        redis::ConnectionAddr::TcpTls { .. } => "rediss",
+        _ => return None,
+    };
+    Some((scheme, info))
 }
 
 fn server(raw: RawServer) -> Result<Server, ConfigError> {

@@ -13,6 +13,9 @@
 -- ARGV[3]  1 when the pace key is passed, else 0
 -- ARGV[4], ARGV[5]  the client's interval and tolerance, with the client's key
 --
+-- Every key comes in KEYS and carries the same hash tag ({upstream:environment}; the token limit's
+-- key is alone), so a Redis Cluster runs the whole call on the one node that holds that slot.
+--
 -- Returns {admitted (1/0), wait in microseconds, why}: why = 0 the rate, 1 the pause, 2 the
 -- client's share, 3 the pace.
 --

@@ -26,6 +26,7 @@ pub struct Health {
 pub struct SharedStatus {
     /// `redis` or `degraded`.
     pub shared_state: &'static str,
+    /// The server (`redis://host:port/db`), or `cluster ` and the seed nodes, never a password.
     pub redis: String,
     pub redis_last_error: Option<String>,
 }

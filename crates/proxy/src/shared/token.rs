@@ -1,8 +1,8 @@
 //! One token fetch per (upstream, environment) for the whole fleet: the Redis side.
 //!
-//! - The token lives at `token:U:E`, sealed by `crypto` (the key is never in Redis), expiring with
-//!   the token itself.
-//! - A replica that needs a token and finds none takes the lease `lease:U:E` (`SET NX PX`, a
+//! - The token lives at `token:{U:E}`, sealed by `crypto` (the key is never in Redis), expiring
+//!   with the token itself.
+//! - A replica that needs a token and finds none takes the lease `lease:{U:E}` (`SET NX PX`, a
 //!   random owner id); only the leaseholder calls the partner. It stores the token, announces it
 //!   on the `tokens` channel and releases the lease by compare-and-delete, so a lease that expired
 //!   and was taken by another replica is never released by the first.
@@ -136,18 +136,24 @@ impl SharedToken {
             .seal(&self.key, (expires_unix * 1000.0) as u64, access)
             .into();
         let channel = self.state.channel();
-        let _: ((), i64) = self
+        let expiry = redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(ttl_ms as u64));
+        let _: i64 = self
             .state
             .call(RedisOp::TokenWrite, |mut c| {
                 let blob = blob.clone();
                 async move {
-                    redis::pipe()
-                        .set_options(
-                            &self.key,
-                            &*blob,
-                            redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(ttl_ms as u64)),
-                        )
-                        .publish(&channel, &self.key)
+                    // Two commands, not one pipeline: a cluster client routes `PUBLISH` by its
+                    // channel as if it were a key, and refuses a pipeline whose commands land
+                    // in two slots. A token is stored once per lifetime: the round trip is cheap.
+                    redis::cmd("SET")
+                        .arg(&self.key)
+                        .arg(&*blob)
+                        .arg(expiry)
+                        .exec_async(&mut c)
+                        .await?;
+                    redis::cmd("PUBLISH")
+                        .arg(&channel)
+                        .arg(&self.key)
                         .query_async(&mut c)
                         .await
                 }

@@ -173,14 +173,19 @@ impl Webhooks {
         if shared.webhook_durability != crate::config::WebhookDurability::Aof {
             return Ok(());
         }
-        match fleet::server_facts(shared.redis_url.expose(), Duration::from_secs(2)).await {
+        // A cluster is asked through its first seed node only: the nodes of one cluster run one
+        // Redis version, but in the middle of an upgrade.
+        let Some(node) = shared.redis.nodes().first() else {
+            return Ok(());
+        };
+        match fleet::server_facts(node.url.expose(), Duration::from_secs(2)).await {
             Ok(facts) if !facts.has_waitaof() => Err(BuildError::NoWaitaof {
-                redis: shared.redis_display.clone(),
+                redis: node.display.clone(),
                 version: facts.version,
             }),
             Ok(_) => Ok(()),
             Err(e) => {
-                tracing::warn!(redis = %shared.redis_display, error = %e, "cannot check the Redis version for webhook_durability = \"aof\" now");
+                tracing::warn!(redis = %node.display, error = %e, "cannot check the Redis version for webhook_durability = \"aof\" now");
                 Ok(())
             }
         }

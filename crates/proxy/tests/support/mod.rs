@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 pub mod claims;
+pub mod fleet_budget;
 pub mod raw_socket;
+pub mod redis_cluster;
 pub mod redis_server;
 pub mod webhook;
 

@@ -10,7 +10,7 @@
 //!   attempt before the upstream's limit; `reject` answers 429 at once, `queue` waits in arrival
 //!   order and refuses up front a wait that would exceed `max_wait`.
 //! - With `[shared]`, the rate limit is the fleet's: a [`SharedCell`] under
-//!   `<prefix>client-rate:<client>:<upstream>:<env>` that the upstream's admission judges in its
+//!   `<prefix>client-rate:<client>:{<upstream>:<env>}` that the upstream's admission judges in its
 //!   own script call, before the upstream's cell (one round trip for both; a refused client
 //!   spends nothing of the partner's budget). When the share is spent the pipeline lets go of
 //!   the upstream's slot and waits here ([`CallerLimit::wait_for_fleet`]: `reject` answers 429 at

@@ -8,9 +8,14 @@
 //! - `webhook:{NAME}:state`: retry state of entries that failed (attempts, next try, last error);
 //! - `webhook:{NAME}:dead`: the dead-letter stream.
 //!
+//! Every script and pipeline here touches one webhook's keys only, so in a Redis Cluster each
+//! call runs on the one node that holds that webhook's slot. (The names are those of the single
+//! Redis store before clusters, which already tagged them: queued events survive an upgrade.)
+//!
 //! Accepting is one script call (`accept.lua`: `SET NX PX` + `XADD`), so there is neither a
 //! check-then-queue race nor a window between "stored" and "queued". With
-//! `webhook_durability = "aof"` the answer also waits for `WAITAOF 1 0` (Redis 7.2+).
+//! `webhook_durability = "aof"` the answer also waits for `WAITAOF 1 0` (Redis 7.2+), sent to
+//! the node that holds the webhook's stream.
 //!
 //! Delivery: every replica is a consumer of each webhook's group. A replica reads new entries
 //! (`XREADGROUP`), keeps the ones it holds in its pending list until the service answered 2xx
@@ -137,7 +142,7 @@ impl FleetStore {
     }
 
     fn keys(&self, webhook: &str) -> Keys {
-        let base = self.shared.prefixed(&format!("webhook:{{{webhook}}}"));
+        let base = self.shared.tagged("webhook", webhook);
         Keys {
             stream: format!("{base}:events"),
             dead: format!("{base}:dead"),
@@ -146,8 +151,7 @@ impl FleetStore {
     }
 
     fn seen_key(&self, webhook: &str, event_id: &str) -> String {
-        self.shared
-            .prefixed(&format!("webhook:{{{webhook}}}:seen:{event_id}"))
+        format!("{}:seen:{event_id}", self.shared.tagged("webhook", webhook))
     }
 
     /// The associated data of a sealed body: a body copied under another stream or event id
@@ -186,6 +190,7 @@ impl FleetStore {
         };
         let dedupe_ms = (e.dedupe_until_ms - e.received_ms).max(1);
         let content_type = e.content_type.clone().unwrap_or_default();
+        let aof_stream = (self.durability == Durability::Aof).then(|| keys.stream.clone());
         let added: Option<Option<String>> = self
             .shared
             .call(RedisOp::WebhookAccept, |mut c| async move {
@@ -204,28 +209,26 @@ impl FleetStore {
         let Some(added) = added.ok_or_else(unavailable)? else {
             return Ok(Inserted::Duplicate);
         };
-        if self.durability == Durability::Aof {
-            self.wait_aof().await?;
+        if let Some(stream) = aof_stream {
+            self.wait_aof(&stream).await?;
         }
         Ok(Inserted::Stored {
             seq: entry_ms(&added),
         })
     }
 
-    /// `WAITAOF 1 0`: the write is fsynced to the local AOF of the server we wrote to.
-    async fn wait_aof(&self) -> Result<(), StoreError> {
+    /// `WAITAOF 1 0`: the write is fsynced to the local AOF of the server we wrote to, the one
+    /// that holds `stream` (in a cluster, the primary of its slot).
+    async fn wait_aof(&self, stream: &str) -> Result<(), StoreError> {
         let synced: Option<Vec<i64>> = self
             .shared
             .call_with_timeout(
                 RedisOp::WebhookAccept,
                 Duration::from_millis(WAITAOF_TIMEOUT_MS + 500),
                 |mut c| async move {
-                    redis::cmd("WAITAOF")
-                        .arg(1)
-                        .arg(0)
-                        .arg(WAITAOF_TIMEOUT_MS)
-                        .query_async(&mut c)
-                        .await
+                    let mut cmd = redis::cmd("WAITAOF");
+                    cmd.arg(1).arg(0).arg(WAITAOF_TIMEOUT_MS);
+                    c.query_at(&cmd, stream).await
                 },
             )
             .await;

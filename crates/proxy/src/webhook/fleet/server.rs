@@ -1,5 +1,6 @@
 //! What the Redis server behind `[shared]` can promise the webhook store: its version (`WAITAOF`
-//! needs 7.2) and whether its AOF is on. Asked once, at start-up and by `tollgate check`.
+//! needs 7.2) and whether its AOF is on. Asked once, at start-up and by `tollgate check`; of a
+//! Redis Cluster, its first seed node is asked (`INFO` speaks for one node only).
 
 use std::time::Duration;
 
@@ -21,8 +22,8 @@ impl ServerFacts {
     }
 }
 
-/// Connects to `redis_url` (bounded by `timeout`) and reads the facts; the error never holds
-/// the URL (it may carry a password).
+/// Connects to the server at `redis_url` (bounded by `timeout`) and reads its facts; the error
+/// never holds the URL (it may carry a password).
 pub async fn server_facts(redis_url: &str, timeout: Duration) -> Result<ServerFacts, String> {
     let ask = async {
         let client = redis::Client::open(redis_url).map_err(|e| e.to_string())?;
