@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # bench/load.sh: Tollgate's load benchmark against nginx and HAProxy doing the same work (issue 6).
 #
-# Installs what it needs from Debian, builds Tollgate in release mode, starts an upstream, the
-# partner emulators and every peer on 127.0.0.1, measures each with wrk at several connection
-# counts over interleaved rounds, and writes bench/results/{latest.md,latest.png,raw.json}.
+# Installs what it needs from Debian (and oha with `cargo install` for the open-loop mode), builds
+# Tollgate in release mode, starts an upstream, the partner emulators and every peer on 127.0.0.1,
+# measures each with wrk at several connection counts (closed loop) and/or with oha at fixed
+# request rates (open loop, coordinated omission corrected) over interleaved rounds, and writes
+# bench/results/{latest.md,latest.png,latest-open.png,raw.json}.
 # Idempotent: installs only what is missing, uses its own temporary directory, and stops every
 # process it started when it exits, fails or is interrupted. Run `bench/load.sh --help`.
 set -euo pipefail
@@ -15,37 +17,65 @@ Usage: bench/load.sh [--help]
 Tollgate's load benchmark: the same proxying work (route /ottimate/v1/... to the upstream's
 /v1/..., drop the caller's Authorization and X-API-Key, add the partner's X-API-Key and an
 OAuth2 bearer token, add X-Request-Id, pooled keep-alive upstream connections) through nginx,
-HAProxy and Tollgate, each pinned to core 1, with wrk and the upstream (nginx `return 200`)
-pinned to core 0. Rows: direct (wrk straight to the upstream: the ceiling), nginx, haproxy,
-tollgate (--workers 1, pinned), tollgate-default (default runtime, not pinned), tollgate-shared
-(as tollgate, with its rate limit kept in Redis through [shared]: a limit high enough never to
-reject, the same limit as the local rows; Redis on core 0, persistence off), tollgate-callers
-(as tollgate, with one [clients] key: caller_auth "required", wrk sends Proxy-Authorization).
+HAProxy and Tollgate, each pinned to core 1, with the load generator and the upstream (nginx
+`return 200`) pinned to core 0. Rows: direct (straight to the upstream: the ceiling), nginx,
+haproxy, tollgate (--workers 1, pinned), tollgate-default (default runtime, not pinned),
+tollgate-shared (as tollgate, with its rate limit kept in Redis through [shared]: a limit high
+enough never to reject, the same limit as the local rows; Redis on core 0, persistence off),
+tollgate-callers (as tollgate, with one [clients] key: caller_auth "required", the load generator
+sends Proxy-Authorization), and the every-core rows, neither pinned: tollgate-workers2 (Tollgate
+--workers 2) and nginx-workers2 (as nginx, with worker_processes 2).
 
-Writes bench/results/latest.md (medians over rounds, ratios to nginx, machine facts),
-bench/results/latest.png (throughput and p99) and bench/results/raw.json (every run).
-Needs root for apt-get when nginx, haproxy, wrk, redis-server or python3-matplotlib are missing,
-and 2+ cores. Also writes bench/results/redis.md: Redis commands per request of tollgate-shared.
+Two kinds of load (MODE):
+  closed  wrk at each of CONNECTIONS, as fast as the peer answers (throughput, latency at
+          saturation), for every row of PEERS.
+  open    oha at each of RATES requests/s over OPEN_CONNECTIONS connections, for every row of
+          OPEN_PEERS: a fixed rate whatever the answers, each request's latency counted from the
+          time it was due (oha -q RATE --latency-correction), so a stall is charged to every
+          request due during it. Reports p50/p99/p99.9, the rate achieved, "p99 added" (the
+          peer's p99 minus direct's at the same rate) and, for Tollgate rows, the p99 of
+          Tollgate's own tollgate_overhead_seconds histogram over each run (its admin /metrics
+          scraped before and after the run).
+  both    closed, then open.
+oha is built once with `cargo install oha --locked --version <pinned>` into bench/.tools (about
+10 minutes on 2 cores), unless OHA names a binary to use.
+
+Writes bench/results/latest.md (medians over rounds, ratios to nginx, the open-loop and every-core
+tables, machine facts), bench/results/latest.png (closed loop: throughput and p99),
+bench/results/latest-open.png (open loop: p99 and p99 added per rate) and bench/results/raw.json
+(every run). Needs root for apt-get when nginx, haproxy, wrk, redis-server or python3-matplotlib
+are missing, and 2+ cores. Also writes bench/results/redis.md: Redis commands per request of
+tollgate-shared.
 
 Environment (defaults in brackets):
-  DURATION        seconds per measured wrk run [10]
-  ROUNDS          rounds; every peer is measured once per round and connection count [3]
-  WARMUP          seconds of unmeasured wrk load before each measured run [1]
-  CONNECTIONS     wrk connection counts ["16 64 256"]
-  PEERS           rows to measure ["direct nginx haproxy tollgate tollgate-default tollgate-shared tollgate-callers"]
-  WRK_THREADS     wrk threads (-t) [1]
-  STARTUP_RUNS    Tollgate start-ups timed to /readyz 200, median reported [5]
-  BASE_PORT       first of the loopback ports used, BASE_PORT..BASE_PORT+17 [18080]
-  OUT             where the results go [bench/results]
-  SKIP_INSTALL=1  do not apt-get anything;  SKIP_BUILD=1  use the existing release binary
-  KEEP_WORK=1     keep the temporary directory (configs, logs, wrk output) after a success
-  PROFILE=1       after the measurements, profile each Tollgate row at each connection count: one
-                  more wrk run under `perf record -g` (OUT/profile-PEER-cN.txt: where the CPU
-                  time goes, by symbol) and one under `strace -c` (syscalls per request, in the
-                  same file; strace slows the process, so its run is not a measurement)
+  MODE              closed, open or both (see above) [closed]
+  DURATION          seconds per measured run, wrk or oha [10]
+  ROUNDS            rounds; every peer is measured once per round and connection count or rate [3]
+  WARMUP            seconds of unmeasured load (same connections or rate) before each run [1]
+  CONNECTIONS       closed loop: wrk connection counts ["16 64 256"]
+  PEERS             closed loop: rows to measure ["direct nginx haproxy tollgate tollgate-default
+                    tollgate-shared tollgate-callers tollgate-workers2 nginx-workers2"]
+  RATES             open loop: request rates, requests/s ["1000 5000 10000"]
+  OPEN_CONNECTIONS  open loop: oha connections (-c) [64]
+  OPEN_PEERS        open loop: rows to measure, names as in PEERS ["direct nginx tollgate"]
+  OHA               open loop: the oha binary to use [bench/.tools/bin/oha, built if missing]
+  WRK_THREADS       wrk threads (-t), and oha's runtime threads (TOKIO_WORKER_THREADS) [1]
+  STARTUP_RUNS      Tollgate start-ups timed to /readyz 200, median reported [5]
+  BASE_PORT         first of the loopback ports used, BASE_PORT..BASE_PORT+19 [18080]
+  OUT               where the results go [bench/results]
+  SKIP_INSTALL=1    do not apt-get or cargo install anything
+  SKIP_BUILD=1      use the existing release binary of Tollgate
+  KEEP_WORK=1       keep the temporary directory (configs, logs, wrk and oha output) after a success
+  PROFILE=1         after the measurements, profile each Tollgate row of PEERS at each connection
+                    count: one more wrk run under `perf record -g` (OUT/profile-PEER-cN.txt: where
+                    the CPU time goes, by symbol) and one under `strace -c` (syscalls per request,
+                    in the same file; strace slows the process, so its run is not a measurement)
+Only the rows the chosen MODE measures are started: MODE=open starts OPEN_PEERS only.
 
-A default run measures 7 peers x 3 connection counts x 3 rounds x (1 + 10 s): about 12 minutes,
-plus the release build (fat LTO: several minutes when anything changed).
+A default run (MODE=closed) measures 9 peers x 3 connection counts x 3 rounds x (1 + 10 s): about
+15 minutes, plus the release build (fat LTO: several minutes when anything changed). MODE=open
+with its defaults: 3 peers x 3 rates x 3 rounds x (1 + 10 s), about 5 minutes, plus building oha
+the first time.
 EOF
 }
 
@@ -58,11 +88,15 @@ esac
 # ---------------------------------------------------------------------------------- settings
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$REPO/bench
+MODE=${MODE:-closed}
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-1}
 CONNECTIONS=${CONNECTIONS:-16 64 256}
-PEERS=${PEERS:-direct nginx haproxy tollgate tollgate-default tollgate-shared tollgate-callers}
+PEERS=${PEERS:-direct nginx haproxy tollgate tollgate-default tollgate-shared tollgate-callers tollgate-workers2 nginx-workers2}
+RATES=${RATES:-1000 5000 10000}
+OPEN_CONNECTIONS=${OPEN_CONNECTIONS:-64}
+OPEN_PEERS=${OPEN_PEERS:-direct nginx tollgate}
 WRK_THREADS=${WRK_THREADS:-1}
 STARTUP_RUNS=${STARTUP_RUNS:-5}
 BASE_PORT=${BASE_PORT:-18080}
@@ -71,15 +105,21 @@ SKIP_INSTALL=${SKIP_INSTALL:-0}
 SKIP_BUILD=${SKIP_BUILD:-0}
 KEEP_WORK=${KEEP_WORK:-0}
 PROFILE=${PROFILE:-0}
-LOAD_CPU=0   # wrk and the upstream
+LOAD_CPU=0   # wrk, oha and the upstream
 PROXY_CPU=1  # the proxy under test
+# oha, the open-loop load generator: this release, built with `cargo install` into bench/.tools
+# unless OHA names a binary. 1.14.0 fixed a latency-correction bug (oha #857); 1.9.0 replaced -j
+# with --output-format json (both handled: the flag is read from `oha --help`).
+OHA_VERSION=1.15.0
+TOOLS=$BENCH/.tools
+OHA=${OHA:-$TOOLS/bin/oha}
 # Debian's python3, where python3-matplotlib installs (a pyenv or venv python3 may lack it).
 PY=/usr/bin/python3
-# What wrk sends as the caller: credentials every proxy must remove.
+# What wrk and oha send as the caller: credentials every proxy must remove.
 CALLER_HEADERS=(-H 'Authorization: Bearer caller-token-must-not-pass' -H 'X-API-Key: caller-key-must-not-pass')
 # The tollgate-callers row's client key (a bench fixture), sent on top of CALLER_HEADERS.
 CLIENT_KEY=bench-client-key-0123456789abcdef
-# headers PEER: the wrk/curl header arguments for PEER.
+# headers PEER: the wrk/oha/curl header arguments for PEER (the same -H syntax for all three).
 headers() {
     HDRS=("${CALLER_HEADERS[@]}")
     [[ $1 == tollgate-callers ]] && HDRS+=(-H "Proxy-Authorization: Bearer $CLIENT_KEY")
@@ -92,21 +132,46 @@ UPSTREAM_BODY='{"ok":true,"data":[{"id":"inv_1001","vendor":"Acme","amount":"125
 log() { printf '[%s] %s\n' "$(date +%T)" "$*"; }
 die() { printf '[%s] load.sh: error: %s\n' "$(date +%T)" "$*" >&2; exit 1; }
 
-for v in DURATION ROUNDS WARMUP WRK_THREADS STARTUP_RUNS BASE_PORT; do
+for v in DURATION ROUNDS WARMUP WRK_THREADS STARTUP_RUNS BASE_PORT OPEN_CONNECTIONS; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, not '${!v}'"
 done
-((DURATION > 0 && ROUNDS > 0 && STARTUP_RUNS > 0 && WRK_THREADS > 0)) ||
-    die "DURATION, ROUNDS, STARTUP_RUNS and WRK_THREADS must be at least 1"
+((DURATION > 0 && ROUNDS > 0 && STARTUP_RUNS > 0 && WRK_THREADS > 0 && OPEN_CONNECTIONS > 0)) ||
+    die "DURATION, ROUNDS, STARTUP_RUNS, WRK_THREADS and OPEN_CONNECTIONS must be at least 1"
+case $MODE in
+    closed) CLOSED=1 OPEN=0 ;;
+    open) CLOSED=0 OPEN=1 ;;
+    both) CLOSED=1 OPEN=1 ;;
+    *) die "MODE must be closed, open or both, not '$MODE'" ;;
+esac
 for c in $CONNECTIONS; do
     [[ $c =~ ^[0-9]+$ ]] && ((c >= WRK_THREADS)) ||
         die "CONNECTIONS: '$c' must be a whole number >= WRK_THREADS"
 done
-read -ra PEER_LIST <<<"$PEERS"
-for p in "${PEER_LIST[@]}"; do
-    case $p in direct | nginx | haproxy | tollgate | tollgate-default | tollgate-shared | tollgate-callers) ;;
-        *) die "PEERS: unknown peer '$p'" ;; esac
+for q in $RATES; do
+    [[ $q =~ ^[0-9]+$ ]] && ((q > 0)) || die "RATES: '$q' must be a whole number of requests/s >= 1"
 done
-wants() { [[ " $PEERS " == *" $1 "* ]]; }
+known_peer() {
+    case $1 in
+        direct | nginx | haproxy | tollgate | tollgate-default | tollgate-shared | tollgate-callers) ;;
+        tollgate-workers2 | nginx-workers2) ;;
+        *) return 1 ;;
+    esac
+}
+PEER_LIST=() OPEN_LIST=()
+read -ra p_all <<<"$PEERS"
+for p in "${p_all[@]}"; do known_peer "$p" || die "PEERS: unknown peer '$p'"; done
+((CLOSED)) && PEER_LIST=("${p_all[@]}")
+read -ra p_all <<<"$OPEN_PEERS"
+for p in "${p_all[@]}"; do known_peer "$p" || die "OPEN_PEERS: unknown peer '$p'"; done
+((OPEN)) && OPEN_LIST=("${p_all[@]}")
+((${#PEER_LIST[@]} + ${#OPEN_LIST[@]} > 0)) || die "no rows to measure (PEERS or OPEN_PEERS is empty)"
+# STARTED: every row this MODE measures, closed-loop rows first, each once.
+STARTED=" "
+for p in ${PEER_LIST[@]+"${PEER_LIST[@]}"} ${OPEN_LIST[@]+"${OPEN_LIST[@]}"}; do
+    [[ $STARTED == *" $p "* ]] || STARTED+="$p "
+done
+read -ra STARTED_LIST <<<"$STARTED"
+wants() { [[ $STARTED == *" $1 "* ]]; }
 (($(nproc) >= 2)) || die "needs at least 2 cores (wrk + upstream on core 0, the proxy on core 1)"
 
 # Loopback ports, all chosen here.
@@ -116,10 +181,12 @@ P_HAPROXY=$((BASE_PORT + 2))
 P_TG=$((BASE_PORT + 3)) P_TG_ADMIN=$((BASE_PORT + 4))
 P_TGD=$((BASE_PORT + 5)) P_TGD_ADMIN=$((BASE_PORT + 6))
 P_START=$((BASE_PORT + 7)) P_START_ADMIN=$((BASE_PORT + 8))
+P_NGW=$((BASE_PORT + 9))
 P_SANDBOX=$((BASE_PORT + 10)) # the emulators take P, P+1 (OAS) and P+2 (Osigu)
 P_TGS=$((BASE_PORT + 13)) P_TGS_ADMIN=$((BASE_PORT + 14))
 P_REDIS=$((BASE_PORT + 15))
 P_TGC=$((BASE_PORT + 16)) P_TGC_ADMIN=$((BASE_PORT + 17))
+P_TGW=$((BASE_PORT + 18)) P_TGW_ADMIN=$((BASE_PORT + 19))
 
 # ------------------------------------------------------------------- processes and clean-up
 PIDS=()  # every background process started here, stopped in reverse order on exit
@@ -134,7 +201,7 @@ cleanup() {
         if ((rc == 0)) && [[ $KEEP_WORK != 1 ]]; then
             rm -rf "$WORK"
         else
-            echo "load.sh: configs, logs and wrk output kept in $WORK" >&2
+            echo "load.sh: configs, logs, wrk and oha output kept in $WORK" >&2
         fi
     fi
     exit "$rc"
@@ -182,6 +249,12 @@ child_ticks() { # CPU ticks used by this shell's finished children (wrk) so far:
 }
 hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 reset_hwm() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null; } # Linux >= 4.0: resets VmHWM to VmRSS
+# A row's measured process may be several (nginx-workers2: both workers): PID[peer] is a
+# space-separated list; these check every process, or add up their CPU time and peak RSS.
+all_alive() { local p; for p in $1; do is_alive "$p" || return 1; done; }
+sum_cpu_ticks() { local p t=0; for p in $1; do t=$((t + $(cpu_ticks "$p"))); done; echo "$t"; }
+sum_hwm_kib() { local p t=0; for p in $1; do t=$((t + $(hwm_kib "$p"))); done; echo "$t"; }
+reset_hwms() { local p; for p in $1; do reset_hwm "$p" || return 1; done; }
 
 # ------------------------------------------------------------------------------ 1. install
 apt_get() { # apt-get ARGS...: waits (polling every 20 s, up to 30 min) while apt's lock is busy
@@ -231,10 +304,62 @@ install_deps() {
     done
 }
 install_deps
-for t in nginx haproxy wrk curl redis-server redis-cli taskset getconf; do
+for t in nginx haproxy wrk curl redis-server redis-cli taskset getconf timeout; do
     command -v "$t" >/dev/null 2>&1 || die "$t is not on PATH"
 done
 CLK_TCK=$(getconf CLK_TCK)
+
+# oha, for the open loop: OHA when set, else the pinned release, built with `cargo install` into
+# bench/.tools (its own directory: nothing else on the machine changes) when missing or another
+# version.
+install_oha() {
+    local need=() have=""
+    if [[ $OHA != "$TOOLS/bin/oha" ]]; then
+        [[ -x $OHA ]] || die "OHA=$OHA is not an executable file"
+        return 0
+    fi
+    [[ -x $OHA ]] && have=$("$OHA" --version 2>/dev/null || true)
+    [[ $have != "oha $OHA_VERSION" ]] || return 0
+    [[ $SKIP_INSTALL != 1 ]] || die "no oha $OHA_VERSION at $OHA (SKIP_INSTALL=1 is set; or set OHA)"
+    command -v cargo >/dev/null 2>&1 || die "no oha at $OHA and no cargo to build it (or set OHA)"
+    # oha's README asks for make and cmake (its TLS and SQLite dependencies build C code).
+    command -v make >/dev/null 2>&1 || need+=(make)
+    command -v cmake >/dev/null 2>&1 || need+=(cmake)
+    command -v cc >/dev/null 2>&1 || need+=(gcc)
+    if ((${#need[@]})); then
+        [[ $(id -u) == 0 ]] || die "building oha needs ${need[*]}; run as root to apt-get them, or install them"
+        log "installing from Debian to build oha: ${need[*]}"
+        apt_get update -q
+        apt_get install -y -q --no-install-recommends "${need[@]}"
+    fi
+    log "building oha $OHA_VERSION with cargo install into $TOOLS${have:+ (found: $have)}: once, about 10 minutes on 2 cores"
+    # Without CARGO_TARGET_DIR cargo builds in a temporary directory and removes it afterwards.
+    env -u CARGO_TARGET_DIR cargo install oha --locked --version "$OHA_VERSION" --root "$TOOLS" ||
+        die "cargo install oha $OHA_VERSION failed (see above)"
+    [[ -x $OHA ]] || die "cargo install left no binary at $OHA"
+    log "built $("$OHA" --version 2>/dev/null || echo oha) at $OHA"
+}
+# The flags this script relies on, read from oha's own --help: the JSON output is
+# `--output-format json` from oha 1.9.0 on and `-j` before.
+oha_flags() {
+    local help f
+    help=$("$OHA" --help 2>&1) || die "$OHA --help failed: $help"
+    for f in --latency-correction --no-tui; do
+        [[ $help == *"$f"* ]] || die "$OHA has no $f option (oha $OHA_VERSION has)"
+    done
+    if [[ $help == *--output-format* ]]; then
+        OHA_JSON=(--output-format json)
+    elif [[ $help == *--json* ]]; then
+        OHA_JSON=(-j)
+    else
+        die "$OHA has neither --output-format nor --json: no JSON output to read"
+    fi
+}
+OHA_JSON=()
+if ((OPEN)); then
+    install_oha
+    oha_flags
+fi
 
 # -------------------------------------------------------------------------------- 2. build
 cd "$REPO"
@@ -247,16 +372,19 @@ TOLLGATE=${CARGO_TARGET_DIR:-$REPO/target}/release/tollgate
 
 # ------------------------------------------------------------------------ 3. start everything
 for port in "$P_UPSTREAM" "$P_NGINX" "$P_HAPROXY" "$P_TG" "$P_TG_ADMIN" "$P_TGD" "$P_TGD_ADMIN" \
-    "$P_START" "$P_START_ADMIN" "$P_SANDBOX" $((P_SANDBOX + 1)) $((P_SANDBOX + 2)); do
+    "$P_START" "$P_START_ADMIN" "$P_NGW" "$P_SANDBOX" $((P_SANDBOX + 1)) $((P_SANDBOX + 2)) \
+    "$P_TGS" "$P_TGS_ADMIN" "$P_REDIS" "$P_TGC" "$P_TGC_ADMIN" "$P_TGW" "$P_TGW_ADMIN"; do
     ! port_taken "$port" || die "port 127.0.0.1:$port is taken; set BASE_PORT to a free range"
 done
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 WORK=$(mktemp -d /tmp/tollgate-bench.XXXXXX)
-mkdir -p "$WORK/wrk" "$OUT"
+mkdir -p "$WORK/wrk" "$WORK/oha" "$OUT"
 : >"$WORK/runs.jsonl"
-"$PY" "$BENCH/summarise.py" meta --out "$WORK/meta.json" \
-    --param "DURATION=$DURATION" --param "ROUNDS=$ROUNDS" --param "WARMUP=$WARMUP" \
-    --param "CONNECTIONS=$CONNECTIONS" --param "PEERS=$PEERS" --param "WRK_THREADS=$WRK_THREADS" \
+"$PY" "$BENCH/summarise.py" meta --out "$WORK/meta.json" ${OHA_JSON[@]+--oha "$OHA"} \
+    --param "MODE=$MODE" --param "DURATION=$DURATION" --param "ROUNDS=$ROUNDS" \
+    --param "WARMUP=$WARMUP" --param "CONNECTIONS=$CONNECTIONS" --param "PEERS=${PEER_LIST[*]-}" \
+    --param "RATES=$RATES" --param "OPEN_CONNECTIONS=$OPEN_CONNECTIONS" \
+    --param "OPEN_PEERS=${OPEN_LIST[*]-}" --param "WRK_THREADS=$WRK_THREADS" \
     --param "STARTUP_RUNS=$STARTUP_RUNS"
 log "work directory: $WORK"
 
@@ -267,28 +395,32 @@ CLIENT_SECRET=$(fixture OTTIMATE_SANDBOX_CLIENT_SECRET)
 [[ -n $API_KEY && -n $CLIENT_ID && -n $CLIENT_SECRET ]] ||
     die "cannot read the Ottimate sandbox credentials from crates/sandbox/src/fixtures.rs"
 
-# start_nginx NAME TEMPLATE KEY=VALUE...: its own prefix dir; sets LAST_PID (master), WORKER_PID.
+# start_nginx NAME WORKERS TEMPLATE KEY=VALUE...: its own prefix dir, WORKERS worker processes
+# (@WORKERS@ in the template), started under PIN; sets LAST_PID (master), WORKER_PID (the first
+# worker) and WORKER_PIDS (every worker, space-separated) once WORKERS workers run.
 start_nginx() {
-    local name=$1 tmpl=$2 dir=$WORK/$1 i
-    shift 2
+    local name=$1 workers=$2 tmpl=$3 dir=$WORK/$1 i
+    shift 3
     mkdir -p "$dir"
-    render "$tmpl" "$dir/nginx.conf" "DIR=$dir" "$@"
+    render "$tmpl" "$dir/nginx.conf" "DIR=$dir" "WORKERS=$workers" "$@"
     nginx -q -t -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$WORK/$name.log" 2>&1 ||
         die "$name: bad config: $(cat "$WORK/$name.log")"
-    start_bg "$name" "${PIN[@]}" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log"
-    WORKER_PID=""
+    start_bg "$name" ${PIN[@]+"${PIN[@]}"} nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log"
+    WORKER_PIDS=""
     for i in $(seq 200); do
-        WORKER_PID=$(pgrep -P "$LAST_PID" | head -n 1 || true)
-        [[ -n $WORKER_PID ]] && return 0
+        WORKER_PIDS=$(pgrep -P "$LAST_PID" | sort -n | tr '\n' ' ' || true)
+        WORKER_PIDS=${WORKER_PIDS% }
+        WORKER_PID=${WORKER_PIDS%% *}
+        [[ -n $WORKER_PIDS ]] && (($(wc -w <<<"$WORKER_PIDS") >= workers)) && return 0
         is_alive "$LAST_PID" || died "$name" "$LAST_PID"
         sleep 0.05
     done
-    die "$name: no worker process"
+    die "$name: $(wc -w <<<"$WORKER_PIDS") worker processes after 10 s, not $workers"
 }
 
 # The upstream ("the partner"): nginx answering 200 from memory, on the load core.
 PIN=(taskset -c "$LOAD_CPU")
-start_nginx upstream "$BENCH/nginx-upstream.conf" "UPSTREAM_PORT=$P_UPSTREAM"
+start_nginx upstream 1 "$BENCH/nginx-upstream.conf" "UPSTREAM_PORT=$P_UPSTREAM"
 UPSTREAM_WORKER=$WORKER_PID
 wait_tcp upstream "$LAST_PID" "$P_UPSTREAM"
 log "upstream nginx on :$P_UPSTREAM (worker pid $UPSTREAM_WORKER)"
@@ -322,15 +454,20 @@ if wants tollgate || wants tollgate-default; then
         die "start-up timing failed (log: $WORK/tollgate-startup.log)"
 fi
 
-# The peers. URL[peer] is what wrk loads; PID[peer] the process whose RSS and CPU are measured.
-declare -A URL PID PORT
+# The peers. URL[peer] is what wrk and oha load; PID[peer] the process(es) whose RSS and CPU are
+# measured; ADMIN[peer] a Tollgate row's admin port (its /metrics).
+declare -A URL PID PORT ADMIN
 URL[direct]=http://127.0.0.1:$P_UPSTREAM$REQ_PATH PID[direct]="" PORT[direct]=$P_UPSTREAM
 PIN=(taskset -c "$PROXY_CPU")
-if wants nginx; then
-    start_nginx nginx "$BENCH/nginx-proxy.conf" "PORT=$P_NGINX" "UPSTREAM_PORT=$P_UPSTREAM" \
+# nginx_row NAME PORT WORKERS: the nginx proxy config with WORKERS workers, started under PIN.
+nginx_row() {
+    start_nginx "$1" "$3" "$BENCH/nginx-proxy.conf" "PORT=$2" "UPSTREAM_PORT=$P_UPSTREAM" \
         "API_KEY=$API_KEY" "TOKEN=$TOKEN"
-    wait_tcp nginx "$LAST_PID" "$P_NGINX"
-    URL[nginx]=http://127.0.0.1:$P_NGINX/ottimate$REQ_PATH PID[nginx]=$WORKER_PID PORT[nginx]=$P_NGINX
+    wait_tcp "$1" "$LAST_PID" "$2"
+    URL[$1]=http://127.0.0.1:$2/ottimate$REQ_PATH PID[$1]=$WORKER_PIDS PORT[$1]=$2
+}
+if wants nginx; then
+    nginx_row nginx "$P_NGINX" 1
 fi
 if wants haproxy; then
     mkdir -p "$WORK/haproxy"
@@ -342,17 +479,20 @@ if wants haproxy; then
     wait_tcp haproxy "$LAST_PID" "$P_HAPROXY"
     URL[haproxy]=http://127.0.0.1:$P_HAPROXY/ottimate$REQ_PATH PID[haproxy]=$LAST_PID PORT[haproxy]=$P_HAPROXY
 fi
-# tollgate_variant NAME PORT ADMIN_PORT EXTRA: a pinned one-worker row whose config is the common
-# one plus the TOML text EXTRA, checked, started and ready.
+# tollgate_variant NAME PORT ADMIN_PORT EXTRA [WORKERS]: a row whose config is the common one plus
+# the TOML text EXTRA, checked, started and ready. Without WORKERS: --workers 1, pinned to the
+# proxy core; with WORKERS: --workers WORKERS, not pinned (every core).
 tollgate_variant() {
-    local name=$1 port=$2 admin=$3 extra=$4
+    local name=$1 port=$2 admin=$3 extra=$4 workers=${5:-1} pin=("${PIN[@]}")
+    [[ -z ${5:-} ]] || pin=()
     tollgate_config "$WORK/$name.toml" "$port" "$admin"
     printf '\n%s' "$extra" >>"$WORK/$name.toml"
     "$TOLLGATE" check --config "$WORK/$name.toml" >"$WORK/tollgate-check.log" 2>&1 ||
         die "tollgate check refused the $name config: $(cat "$WORK/tollgate-check.log")"
-    start_bg "$name" "${PIN[@]}" "$TOLLGATE" --workers 1 --log-level warn run --config "$WORK/$name.toml"
+    start_bg "$name" ${pin[@]+"${pin[@]}"} "$TOLLGATE" --workers "$workers" --log-level warn run --config "$WORK/$name.toml"
     wait_http_200 "$name" "$LAST_PID" "http://127.0.0.1:$admin/readyz"
     URL[$name]=http://127.0.0.1:$port/ottimate$REQ_PATH PID[$name]=$LAST_PID PORT[$name]=$port
+    ADMIN[$name]=$admin
 }
 if wants tollgate; then
     tollgate_variant tollgate "$P_TG" "$P_TG_ADMIN" ""
@@ -376,10 +516,22 @@ if wants tollgate-default; then
     start_bg tollgate-default env -u TOLLGATE_WORKERS "$TOLLGATE" --log-level warn run --config "$WORK/tollgate-default.toml"
     wait_http_200 tollgate-default "$LAST_PID" "http://127.0.0.1:$P_TGD_ADMIN/readyz"
     URL[tollgate-default]=http://127.0.0.1:$P_TGD/ottimate$REQ_PATH PID[tollgate-default]=$LAST_PID
-    PORT[tollgate-default]=$P_TGD
+    PORT[tollgate-default]=$P_TGD ADMIN[tollgate-default]=$P_TGD_ADMIN
 fi
-for p in "${PEER_LIST[@]}"; do
-    if [[ -n ${PID[$p]:-} ]]; then log "$p on :${PORT[$p]} (measured pid ${PID[$p]})"; fi
+# The every-core rows: two workers each, not pinned (the kernel spreads them over both cores,
+# beside the load generator and the upstream). Tollgate's `--workers 2` is the same command line
+# whether the two workers are one runtime's threads or independent current-thread runtimes, each
+# with its own SO_REUSEPORT listener; the measured process is the whole Tollgate either way.
+if wants tollgate-workers2; then
+    tollgate_variant tollgate-workers2 "$P_TGW" "$P_TGW_ADMIN" "" 2
+fi
+if wants nginx-workers2; then
+    PIN=()
+    nginx_row nginx-workers2 "$P_NGW" 2
+    PIN=(taskset -c "$PROXY_CPU")
+fi
+for p in "${STARTED_LIST[@]}"; do
+    if [[ -n ${PID[$p]:-} ]]; then log "$p on :${PORT[$p]} (measured pid ${PID[$p]// /, })"; fi
 done
 
 # Pre-flight, which also warms every peer (Tollgate's token and pools): the measured path answers
@@ -413,7 +565,7 @@ else:
         problems.append(f"upstream saw X-API-Key {got.get('x_api_key')!r}")
     if not auth.startswith("Bearer ") or "caller" in auth:
         problems.append(f"upstream saw Authorization {auth!r}")
-    if peer in ("nginx", "haproxy") and auth != "Bearer " + static_token:
+    if peer in ("nginx", "nginx-workers2", "haproxy") and auth != "Bearer " + static_token:
         problems.append("not the static token")
     if not got.get("x_request_id"):
         problems.append("no X-Request-Id upstream")
@@ -424,52 +576,70 @@ if problems:
 PYEOF
         die "pre-flight $peer: the proxy does not do the agreed work (see above)"
 }
-for p in "${PEER_LIST[@]}"; do preflight "$p"; done
-log "pre-flight passed for: $PEERS"
+for p in "${STARTED_LIST[@]}"; do preflight "$p"; done
+log "pre-flight passed for: ${STARTED_LIST[*]}"
 
 # --------------------------------------------------------------------------------- 4. measure
+# probe_start PEER, then probe_end PEER TOOL around one measured run: CPU ticks of the row's
+# process(es), of the upstream, of the load generator (this shell's finished children) and of the
+# whole machine, and the row's peak RSS. probe_end sets PROBE_JSON (the fields every run record
+# shares; TOOL names the load generator's field), P_HWM, P_OTHER and P_ALIVE.
+probe_start() {
+    local pid=${PID[$1]}
+    P_CPU0=null P_RESET=false P_CPUS="" P_ALIVE=true
+    if [[ -n $pid ]] && all_alive "$pid"; then
+        reset_hwms "$pid" && P_RESET=true
+        P_CPUS=$(awk '/^Cpus_allowed_list:/ { print $2 }' "/proc/${pid%% *}/status")
+        P_CPU0=$(sum_cpu_ticks "$pid")
+    fi
+    P_UP0=$(cpu_ticks "$UPSTREAM_WORKER")
+    child_ticks >"$WORK/c0"
+    P_B0=$(busy_ticks)
+}
+probe_end() {
+    local pid=${PID[$1]} tool=$2 b1 up1 cpu1=null cpu=null load_cpu first
+    first=${pid%% *}
+    b1=$(busy_ticks)
+    child_ticks >"$WORK/c1"
+    up1=$(cpu_ticks "$UPSTREAM_WORKER")
+    P_HWM=null
+    if [[ -n $pid ]]; then
+        if all_alive "$pid"; then
+            cpu1=$(sum_cpu_ticks "$pid")
+            P_HWM=$(sum_hwm_kib "$pid")
+        else
+            P_ALIVE=false
+        fi
+    fi
+    [[ $P_CPU0 != null && $cpu1 != null ]] && cpu=$((cpu1 - P_CPU0))
+    # CPU that processes outside the measurement (parallel builds...) took during the run: all
+    # busy ticks minus the proxy's, the upstream's and the load generator's. Near 0 on a quiet
+    # machine.
+    load_cpu=$(($(<"$WORK/c1") - $(<"$WORK/c0")))
+    P_OTHER=$((b1 - P_B0 - (up1 - P_UP0) - load_cpu))
+    [[ $cpu == null ]] || P_OTHER=$((P_OTHER - cpu))
+    # pid: the (first) measured process; processes: how many were measured and added up.
+    PROBE_JSON=$(printf '"pid":%s,"processes":%d,"cpus":"%s","alive":%s,"hwm_reset":%s,"rss_hwm_kib":%s,"cpu_ticks":%s,"upstream_cpu_ticks":%d,"%s_cpu_ticks":%d,"other_cpu_ticks":%d,"clk_tck":%d' \
+        "${first:-null}" "$(wc -w <<<"$pid")" "$P_CPUS" "$P_ALIVE" "$P_RESET" "$P_HWM" "$cpu" \
+        "$((up1 - P_UP0))" "$tool" "$load_cpu" "$P_OTHER" "$CLK_TCK")
+}
+
 # measure PEER CONNECTIONS ROUND: a warm-up, then one measured wrk run; appends a JSON line.
 measure() {
-    local peer=$1 conns=$2 round=$3 url=${URL[$1]} pid=${PID[$1]}
+    local peer=$1 conns=$2 round=$3 url=${URL[$1]}
     local out="$WORK/wrk/$peer-c$conns-r$round.txt" rc=0 json
-    local cpu0=null cpu1=null hwm=null reset=false alive=true up0 up1 b0 b1 cpus=""
     headers "$peer"
     if ((WARMUP > 0)); then
         taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c"$conns" -d"${WARMUP}s" "${HDRS[@]}" "$url" >/dev/null 2>&1 || true
     fi
-    if [[ -n $pid ]] && is_alive "$pid"; then
-        reset_hwm "$pid" && reset=true
-        cpus=$(awk '/^Cpus_allowed_list:/ { print $2 }' "/proc/$pid/status")
-        cpu0=$(cpu_ticks "$pid")
-    fi
-    up0=$(cpu_ticks "$UPSTREAM_WORKER")
-    child_ticks >"$WORK/c0"
-    b0=$(busy_ticks)
+    probe_start "$peer"
     taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c"$conns" -d"${DURATION}s" --timeout 5s \
         -s "$BENCH/report.lua" "${HDRS[@]}" "$url" >"$out" 2>&1 || rc=$?
-    b1=$(busy_ticks)
-    child_ticks >"$WORK/c1"
-    up1=$(cpu_ticks "$UPSTREAM_WORKER")
-    if [[ -n $pid ]]; then
-        if is_alive "$pid"; then
-            cpu1=$(cpu_ticks "$pid")
-            hwm=$(hwm_kib "$pid")
-        else
-            alive=false
-        fi
-    fi
+    probe_end "$peer" wrk
     json=$(sed -n 's/^WRK_JSON //p' "$out" | tail -n 1)
     [[ -n $json ]] || json=null
-    local cpu=null wrk_cpu other
-    [[ $cpu0 != null && $cpu1 != null ]] && cpu=$((cpu1 - cpu0))
-    # CPU that processes outside the measurement (parallel builds...) took during the run: all
-    # busy ticks minus the proxy's, the upstream's and wrk's. Near 0 on a quiet machine.
-    wrk_cpu=$(($(<"$WORK/c1") - $(<"$WORK/c0")))
-    other=$((b1 - b0 - (up1 - up0) - wrk_cpu))
-    [[ $cpu == null ]] || other=$((other - cpu))
-    printf '{"round":%d,"peer":"%s","connections":%d,"pid":%s,"cpus":"%s","alive":%s,"hwm_reset":%s,"rss_hwm_kib":%s,"cpu_ticks":%s,"upstream_cpu_ticks":%d,"wrk_cpu_ticks":%d,"other_cpu_ticks":%d,"clk_tck":%d,"wrk_exit":%d,"wrk":%s}\n' \
-        "$round" "$peer" "$conns" "${pid:-null}" "$cpus" "$alive" "$reset" "$hwm" "$cpu" "$((up1 - up0))" \
-        "$wrk_cpu" "$other" "$CLK_TCK" "$rc" "$json" >>"$WORK/runs.jsonl"
+    printf '{"round":%d,"peer":"%s","connections":%d,%s,"wrk_exit":%d,"wrk":%s}\n' \
+        "$round" "$peer" "$conns" "$PROBE_JSON" "$rc" "$json" >>"$WORK/runs.jsonl"
     # One progress line: requests/s, p99 and any errors.
     local reqs=0 us=1 p99=0 errs=""
     [[ $json =~ \"requests\":([0-9]+) ]] && reqs=${BASH_REMATCH[1]}
@@ -477,10 +647,51 @@ measure() {
     [[ $json =~ \"p99\":([0-9]+) ]] && p99=${BASH_REMATCH[1]}
     [[ $json =~ \"errors\":\{([^}]*)\} ]] && errs=${BASH_REMATCH[1]}
     [[ $errs =~ :[1-9] ]] || errs=""
-    printf '  round %d  %-16s c=%-4d %9d req/s  p99 %7.2f ms  rss %s KiB  other CPU %.2f cores%s\n' \
+    printf '  round %d  %-17s c=%-4d %9d req/s  p99 %7.2f ms  rss %s KiB  other CPU %.2f cores%s\n' \
         "$round" "$peer" "$conns" "$((reqs * 1000000 / us))" "$(awk -v u="$p99" 'BEGIN { print u / 1000 }')" \
-        "$hwm" "$(awk -v t="$other" -v hz="$CLK_TCK" -v us="$us" 'BEGIN { print t / hz / (us / 1e6) }')" \
-        "${errs:+  ERRORS $errs}$([[ $json == null ]] && echo "  NO RESULT (wrk exit $rc)")$([[ $alive == false ]] && echo "  PROCESS DIED")"
+        "$P_HWM" "$(awk -v t="$P_OTHER" -v hz="$CLK_TCK" -v us="$us" 'BEGIN { print t / hz / (us / 1e6) }')" \
+        "${errs:+  ERRORS $errs}$([[ $json == null ]] && echo "  NO RESULT (wrk exit $rc)")$([[ $P_ALIVE == false ]] && echo "  PROCESS DIED")"
+}
+
+# oha_run RATE SECONDS URL: oha at RATE requests/s for SECONDS over OPEN_CONNECTIONS keep-alive
+# connections on the load core, each request's latency counted from the time it was due; the
+# JSON summary on stdout. Sends HDRS. Requests still in flight at the end are aborted and counted
+# by oha as "aborted due to deadline" (not errors: see summarise.py).
+oha_run() {
+    taskset -c "$LOAD_CPU" env TOKIO_WORKER_THREADS="$WRK_THREADS" timeout -k 5 $(($2 + 30)) \
+        "$OHA" -z "${2}s" -q "$1" --latency-correction -c "$OPEN_CONNECTIONS" --no-tui \
+        "${OHA_JSON[@]}" "${HDRS[@]}" "$3"
+}
+# overhead_buckets ADMIN_PORT OUT: the tollgate_overhead_seconds buckets of a Tollgate row's
+# /metrics (cumulative counts since it started; summarise.py takes the difference over a run).
+overhead_buckets() {
+    curl -s --max-time 5 "http://127.0.0.1:$1/metrics" | grep '^tollgate_overhead_seconds_bucket' >"$2" || true
+}
+# measure_open PEER RATE ROUND: a warm-up at RATE, then one measured oha run at RATE (for a
+# Tollgate row, its overhead histogram read just before and just after); appends a JSON line.
+measure_open() {
+    local peer=$1 rate=$2 round=$3 url=${URL[$1]} admin=${ADMIN[$1]:-}
+    local base="$WORK/oha/$peer-q$rate-r$round" rc=0 metrics=null line
+    headers "$peer"
+    if ((WARMUP > 0)); then
+        oha_run "$rate" "$WARMUP" "$url" >/dev/null 2>&1 || true
+    fi
+    [[ -z $admin ]] || overhead_buckets "$admin" "$base.metrics0"
+    probe_start "$peer"
+    oha_run "$rate" "$DURATION" "$url" >"$base.json" 2>"$base.err" || rc=$?
+    probe_end "$peer" oha
+    if [[ -n $admin ]]; then
+        overhead_buckets "$admin" "$base.metrics1"
+        metrics="[\"$base.metrics0\",\"$base.metrics1\"]"
+    fi
+    printf '{"kind":"open","round":%d,"peer":"%s","rate":%d,"connections":%d,%s,"oha_exit":%d,"oha_file":"%s","metrics_files":%s}\n' \
+        "$round" "$peer" "$rate" "$OPEN_CONNECTIONS" "$PROBE_JSON" "$rc" "$base.json" "$metrics" >>"$WORK/runs.jsonl"
+    # One progress line: the rate achieved, the percentiles, Tollgate's overhead p99, any errors.
+    line=$("$PY" "$BENCH/summarise.py" oha-line --oha "$base.json" \
+        ${admin:+--metrics "$base.metrics0" "$base.metrics1"} 2>&1) || line="NO RESULT (oha exit $rc: $(head -c 200 "$base.err"))"
+    printf '  round %d  %-17s q=%-6d %s  rss %s KiB  other CPU %.2f cores%s\n' "$round" "$peer" "$rate" "$line" \
+        "$P_HWM" "$(awk -v t="$P_OTHER" -v hz="$CLK_TCK" -v s="$DURATION" 'BEGIN { print t / hz / s }')" \
+        "$([[ $P_ALIVE == false ]] && echo "  PROCESS DIED")"
 }
 
 # Other work on the machine skews every figure; say so up front (each run also records it).
@@ -489,16 +700,32 @@ if ((busy_now > 0)); then
     log "warning: $busy_now compiler/build processes are running: expect noisy numbers (see 'other CPU')"
 fi
 read -ra CONN_LIST <<<"$CONNECTIONS"
-n=${#PEER_LIST[@]}
-log "measuring: ${#PEER_LIST[@]} peers x ${#CONN_LIST[@]} connection counts x $ROUNDS rounds," \
-    "$((WARMUP + DURATION)) s each: about $((n * ${#CONN_LIST[@]} * ROUNDS * (WARMUP + DURATION + 1) / 60 + 1)) min"
-for ((r = 1; r <= ROUNDS; r++)); do
-    for c in "${CONN_LIST[@]}"; do
-        for ((i = 0; i < n; i++)); do # peers interleaved, order rotated every round
-            measure "${PEER_LIST[(i + r - 1) % n]}" "$c" "$r"
+read -ra RATE_LIST <<<"$RATES"
+if ((CLOSED)); then
+    n=${#PEER_LIST[@]}
+    log "measuring (closed loop, wrk): $n peers x ${#CONN_LIST[@]} connection counts x $ROUNDS rounds," \
+        "$((WARMUP + DURATION)) s each: about $((n * ${#CONN_LIST[@]} * ROUNDS * (WARMUP + DURATION + 1) / 60 + 1)) min"
+    for ((r = 1; r <= ROUNDS; r++)); do
+        for c in "${CONN_LIST[@]}"; do
+            for ((i = 0; i < n; i++)); do # peers interleaved, order rotated every round
+                measure "${PEER_LIST[(i + r - 1) % n]}" "$c" "$r"
+            done
         done
     done
-done
+fi
+if ((OPEN)); then
+    n=${#OPEN_LIST[@]}
+    log "measuring (open loop, $("$OHA" --version 2>/dev/null || echo oha), $OPEN_CONNECTIONS connections):" \
+        "$n peers x ${#RATE_LIST[@]} rates x $ROUNDS rounds, $((WARMUP + DURATION)) s each:" \
+        "about $((n * ${#RATE_LIST[@]} * ROUNDS * (WARMUP + DURATION + 1) / 60 + 1)) min"
+    for ((r = 1; r <= ROUNDS; r++)); do
+        for q in "${RATE_LIST[@]}"; do
+            for ((i = 0; i < n; i++)); do # peers interleaved, order rotated every round
+                measure_open "${OPEN_LIST[(i + r - 1) % n]}" "$q" "$r"
+            done
+        done
+    done
+fi
 
 # ------------------------------------------------------------------------- 4b. profile (PROFILE=1)
 # profile PEER CONNECTIONS: perf's view of where the proxy's CPU time goes under wrk, then
@@ -565,4 +792,4 @@ if wants tollgate-shared; then
 fi
 
 "$PY" "$BENCH/summarise.py" report --work "$WORK" --out "$OUT"
-log "wrote $OUT/latest.md, $OUT/latest.png and $OUT/raw.json"
+log "wrote $OUT/latest.md, $OUT/raw.json$( ((CLOSED)) && echo ", $OUT/latest.png")$( ((OPEN)) && echo ", $OUT/latest-open.png")"
