@@ -107,6 +107,52 @@ async fn the_gcra_script_admits_the_burst_then_one_per_interval_on_redis_time() 
     assert!(wait_us > 4_000_000 && wait_us <= 5_000_000, "{wait_us}");
 }
 
+/// A batch (`shared/batch.rs`): with the pause key, ARGV[4] asks for several cells, and the
+/// script grants as many as conform at once, never one more; a client's share or a limiter
+/// without a pause key (the token limit) gets one. 1 s cells, so the calls' own time is nothing.
+#[tokio::test]
+async fn the_gcra_script_grants_a_batch_of_what_conforms_now() {
+    let redis = RedisServer::start();
+    let conn = redis.connection().await;
+    let interval: u64 = 1_000_000;
+    let tolerance = interval * 9; // a burst of 10
+    let script = redis::Script::new(include_str!("../src/shared/gcra.lua"));
+    // `tag`'s upstream cell and pause, `want` cells, and a client's share if `client`.
+    let batch = |tag: &str, want: u32, client: bool| {
+        let mut call = script.key(format!("t:rate:{{{tag}}}"));
+        call.key(format!("t:pause:{{{tag}}}"))
+            .arg(interval)
+            .arg(tolerance)
+            .arg(0)
+            .arg(want);
+        if client {
+            call.key(format!("t:client-rate:c:{{{tag}}}"))
+                .arg(interval)
+                .arg(tolerance);
+        }
+        call
+    };
+    async fn answer(
+        call: redis::ScriptInvocation<'_>,
+        conn: &redis::aio::MultiplexedConnection,
+    ) -> (i64, i64, i64) {
+        call.invoke_async(&mut conn.clone()).await.unwrap()
+    }
+    assert_eq!(answer(batch("a", 4, false), &conn).await, (1, 4, 0));
+    // Six of the burst are left: a batch of ten gets them, no more.
+    assert_eq!(answer(batch("a", 10, false), &conn).await, (1, 6, 0));
+    let (admitted, wait_us, why) = answer(batch("a", 3, false), &conn).await;
+    assert_eq!((admitted, why), (0, 0), "the burst is spent");
+    assert!(wait_us > 0 && wait_us <= interval as i64, "{wait_us}");
+
+    // A client's share is judged per request: one cell, whatever was asked.
+    assert_eq!(answer(batch("b", 5, true), &conn).await, (1, 1, 0));
+    // So is a limiter without a pause key: it passes no ARGV[3] or ARGV[4].
+    let mut token = script.key("t:token-rate:{c}");
+    token.arg(interval).arg(tolerance);
+    assert_eq!(answer(token, &conn).await, (1, 1, 0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_shared_refusal_carries_the_scripts_retry_after() {
     let redis = RedisServer::start();
@@ -139,6 +185,66 @@ async fn a_shared_refusal_carries_the_scripts_retry_after() {
 async fn three_replicas_keep_the_partner_inside_one_shared_budget() {
     let redis = RedisServer::start();
     fleet_budget::three_replicas_keep_the_partner_inside_one_shared_budget(&shared(&redis, 3)).await;
+}
+
+/// A high limit: three replicas under 2,000/s (a burst of 100, refused beyond), driven by 48
+/// callers as fast as they go for 3 s. The replicas take cells in batches (`shared/batch.rs`)
+/// and hand them out up to 2 ms after Redis counted them; the burst every cell gives up covers
+/// that, so no second at the partner holds more than `requests` plus `burst` (the burst's room
+/// is the arrival jitter of a loaded machine), and the partner never refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_at_2000_a_second_stay_inside_the_budget_with_batched_cells() {
+    let redis = RedisServer::start();
+    let e = Emulator::start(Partner::Osigu).await.unwrap();
+    e.set_rate_window(Duration::from_secs(1));
+    e.set_rate_limits(2100, 100);
+    let limit = r#"rate_limit = { requests = 2000, per = "1s", burst = 100, on_limit = "reject" }"#;
+    let gws = replicas(3, &format!("{}{}", osigu(&e, limit), shared(&redis, 3))).await;
+    let c = client();
+    for gw in &gws {
+        assert_eq!(get(c.clone(), gw.url("/osigu/v1/sponsors")).await.0, 200);
+    }
+    let before = e.requests().len();
+    let started = Instant::now();
+    let callers: Vec<_> = gws
+        .iter()
+        .flat_map(|gw| std::iter::repeat_n(gw.url("/osigu/v1/sponsors"), 16))
+        .map(|url| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut refused) = (0usize, 0usize);
+                while started.elapsed() < Duration::from_secs(3) {
+                    match get(c.clone(), url.clone()).await {
+                        (200, ..) => ok += 1,
+                        (429, Some(code), _) if code == "rate_limited" => refused += 1,
+                        other => panic!("only Tollgate refuses, never the partner: {other:?}"),
+                    }
+                }
+                (ok, refused)
+            })
+        })
+        .collect();
+    let (mut ok, mut refused) = (0, 0);
+    for caller in join_all(callers).await {
+        let (o, r) = caller.unwrap();
+        ok += o;
+        refused += r;
+    }
+    let arrivals: Vec<Instant> = e.requests()[before..].iter().map(|r| r.at).collect();
+    assert_eq!(arrivals.len(), ok, "every admitted request reached the partner");
+    let peak = max_in_window(arrivals, Duration::from_secs(1));
+    assert!(
+        peak <= 2100,
+        "{peak} arrivals in one second ({ok} admitted, {refused} refused in 3 s)"
+    );
+    assert!(ok >= 300, "the budget is used: {ok} admitted, {refused} refused");
+    for gw in &gws {
+        assert_eq!(
+            metric(gw, "tollgate_shared_state_up").await,
+            1.0,
+            "Redis stayed in use"
+        );
+    }
 }
 
 /// Without an `encryption_key` each replica holds its own token, but every token call still passes

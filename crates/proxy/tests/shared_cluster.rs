@@ -181,13 +181,22 @@ fn bad_cluster_config_names_the_key_and_never_echoes_a_password() {
     assert!(e.starts_with("shared.redis_cluster[1]: "), "{e}");
     assert!(!e.contains("hunter2"), "{e}");
     let e = err("redis_cluster = [\"redis://:hunter2@a:7000/3\"]\n");
-    assert!(e.starts_with("shared.redis_cluster[0]: ") && e.contains("database 0"), "{e}");
+    assert!(
+        e.starts_with("shared.redis_cluster[0]: ") && e.contains("database 0"),
+        "{e}"
+    );
     assert!(!e.contains("hunter2"), "{e}");
     let e = err("redis_cluster = [\"redis://:hunter2@a:7000\", \"redis://:other@b:7001\"]\n");
-    assert!(e.starts_with("shared.redis_cluster[1]: ") && e.contains("password"), "{e}");
+    assert!(
+        e.starts_with("shared.redis_cluster[1]: ") && e.contains("password"),
+        "{e}"
+    );
     assert!(!e.contains("hunter2") && !e.contains("other@"), "{e}");
     let e = err("redis_cluster = [\"redis://:hunter2@a:7000\", \"rediss://:hunter2@b:7001\"]\n");
-    assert!(e.starts_with("shared.redis_cluster[1]: ") && e.contains("scheme"), "{e}");
+    assert!(
+        e.starts_with("shared.redis_cluster[1]: ") && e.contains("scheme"),
+        "{e}"
+    );
     let e = err("redis_cluster = [\"redis://a:7000\"]\nkey_prefix = \"{fleet}:\"\n");
     assert!(e.starts_with("shared.key_prefix: "), "{e}");
     let e = err("redis_cluster = \"redis://:hunter2@a:7000\"\n");

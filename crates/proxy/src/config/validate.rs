@@ -366,7 +366,10 @@ fn cluster_seeds(seeds: Vec<String>) -> Result<Vec<RedisNode>, ConfigError> {
         if info.redis.db != 0 {
             return Err(ConfigError::new(
                 at,
-                format!("names database {}: a Redis Cluster has only database 0", info.redis.db),
+                format!(
+                    "names database {}: a Redis Cluster has only database 0",
+                    info.redis.db
+                ),
             ));
         }
         // The client reaches every node, the ones it learns of included, as it reaches the first

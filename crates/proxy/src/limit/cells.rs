@@ -72,7 +72,7 @@ impl Local<'_> {
 }
 
 /// The fleet's limit in Redis: one script call per question, with a client's share judged in
-/// the same call. An upstream's pause known here is answered without asking; a pause learnt from
+/// the same call; a fast limit hands out cells it took in a batch without a call. An upstream's pause known here is answered without asking; a pause learnt from
 /// Redis is kept here, so this replica stops asking until it ends.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Fleet<'a> {
@@ -88,6 +88,15 @@ impl Cells for Fleet<'_> {
 
     fn paused_for(&self) -> Option<Duration> {
         self.partner.and_then(|p| p.pause.left())
+    }
+
+    /// A pause known here, or a cell from this replica's batch (`shared/batch.rs`), answers at
+    /// once; anything else asks Redis.
+    fn take_now(&self) -> Option<Taken> {
+        if let Some(paused) = self.partner.and_then(|p| paused(p.pause)) {
+            return Some(paused);
+        }
+        self.limiter.take_batched(self.client).then_some(Taken::Now)
     }
 
     async fn take(&self) -> Taken {

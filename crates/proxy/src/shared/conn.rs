@@ -100,21 +100,9 @@ fn hash_tag(key: &[u8]) -> Option<&[u8]> {
     (!tag.is_empty()).then_some(tag)
 }
 
-/// CRC-16/XMODEM (polynomial 0x1021, initial value 0), bit by bit: it runs once per `WAITAOF`,
-/// not per admission, so a lookup table would buy nothing.
+/// CRC-16/XMODEM, the checksum Redis Cluster hashes keys with (the crate the redis crate uses).
 fn crc16(bytes: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for b in bytes {
-        crc ^= u16::from(*b) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 == 0 {
-                crc << 1
-            } else {
-                (crc << 1) ^ 0x1021
-            };
-        }
-    }
-    crc
+    crc16::State::<crc16::XMODEM>::calculate(bytes)
 }
 
 #[cfg(test)]

@@ -10,13 +10,16 @@
 --          budget and a refused upstream none of the client's
 -- ARGV[1]  emission interval in microseconds (0: no rate limit, only the pause is checked)
 -- ARGV[2]  burst tolerance in microseconds: interval * (burst - 1)
--- ARGV[3]  1 when the pace key is passed, else 0
--- ARGV[4], ARGV[5]  the client's interval and tolerance, with the client's key
+-- ARGV[3]  1 when the pace key is passed, else 0 (only with KEYS[2])
+-- ARGV[4]  cells wanted: 1, or more for a replica's batch (only with KEYS[2]; absent: 1)
+-- ARGV[5], ARGV[6]  the client's interval and tolerance, with the client's key
 --
 -- Every key comes in KEYS and carries the same hash tag ({upstream:environment}; the token limit's
 -- key is alone), so a Redis Cluster runs the whole call on the one node that holds that slot.
 --
--- Returns {admitted (1/0), wait in microseconds, why}: why = 0 the rate, 1 the pause, 2 the
+-- Returns {1, cells granted, 0} when admitted: one, or for a batch as many of those wanted as
+-- conform now (never with a client's share or a pace in force, which judge each request).
+-- Returns {0, wait in microseconds, why} when not: why = 0 the rate, 1 the pause, 2 the
 -- client's share, 3 the pace.
 --
 -- Time is Redis's own (TIME), never a replica's: clock skew between replicas cannot widen the
@@ -56,7 +59,7 @@ end
 local client_tat
 if client_key then
   client_tat = tat_of(client_key)
-  local allow_at = client_tat - tonumber(ARGV[5])
+  local allow_at = client_tat - tonumber(ARGV[6])
   if now < allow_at then
     return {0, allow_at - now, 2}
   end
@@ -100,19 +103,29 @@ if pace_key then
 end
 
 local interval = tonumber(ARGV[1])
+local granted = 1
 if interval > 0 then
   local tat = tat_of(KEYS[1])
-  local allow_at = tat - tonumber(ARGV[2])
+  local tolerance = tonumber(ARGV[2])
+  local allow_at = tat - tolerance
   if now < allow_at then
     return {0, allow_at - now, 0}
   end
-  spend(KEYS[1], tat, interval)
+  local want = 1
+  if KEYS[2] and ARGV[4] then
+    want = tonumber(ARGV[4])
+  end
+  if want > 1 and not client_tat and not pace_next then
+    -- Cell k (from 0) conforms while tat + k * interval - tolerance <= now.
+    granted = math.min(want, math.floor((now + tolerance - tat) / interval) + 1)
+  end
+  spend(KEYS[1], tat, interval * granted)
 end
 if client_tat then
-  spend(client_key, client_tat, tonumber(ARGV[4]))
+  spend(client_key, client_tat, tonumber(ARGV[5]))
 end
 if pace_next then
   redis.call('HSET', pace_key, 'next', string.format('%.0f', pace_next + pace_spacing))
   redis.call('HINCRBY', pace_key, 'allowance', -1)
 end
-return {1, 0, 0}
+return {1, granted, 0}

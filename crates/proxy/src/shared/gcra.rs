@@ -12,6 +12,9 @@
 //!
 //! The script never reserves: a refused request is told how long to wait, waits locally, then asks
 //! again. That keeps Redis free of queue state a dead replica could leave behind.
+//!
+//! A fast upstream limit takes cells in batches: one call takes several that this replica hands
+//! out itself for a moment (`batch.rs`), so under load most admissions cost no round trip.
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -19,6 +22,7 @@ use std::time::Duration;
 use redis::Script;
 use tollgate_metrics::RedisOp;
 
+use super::batch::Batches;
 use super::SharedState;
 use crate::config::RateLimit;
 
@@ -85,6 +89,8 @@ pub struct SharedLimiter {
     pause_key: Option<String>,
     /// With a pause key only: the partner's announced pace, the fleet's (`pace.lua`).
     pace_key: Option<String>,
+    /// An upstream's fast limit only: cells taken in batches (`batch.rs`).
+    batches: Option<Batches>,
 }
 
 impl SharedLimiter {
@@ -95,11 +101,22 @@ impl SharedLimiter {
         pause_key: Option<String>,
         limit: Option<&RateLimit>,
     ) -> Self {
+        let mut cell = SharedCell::new(key, limit);
+        let batches = pause_key.as_ref().and_then(|_| {
+            let tolerance = Duration::from_micros(cell.tolerance_us);
+            Batches::for_limit(cell.interval(), tolerance)
+        });
+        if let Some(batches) = &batches {
+            // Every cell gives up the time a batched one may wait: the fleet's bound holds.
+            let validity = u64::try_from(batches.validity().as_micros()).unwrap_or(u64::MAX);
+            cell.tolerance_us = cell.tolerance_us.saturating_sub(validity);
+        }
         Self {
             state,
-            cell: SharedCell::new(key, limit),
+            cell,
             pause_key,
             pace_key: None,
+            batches,
         }
     }
 
@@ -117,18 +134,58 @@ impl SharedLimiter {
         self.cell.interval()
     }
 
+    /// A cell from this replica's batches, without a question or a future; `false` when there is
+    /// none, or a refill is due (the request then asks, with [`check_with`](Self::check_with)).
+    /// A client's share is judged in Redis for every request, so it never takes a batched cell.
+    pub fn take_batched(&self, client: Option<&SharedCell>) -> bool {
+        let now = tokio::time::Instant::now();
+        match (&self.batches, client) {
+            (Some(batches), None) => !batches.low(now) && batches.take(now),
+            _ => false,
+        }
+    }
+
     /// Asks Redis, with a client's share of this limit judged first in the same call (only an
     /// upstream limiter, one with a pause key, takes a client's share); `None` when Redis is
-    /// unavailable (the caller degrades to its local limiter).
+    /// unavailable (the caller degrades to its local limiter). A batching limit asks for a batch
+    /// when its cells run low and no other refill is in flight, and otherwise takes a batched
+    /// cell if one came in meanwhile.
     pub async fn check_with(&self, client: Option<&SharedCell>) -> Option<Verdict> {
-        let (admitted, wait_us, why): (i64, i64, i64) = self
+        let now = tokio::time::Instant::now();
+        let refill = match (&self.batches, client) {
+            (Some(batches), None) => match batches.start_refill(now) {
+                Some(refill) => Some(refill),
+                None if batches.take(now) => return Some(Verdict::Admitted),
+                None => None,
+            },
+            _ => None,
+        };
+        let want = refill.as_ref().map_or(1, |r| r.want);
+        let (verdict, granted) = self.ask(client, want).await?;
+        match (verdict, refill) {
+            (Verdict::Admitted, Some(refill)) => refill.granted(granted),
+            (Verdict::Admitted, None) if client.is_none() => {
+                if let Some(batches) = &self.batches {
+                    batches.count();
+                }
+            }
+            // A refill that got nothing ends when its guard drops.
+            _ => {}
+        }
+        Some(verdict)
+    }
+
+    /// One script call for `want` cells (more than one: a batch): the verdict, and how
+    /// many cells were granted when admitted.
+    async fn ask(&self, client: Option<&SharedCell>, want: u32) -> Option<(Verdict, u32)> {
+        let (admitted, n, why): (i64, i64, i64) = self
             .state
             .call(RedisOp::Admit, |mut c| async move {
                 let mut call = ADMIT.key(&self.cell.key);
                 call.arg(self.cell.interval_us).arg(self.cell.tolerance_us);
                 if let Some(p) = &self.pause_key {
                     call.key(p);
-                    call.arg(u8::from(self.pace_key.is_some()));
+                    call.arg(u8::from(self.pace_key.is_some())).arg(want);
                     if let Some(pace) = &self.pace_key {
                         call.key(pace);
                     }
@@ -141,16 +198,19 @@ impl SharedLimiter {
                 call.invoke_async(&mut c).await
             })
             .await?;
-        let wait = Duration::from_micros(u64::try_from(wait_us).unwrap_or(0).max(1));
-        Some(match (admitted, why) {
-            (1, _) => Verdict::Admitted,
-            (_, 2) => Verdict::Client { wait },
-            (_, 3) => Verdict::Paced { wait },
-            (_, why) => Verdict::Wait {
+        if admitted == 1 {
+            return Some((Verdict::Admitted, u32::try_from(n).unwrap_or(1).max(1)));
+        }
+        let wait = Duration::from_micros(u64::try_from(n).unwrap_or(0).max(1));
+        let verdict = match why {
+            2 => Verdict::Client { wait },
+            3 => Verdict::Paced { wait },
+            why => Verdict::Wait {
                 wait,
                 paused: why == 1,
             },
-        })
+        };
+        Some((verdict, 0))
     }
 
     /// Tells every replica what the partner announced: `allowance` more requests until `reset`

@@ -28,6 +28,7 @@
 //! path waits for Redis: each replica uses local limiters at `1/replicas` of every budget and
 //! its own tokens, while `run_reconnect` tries a fresh connection on the token backoff schedule.
 
+mod batch;
 mod conn;
 mod crypto;
 mod gcra;

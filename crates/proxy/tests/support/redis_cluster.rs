@@ -45,7 +45,10 @@ impl RedisCluster {
                 Err(why) => failures.push(why),
             }
         }
-        panic!("no Redis Cluster after {ATTEMPTS} attempts:\n{}", failures.join("\n"));
+        panic!(
+            "no Redis Cluster after {ATTEMPTS} attempts:\n{}",
+            failures.join("\n")
+        );
     }
 
     fn try_start() -> Result<Self, String> {
@@ -94,7 +97,11 @@ impl RedisCluster {
             let not_ok: Vec<u16> = ports
                 .iter()
                 .copied()
-                .filter(|p| !cluster.cli_on(*p, &["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+                .filter(|p| {
+                    !cluster
+                        .cli_on(*p, &["CLUSTER", "INFO"])
+                        .contains("cluster_state:ok")
+                })
                 .collect();
             if not_ok.is_empty() {
                 return Ok(cluster);
@@ -205,7 +212,10 @@ fn free_ports(n: usize) -> Result<Vec<u16>, String> {
     if ports.len() == n {
         Ok(ports)
     } else {
-        Err(format!("found only {} port pairs (port, port + 10000) free", ports.len()))
+        Err(format!(
+            "found only {} port pairs (port, port + 10000) free",
+            ports.len()
+        ))
     }
 }
 

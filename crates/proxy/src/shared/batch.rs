@@ -1,0 +1,265 @@
+//! A replica's batches of the fleet's cells: under load, an upstream's shared limit is asked for
+//! several cells in one script call, and this replica hands them out itself, so most requests
+//! pass the fleet's limit without a Redis round trip. (Not the token `lease` of `token.rs`, which
+//! says which replica fetches a token.)
+//!
+//! The fleet's bound stays "`requests` per `per`, burst inside": a batched cell is spent in Redis
+//! when it is granted, but used up to [`Batches::validity`] later, so it could land in a later
+//! window than Redis counted it in. Every cell of a batching limit is therefore judged with a burst
+//! tolerance smaller by that validity (`SharedLimiter::new`): a delayed cell lands where the
+//! smaller burst left room for it. The price is `rate × validity` cells of the burst, which is why
+//! only fast limits take batches ([`Batches::for_limit`]): at 2,000/s it is 4 cells.
+//!
+//! How many cells a refill asks for follows this replica's own arrival rate (what was taken since
+//! the last refill, over `validity`, with half again for growth), so a quiet replica does not
+//! take the fleet's cells only to let them expire; the script never grants more than conform at
+//! once. One refill is in flight at a time: a request that finds no cell meanwhile asks
+//! for its own cell, as without a batches. A refill starts when a quarter of the last ask is left,
+//! so a steady load rarely finds none.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// The longest a batched cell may wait for its request.
+const VALIDITY: Duration = Duration::from_millis(2);
+/// Limits slower than this never take batches: one round trip per request is cheap at their rate.
+const MAX_INTERVAL: Duration = Duration::from_millis(1);
+/// The most cells one refill asks for.
+const MAX_WANT: u32 = 512;
+
+/// Cells this replica holds for an upstream's shared limit, by the batch they came in.
+#[derive(Debug)]
+pub(crate) struct Batches {
+    validity: Duration,
+    held: Mutex<Held>,
+    /// A refill is in flight.
+    refilling: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Held {
+    /// Cells left per refill and when they stop being usable, oldest first.
+    batches: VecDeque<(u32, Instant)>,
+    /// Cells taken since the last refill started, and when it did: the local arrival rate.
+    taken: u32,
+    since: Instant,
+    /// What the last refill asked for.
+    want: u32,
+}
+
+impl Batches {
+    /// Batches for a limit with this emission interval and burst tolerance; `None` for a limit
+    /// too slow to need them, or with too small a burst to give up (less than two validities).
+    pub(crate) fn for_limit(interval: Duration, tolerance: Duration) -> Option<Self> {
+        let validity = VALIDITY.min(tolerance / 2);
+        if interval.is_zero() || interval > MAX_INTERVAL || validity < interval {
+            return None;
+        }
+        Some(Self {
+            validity,
+            held: Mutex::new(Held {
+                batches: VecDeque::new(),
+                taken: 0,
+                since: Instant::now(),
+                want: 2,
+            }),
+            refilling: AtomicBool::new(false),
+        })
+    }
+
+    /// How long a batched cell stays usable: the burst tolerance every cell gives up.
+    pub(crate) fn validity(&self) -> Duration {
+        self.validity
+    }
+
+    /// One cell, if this replica holds one still usable at `now`.
+    pub(crate) fn take(&self, now: Instant) -> bool {
+        let mut held = self.lock();
+        held.drop_expired(now);
+        let Some(front) = held.batches.front_mut() else {
+            return false;
+        };
+        front.0 -= 1;
+        if front.0 == 0 {
+            held.batches.pop_front();
+        }
+        held.taken += 1;
+        true
+    }
+
+    /// Counts a cell this replica got from Redis one at a time, for the arrival rate.
+    pub(crate) fn count(&self) {
+        self.lock().taken += 1;
+    }
+
+    /// Whether a refill is due: none in flight, and at most a quarter of the last ask left.
+    pub(crate) fn low(&self, now: Instant) -> bool {
+        if self.refilling.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut held = self.lock();
+        held.drop_expired(now);
+        held.left() <= held.want / 4
+    }
+
+    /// Starts a refill unless one is in flight: how many cells to ask for (the asker's own
+    /// included) in a guard that ends the refill, when dropped unanswered too (a caller that went
+    /// away must not leave the batches waiting for a refill forever).
+    pub(crate) fn start_refill(&self, now: Instant) -> Option<Refill<'_>> {
+        if self.refilling.swap(true, Ordering::Acquire) {
+            return None;
+        }
+        let mut held = self.lock();
+        let elapsed = now.saturating_duration_since(held.since);
+        let want = if elapsed.is_zero() {
+            held.want.saturating_mul(2)
+        } else {
+            // Arrivals per validity, with half again for growth, and the asker's own.
+            let per_validity = f64::from(held.taken) * self.validity.as_secs_f64() / elapsed.as_secs_f64();
+            (per_validity * 1.5).ceil() as u32 + 1
+        };
+        held.want = want.clamp(2, MAX_WANT);
+        held.taken = 0;
+        held.since = now;
+        Some(Refill {
+            batches: self,
+            want: held.want,
+            asked_at: now,
+        })
+    }
+
+    /// A poisoned lock only means another request panicked mid-update; the counts stay sound.
+    fn lock(&self) -> MutexGuard<'_, Held> {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A refill in flight: [`want`](Self::want) cells asked for at `asked_at`.
+#[derive(Debug)]
+pub(crate) struct Refill<'a> {
+    batches: &'a Batches,
+    pub want: u32,
+    asked_at: Instant,
+}
+
+impl Refill<'_> {
+    /// Redis granted `granted` cells: the asker takes one, the batches keep the rest.
+    pub(crate) fn granted(self, granted: u32) {
+        let mut held = self.batches.lock();
+        held.taken += 1;
+        let extra = granted.saturating_sub(1);
+        if extra > 0 {
+            // Usable from the ask, not the answer: Redis spent them in between.
+            held.batches
+                .push_back((extra, self.asked_at + self.batches.validity));
+        }
+    }
+}
+
+impl Drop for Refill<'_> {
+    fn drop(&mut self) {
+        self.batches.refilling.store(false, Ordering::Release);
+    }
+}
+
+impl Held {
+    fn drop_expired(&mut self, now: Instant) {
+        while self.batches.front().is_some_and(|(_, until)| *until <= now) {
+            self.batches.pop_front();
+        }
+    }
+
+    fn left(&self) -> u32 {
+        self.batches.iter().map(|(n, _)| n).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batches() -> Batches {
+        // 100,000/s with a burst of 10,000: a 10 µs interval, a ~100 ms tolerance.
+        Batches::for_limit(Duration::from_micros(10), Duration::from_millis(100)).unwrap()
+    }
+
+    #[test]
+    fn only_fast_limits_with_room_in_their_burst_take_batches() {
+        assert_eq!(batches().validity(), VALIDITY);
+        // 10/s: a round trip per request is nothing.
+        assert!(Batches::for_limit(Duration::from_millis(100), Duration::from_secs(1)).is_none());
+        // 2,000/s with a burst of 3: half of its 1 ms tolerance is a validity of 500 µs.
+        let small = Batches::for_limit(Duration::from_micros(500), Duration::from_millis(1)).unwrap();
+        assert_eq!(small.validity(), Duration::from_micros(500));
+        // A burst of 1 has no tolerance to give up.
+        assert!(Batches::for_limit(Duration::from_micros(500), Duration::ZERO).is_none());
+        assert!(Batches::for_limit(Duration::ZERO, Duration::from_secs(1)).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn granted_cells_are_handed_out_until_they_expire() {
+        let batches = batches();
+        let asked = Instant::now();
+        assert!(!batches.take(asked), "empty at first");
+        let refill = batches.start_refill(asked).unwrap();
+        assert_eq!(refill.want, 4, "nothing measured yet: double the first ask");
+        assert!(batches.start_refill(asked).is_none(), "one refill at a time");
+        refill.granted(4);
+        assert!(batches.take(Instant::now()));
+        assert!(batches.take(Instant::now()));
+        tokio::time::advance(VALIDITY).await;
+        assert!(
+            !batches.take(Instant::now()),
+            "the last one expired unused with its batch"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_ask_follows_the_local_arrival_rate() {
+        let batches = batches();
+        drop(batches.start_refill(Instant::now()));
+        // 100 cells in 10 ms: 20 per 2 ms validity, asked with half again and the asker's own.
+        for _ in 0..100 {
+            batches.count();
+        }
+        tokio::time::advance(Duration::from_millis(10)).await;
+        assert_eq!(batches.start_refill(Instant::now()).unwrap().want, 31);
+        // Nothing taken for a second: the ask falls back to two.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(batches.start_refill(Instant::now()).unwrap().want, 2);
+        // Never more than MAX_WANT, however fast.
+        for _ in 0..100_000 {
+            batches.count();
+        }
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(batches.start_refill(Instant::now()).unwrap().want, MAX_WANT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refill_is_due_when_a_quarter_of_the_ask_is_left() {
+        let batches = batches();
+        let now = Instant::now();
+        assert!(batches.low(now));
+        for _ in 0..40 {
+            batches.count();
+        }
+        tokio::time::advance(Duration::from_millis(2)).await;
+        let now = Instant::now();
+        let refill = batches.start_refill(now).unwrap();
+        let want = refill.want;
+        assert_eq!(want, 61);
+        assert!(!batches.low(now), "a refill is in flight");
+        refill.granted(want);
+        assert!(!batches.low(now));
+        for _ in 0..(want - 1 - want / 4) {
+            assert!(batches.take(now));
+        }
+        assert!(batches.low(now), "{want}: a quarter left");
+    }
+}
