@@ -61,10 +61,14 @@ Environment (defaults in brackets):
   OHA               open loop: the oha binary to use [bench/.tools/bin/oha, built if missing]
   WRK_THREADS       wrk threads (-t), and oha's runtime threads (TOKIO_WORKER_THREADS) [1]
   STARTUP_RUNS      Tollgate start-ups timed to /readyz 200, median reported [5]
-  BASE_PORT         first of the loopback ports used, BASE_PORT..BASE_PORT+19 [18080]
+  BASE_PORT         first of the loopback ports used, BASE_PORT..BASE_PORT+25 [18080]
   OUT               where the results go [bench/results]
   SKIP_INSTALL=1    do not apt-get or cargo install anything
   SKIP_BUILD=1      use the existing release binary of Tollgate
+  BASELINE          another Tollgate binary (an earlier build) for an A/B in one run: rows
+                    base-tollgate, base-tollgate-shared and base-tollgate-workers2 run it as
+                    tollgate, tollgate-shared and tollgate-workers2 run this tree's (name them in
+                    PEERS; base-tollgate-shared uses the same Redis under another key_prefix)
   KEEP_WORK=1       keep the temporary directory (configs, logs, wrk and oha output) after a success
   PROFILE=1         after the measurements, profile each Tollgate row of PEERS at each connection
                     count: one more wrk run under `perf record -g` (OUT/profile-PEER-cN.txt: where
@@ -154,6 +158,9 @@ known_peer() {
     case $1 in
         direct | nginx | haproxy | tollgate | tollgate-default | tollgate-shared | tollgate-callers) ;;
         tollgate-workers2 | nginx-workers2) ;;
+        base-tollgate | base-tollgate-shared | base-tollgate-workers2)
+            [[ -n ${BASELINE:-} ]] || die "$1 needs BASELINE, the other Tollgate binary"
+            [[ -x $BASELINE ]] || die "BASELINE: $BASELINE is not an executable" ;;
         *) return 1 ;;
     esac
 }
@@ -187,6 +194,9 @@ P_TGS=$((BASE_PORT + 13)) P_TGS_ADMIN=$((BASE_PORT + 14))
 P_REDIS=$((BASE_PORT + 15))
 P_TGC=$((BASE_PORT + 16)) P_TGC_ADMIN=$((BASE_PORT + 17))
 P_TGW=$((BASE_PORT + 18)) P_TGW_ADMIN=$((BASE_PORT + 19))
+P_BTG=$((BASE_PORT + 20)) P_BTG_ADMIN=$((BASE_PORT + 21))
+P_BTGS=$((BASE_PORT + 22)) P_BTGS_ADMIN=$((BASE_PORT + 23))
+P_BTGW=$((BASE_PORT + 24)) P_BTGW_ADMIN=$((BASE_PORT + 25))
 
 # ------------------------------------------------------------------- processes and clean-up
 PIDS=()  # every background process started here, stopped in reverse order on exit
@@ -373,7 +383,8 @@ TOLLGATE=${CARGO_TARGET_DIR:-$REPO/target}/release/tollgate
 # ------------------------------------------------------------------------ 3. start everything
 for port in "$P_UPSTREAM" "$P_NGINX" "$P_HAPROXY" "$P_TG" "$P_TG_ADMIN" "$P_TGD" "$P_TGD_ADMIN" \
     "$P_START" "$P_START_ADMIN" "$P_NGW" "$P_SANDBOX" $((P_SANDBOX + 1)) $((P_SANDBOX + 2)) \
-    "$P_TGS" "$P_TGS_ADMIN" "$P_REDIS" "$P_TGC" "$P_TGC_ADMIN" "$P_TGW" "$P_TGW_ADMIN"; do
+    "$P_TGS" "$P_TGS_ADMIN" "$P_REDIS" "$P_TGC" "$P_TGC_ADMIN" "$P_TGW" "$P_TGW_ADMIN" \
+    "$P_BTG" "$P_BTG_ADMIN" "$P_BTGS" "$P_BTGS_ADMIN" "$P_BTGW" "$P_BTGW_ADMIN"; do
     ! port_taken "$port" || die "port 127.0.0.1:$port is taken; set BASE_PORT to a free range"
 done
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -481,15 +492,16 @@ if wants haproxy; then
 fi
 # tollgate_variant NAME PORT ADMIN_PORT EXTRA [WORKERS]: a row whose config is the common one plus
 # the TOML text EXTRA, checked, started and ready. Without WORKERS: --workers 1, pinned to the
-# proxy core; with WORKERS: --workers WORKERS, not pinned (every core).
+# proxy core; with WORKERS: --workers WORKERS, not pinned (every core). BIN: the binary (an A/B's
+# BASELINE), this tree's release build by default.
 tollgate_variant() {
-    local name=$1 port=$2 admin=$3 extra=$4 workers=${5:-1} pin=("${PIN[@]}")
+    local name=$1 port=$2 admin=$3 extra=$4 workers=${5:-1} pin=("${PIN[@]}") bin=${BIN:-$TOLLGATE}
     [[ -z ${5:-} ]] || pin=()
     tollgate_config "$WORK/$name.toml" "$port" "$admin"
     printf '\n%s' "$extra" >>"$WORK/$name.toml"
-    "$TOLLGATE" check --config "$WORK/$name.toml" >"$WORK/tollgate-check.log" 2>&1 ||
+    "$bin" check --config "$WORK/$name.toml" >"$WORK/tollgate-check.log" 2>&1 ||
         die "tollgate check refused the $name config: $(cat "$WORK/tollgate-check.log")"
-    start_bg "$name" ${pin[@]+"${pin[@]}"} "$TOLLGATE" --workers "$workers" --log-level warn run --config "$WORK/$name.toml"
+    start_bg "$name" ${pin[@]+"${pin[@]}"} "$bin" --workers "$workers" --log-level warn run --config "$WORK/$name.toml"
     wait_http_200 "$name" "$LAST_PID" "http://127.0.0.1:$admin/readyz"
     URL[$name]=http://127.0.0.1:$port/ottimate$REQ_PATH PID[$name]=$LAST_PID PORT[$name]=$port
     ADMIN[$name]=$admin
@@ -497,12 +509,24 @@ tollgate_variant() {
 if wants tollgate; then
     tollgate_variant tollgate "$P_TG" "$P_TG_ADMIN" ""
 fi
-if wants tollgate-shared; then
+if wants tollgate-shared || wants base-tollgate-shared; then
     start_bg redis taskset -c "$LOAD_CPU" redis-server --port "$P_REDIS" --bind 127.0.0.1 --save '' \
         --appendonly no --dir "$WORK"
     wait_tcp redis "$LAST_PID" "$P_REDIS"
+fi
+if wants tollgate-shared; then
     tollgate_variant tollgate-shared "$P_TGS" "$P_TGS_ADMIN" \
         "$(printf '[shared]\nredis_url = "redis://127.0.0.1:%s/0"\nreplicas = 1\n' "$P_REDIS")"
+fi
+if wants base-tollgate; then
+    BIN=$BASELINE tollgate_variant base-tollgate "$P_BTG" "$P_BTG_ADMIN" ""
+fi
+if wants base-tollgate-shared; then
+    BIN=$BASELINE tollgate_variant base-tollgate-shared "$P_BTGS" "$P_BTGS_ADMIN" \
+        "$(printf '[shared]\nredis_url = "redis://127.0.0.1:%s/0"\nreplicas = 1\nkey_prefix = "base:"\n' "$P_REDIS")"
+fi
+if wants base-tollgate-workers2; then
+    BIN=$BASELINE tollgate_variant base-tollgate-workers2 "$P_BTGW" "$P_BTGW_ADMIN" "" 2
 fi
 if wants tollgate-callers; then
     tollgate_variant tollgate-callers "$P_TGC" "$P_TGC_ADMIN" \
