@@ -725,30 +725,32 @@ if ((busy_now > 0)); then
 fi
 read -ra CONN_LIST <<<"$CONNECTIONS"
 read -ra RATE_LIST <<<"$RATES"
+# interleave MEASURE ITEMS PEERS...: every peer once per round and item (a connection count or a
+# rate), peers in an order rotated every round.
+interleave() {
+    local fn=$1 items=$2 r x i
+    shift 2
+    local peers=("$@") n=$#
+    for ((r = 1; r <= ROUNDS; r++)); do
+        for x in $items; do
+            for ((i = 0; i < n; i++)); do
+                "$fn" "${peers[(i + r - 1) % n]}" "$x" "$r"
+            done
+        done
+    done
+}
 if ((CLOSED)); then
     n=${#PEER_LIST[@]}
     log "measuring (closed loop, wrk): $n peers x ${#CONN_LIST[@]} connection counts x $ROUNDS rounds," \
         "$((WARMUP + DURATION)) s each: about $((n * ${#CONN_LIST[@]} * ROUNDS * (WARMUP + DURATION + 1) / 60 + 1)) min"
-    for ((r = 1; r <= ROUNDS; r++)); do
-        for c in "${CONN_LIST[@]}"; do
-            for ((i = 0; i < n; i++)); do # peers interleaved, order rotated every round
-                measure "${PEER_LIST[(i + r - 1) % n]}" "$c" "$r"
-            done
-        done
-    done
+    interleave measure "${CONN_LIST[*]}" "${PEER_LIST[@]}"
 fi
 if ((OPEN)); then
     n=${#OPEN_LIST[@]}
     log "measuring (open loop, $("$OHA" --version 2>/dev/null || echo oha), $OPEN_CONNECTIONS connections):" \
         "$n peers x ${#RATE_LIST[@]} rates x $ROUNDS rounds, $((WARMUP + DURATION)) s each:" \
         "about $((n * ${#RATE_LIST[@]} * ROUNDS * (WARMUP + DURATION + 1) / 60 + 1)) min"
-    for ((r = 1; r <= ROUNDS; r++)); do
-        for q in "${RATE_LIST[@]}"; do
-            for ((i = 0; i < n; i++)); do # peers interleaved, order rotated every round
-                measure_open "${OPEN_LIST[(i + r - 1) % n]}" "$q" "$r"
-            done
-        done
-    done
+    interleave measure_open "${RATE_LIST[*]}" "${OPEN_LIST[@]}"
 fi
 
 # ------------------------------------------------------------------------- 4b. profile (PROFILE=1)

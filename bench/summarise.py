@@ -126,17 +126,25 @@ def common_figures(run: dict, requests: int, secs: float) -> None:
         run["rss_mib"] = run["rss_hwm_kib"] / 1024
 
 
+def tool_result(run: dict, tool: str):
+    """The load generator's parsed output and the problems found so far; without an output the
+    run is marked failed (and the caller returns it as it is)."""
+    problems = []
+    if not run.get("alive", True):
+        problems.append("process died")
+    result = run.get(tool)
+    if result is None:
+        problems.append(f"no {tool} result (exit {run.get(tool + '_exit')})")
+        run.update(ok=False, problems=problems)
+    return result, problems
+
+
 def derive(run: dict) -> dict:
     """Add the derived figures and the sanity verdict to one raw run record."""
     if is_open(run):
         return derive_open(run)
-    w = run.get("wrk")
-    problems = []
-    if not run.get("alive", True):
-        problems.append("process died")
+    w, problems = tool_result(run, "wrk")
     if w is None:
-        problems.append(f"no wrk result (exit {run.get('wrk_exit')})")
-        run.update(ok=False, problems=problems)
         return run
     e = w["errors"]
     secs = w["duration_us"] / 1e6
@@ -230,13 +238,8 @@ def bucket_quantile(before: dict, after: dict, q: float):
 
 def derive_open(run: dict) -> dict:
     """The derived figures and sanity verdict of one oha run (fixed rate, latency corrected)."""
-    o = run.get("oha")
-    problems = []
-    if not run.get("alive", True):
-        problems.append("process died")
+    o, problems = tool_result(run, "oha")
     if o is None:
-        problems.append(f"no oha result (exit {run.get('oha_exit')})")
-        run.update(ok=False, problems=problems)
         return run
     status = {str(k): v for k, v in o["status"].items()}
     ok = sum(v for k, v in status.items() if k.startswith("2"))
