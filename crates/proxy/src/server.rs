@@ -92,7 +92,7 @@ pub async fn serve(gw: Arc<Gateway>, listeners: Listeners, shutdown: impl Future
     }
     let config = gw.config();
     let server = &config.server;
-    let max_connections = accept::max_connections(server.max_connections);
+    let max_connections = accept::max_connections(server.max_connections, 1 + listeners.more_data.len());
     let ctx = Arc::new(conn::ConnCtx {
         gw: gw.clone(),
         builder: connection_builder(),
@@ -118,12 +118,12 @@ pub async fn serve(gw: Arc<Gateway>, listeners: Listeners, shutdown: impl Future
     let addr = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
     // Connections a worker thread serves end with its runtime: each keeps it until `finish`.
     let (finish_tx, finish_rx) = watch::channel(false);
-    let threads = workers::spawn(more_data, &callers, &ctx, &stop_rx, &finish_rx);
-    gw.set_workers(1 + threads.len());
+    let (threads, accepting) = workers::spawn(more_data, &callers, &ctx, &stop_rx, &finish_rx).await;
+    gw.set_workers(1 + accepting);
     gw.set_ready(true);
     tracing::info!(
         listen = %addr(&data),
-        workers = 1 + threads.len(),
+        workers = 1 + accepting,
         tls = gw.tls.is_some(),
         admin = %addr(&admin),
         webhook = %webhook.as_ref().map(addr).unwrap_or_else(|| "off".to_owned()),

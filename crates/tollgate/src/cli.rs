@@ -14,8 +14,9 @@ pub struct Cli {
     /// Log filter (e.g. `debug`, `info,tollgate::access=off`); overrides RUST_LOG.
     #[arg(long, global = true)]
     pub log_level: Option<String>,
-    /// Workers serving the data listener (default: one per core): each a single-threaded runtime
-    /// on a thread of its own, accepting on its own SO_REUSEPORT socket of `server.listen`.
+    /// `tollgate run`: workers serving the data listener (default: one per core), each a
+    /// single-threaded runtime on a thread of its own, accepting on its own SO_REUSEPORT socket
+    /// of `server.listen` (the other commands run on one).
     #[arg(long, global = true, env = "TOLLGATE_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
     #[command(subcommand)]

@@ -84,6 +84,11 @@ fn exit_code(result: anyhow::Result<()>) -> ExitCode {
 /// `tollgate run` starts the others (`tollgate_proxy::serve`), each on a single-threaded runtime of
 /// its own, as nginx runs its worker processes: no work-stealing queues or cross-thread wake-ups
 /// to pay for (BENCHMARKS.md has what the multi-thread runtime cost).
+/// Elsewhere than unix there is no `SO_REUSEPORT` to spread connections: one worker.
 fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    if cfg!(unix) {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        1
+    }
 }

@@ -157,10 +157,12 @@ impl TokenLimit {
         };
         let waited = match &self.fleet {
             Some(limiter) => {
+                // The token limit has no pause key, so it never takes batches either way.
                 let fleet = Fleet {
                     limiter,
                     client: None,
                     partner: None,
+                    batched: false,
                 };
                 match wait(&fleet, rule, deadline, queued).await {
                     // Redis unavailable: this replica's share, within what is left of the deadline.

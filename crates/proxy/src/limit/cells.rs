@@ -79,6 +79,9 @@ pub(crate) struct Fleet<'a> {
     pub limiter: &'a SharedLimiter,
     pub client: Option<&'a SharedCell>,
     pub partner: Option<Partner<'a>>,
+    /// Cells from this replica's batches may answer (`shared/batch.rs`): not while a partner's
+    /// pace is in force, which the script judges for every request.
+    pub batched: bool,
 }
 
 impl Cells for Fleet<'_> {
@@ -96,14 +99,15 @@ impl Cells for Fleet<'_> {
         if let Some(paused) = self.partner.and_then(|p| paused(p.pause)) {
             return Some(paused);
         }
-        self.limiter.take_batched(self.client).then_some(Taken::Now)
+        let batched = self.batched && self.client.is_none();
+        self.limiter.take_batched(batched).then_some(Taken::Now)
     }
 
     async fn take(&self) -> Taken {
         if let Some(paused) = self.partner.and_then(|p| paused(p.pause)) {
             return paused;
         }
-        match self.limiter.check_with(self.client).await {
+        match self.limiter.check_with(self.client, self.batched).await {
             None => Taken::Unavailable,
             Some(Verdict::Admitted) => Taken::Now,
             Some(Verdict::Client { wait }) => Taken::Client { wait },

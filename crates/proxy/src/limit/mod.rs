@@ -309,6 +309,7 @@ impl Admission {
             limiter: &shared.limiter,
             client: client.map(|c| c.cell),
             partner: Some(self.partner()),
+            batched: !self.pace.as_ref().is_some_and(|p| p.active()),
         };
         let waited = if let Some(rate) = self
             .rate

@@ -157,7 +157,10 @@ impl Throttle {
 }
 
 /// `server.max_connections`, or the default derived from this process's open-file limit.
-pub(super) fn max_connections(configured: Option<NonZeroU32>) -> u32 {
+/// `workers`: each worker beyond the first holds a few descriptors of its own (its socket, its
+/// runtime's epoll and wake-up), kept out of the derived default too.
+pub(super) fn max_connections(configured: Option<NonZeroU32>, workers: usize) -> u32 {
+    let fixed = fixed_fds(workers);
     let limit = std::fs::read_to_string("/proc/self/limits")
         .ok()
         .as_deref()
@@ -166,7 +169,7 @@ pub(super) fn max_connections(configured: Option<NonZeroU32>) -> u32 {
         Some(n) => {
             let n = n.get();
             if let Some(soft) = limit {
-                if u64::from(n) + FIXED_FDS + ADMIN_CONNECTIONS as u64 > soft {
+                if u64::from(n) + fixed + ADMIN_CONNECTIONS as u64 > soft {
                     tracing::warn!(
                         max_connections = n,
                         open_file_limit = soft,
@@ -177,8 +180,13 @@ pub(super) fn max_connections(configured: Option<NonZeroU32>) -> u32 {
             }
             n
         }
-        None => derived_max_connections(limit),
+        None => derived_max_connections(limit, fixed),
     }
+}
+
+/// Descriptors for everything but caller and upstream connections, with `workers` workers.
+fn fixed_fds(workers: usize) -> u64 {
+    FIXED_FDS + 3 * workers.saturating_sub(1) as u64
 }
 
 /// The soft "Max open files" limit from `/proc/self/limits` text (`u64::MAX` when unlimited).
@@ -192,9 +200,9 @@ fn open_file_limit(limits: &str) -> Option<u64> {
 
 /// Half of what the fixed needs and the admin reserve leave: each caller connection may need one
 /// upstream connection as well. Without a known limit, the common default of 1,024 is assumed.
-fn derived_max_connections(soft_limit: Option<u64>) -> u32 {
+fn derived_max_connections(soft_limit: Option<u64>, fixed: u64) -> u32 {
     let soft = soft_limit.unwrap_or(1024);
-    let spare = soft.saturating_sub(FIXED_FDS + ADMIN_CONNECTIONS as u64);
+    let spare = soft.saturating_sub(fixed + ADMIN_CONNECTIONS as u64);
     u32::try_from((spare / 2).clamp(1, MAX_DERIVED)).unwrap_or(u32::MAX)
 }
 
@@ -226,12 +234,16 @@ Max locked memory         8388608              8388608              bytes
     #[test]
     fn the_default_leaves_room_for_upstream_and_admin_connections() {
         // 1024 - 64 fixed - 64 admin = 896, half of it for callers.
-        assert_eq!(derived_max_connections(Some(1024)), 448);
-        assert_eq!(derived_max_connections(None), 448);
-        assert_eq!(derived_max_connections(Some(20_000)), 9_936);
-        assert_eq!(derived_max_connections(Some(100)), 1);
-        assert_eq!(derived_max_connections(Some(u64::MAX)), 1 << 20);
-        assert_eq!(max_connections(NonZeroU32::new(200)), 200);
+        assert_eq!(derived_max_connections(Some(1024), FIXED_FDS), 448);
+        assert_eq!(derived_max_connections(None, FIXED_FDS), 448);
+        assert_eq!(derived_max_connections(Some(20_000), FIXED_FDS), 9_936);
+        assert_eq!(derived_max_connections(Some(100), FIXED_FDS), 1);
+        assert_eq!(derived_max_connections(Some(u64::MAX), FIXED_FDS), 1 << 20);
+        assert_eq!(max_connections(NonZeroU32::new(200), 1), 200);
+        // Three more descriptors for each worker beyond the first, half of them off the default.
+        assert_eq!(fixed_fds(1), FIXED_FDS);
+        assert_eq!(fixed_fds(5), FIXED_FDS + 12);
+        assert_eq!(derived_max_connections(Some(1024), fixed_fds(5)), 442);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{oneshot, watch, Semaphore};
 use tollgate_metrics::Listener;
 
 use super::accept;
@@ -22,13 +22,19 @@ use super::conn::ConnCtx;
 const BACKLOG: u32 = 1024;
 
 /// The data address bound once per worker: the first socket for the calling runtime, the others
-/// for the threads `spawn` starts. One worker binds exactly as `TcpListener::bind` does, so a
-/// second process on the same address still fails with "address in use".
+/// for the threads `spawn` starts. A second gateway on the same address fails with "address in
+/// use" whatever its worker count: one worker binds exactly as `TcpListener::bind` does, and
+/// several first bind the address alone, which fails while anyone listens there (`SO_REUSEPORT`
+/// would otherwise let a second process of the same user join the group and take a share of the
+/// connections without a word).
 pub(super) fn bind(
     addr: SocketAddr,
     workers: usize,
 ) -> io::Result<(TcpListener, Vec<std::net::TcpListener>)> {
     let shared = workers > 1;
+    if shared && addr.port() != 0 {
+        drop(socket(addr, false)?);
+    }
     let first = socket(addr, shared)?.listen(BACKLOG)?;
     // Port 0 picks a port once; the other workers join the one it got.
     let addr = first.local_addr()?;
@@ -59,37 +65,49 @@ fn socket(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpSocket> {
     Ok(socket)
 }
 
-/// Starts one worker thread per socket (workers 1..N). Each accepts until `stop` changes, then
-/// keeps its runtime, and so its connections, alive until `finish` turns true: `serve` says so
-/// once the drain is over or `shutdown_timeout` has passed.
-pub(super) fn spawn(
+/// Starts one worker thread per socket (workers 1..N) and returns once each accepts or has
+/// failed: the threads, and how many accept. Each accepts until `stop` changes, then keeps its
+/// runtime, and so its connections, alive until `finish` turns true: `serve` says so once the
+/// drain is over or `shutdown_timeout` has passed.
+pub(super) async fn spawn(
     sockets: Vec<std::net::TcpListener>,
     slots: &Arc<Semaphore>,
     ctx: &Arc<ConnCtx>,
     stop: &watch::Receiver<()>,
     finish: &watch::Receiver<bool>,
-) -> Vec<JoinHandle<()>> {
-    sockets
-        .into_iter()
-        .zip(1..)
-        .filter_map(|(socket, index)| {
-            let (slots, ctx, stop, finish) = (slots.clone(), ctx.clone(), stop.clone(), finish.clone());
-            let spawned = std::thread::Builder::new()
-                .name(format!("tollgate-w{index}"))
-                .spawn(move || run(index, socket, slots, ctx, stop, finish));
-            match spawned {
-                Ok(thread) => Some(thread),
-                Err(e) => {
-                    // Its socket closes with the closure: the kernel gives its share to the others.
-                    tracing::error!(worker = index, error = %e, "cannot start a worker thread; the others serve its share");
-                    None
-                }
+) -> (Vec<JoinHandle<()>>, usize) {
+    let mut threads = Vec::new();
+    let mut accepting = Vec::new();
+    for (socket, index) in sockets.into_iter().zip(1..) {
+        let (slots, ctx, stop, finish) = (slots.clone(), ctx.clone(), stop.clone(), finish.clone());
+        let (ready, accepts) = oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name(format!("tollgate-w{index}"))
+            .spawn(move || run(index, socket, slots, ctx, stop, finish, ready));
+        match spawned {
+            Ok(thread) => {
+                threads.push(thread);
+                accepting.push(accepts);
             }
-        })
-        .collect()
+            // Its socket closes with the closure: the kernel gives its share to the others.
+            Err(e) => tracing::error!(
+                worker = index,
+                error = %e,
+                "cannot start a worker thread; the others serve its share"
+            ),
+        }
+    }
+    let mut workers = 0;
+    for accepts in accepting {
+        // A worker that failed has logged why and dropped its sender.
+        if accepts.await.is_ok() {
+            workers += 1;
+        }
+    }
+    (threads, workers)
 }
 
-/// One worker thread's life.
+/// One worker thread's life; `ready` is sent once it accepts.
 fn run(
     index: usize,
     socket: std::net::TcpListener,
@@ -97,6 +115,7 @@ fn run(
     ctx: Arc<ConnCtx>,
     stop: watch::Receiver<()>,
     mut finish: watch::Receiver<bool>,
+    ready: oneshot::Sender<()>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -108,7 +127,10 @@ fn run(
     crate::worker::set_index(index);
     runtime.block_on(async move {
         match TcpListener::from_std(socket) {
-            Ok(listener) => accept::run(listener, Listener::Data, slots, ctx, stop).await,
+            Ok(listener) => {
+                let _ = ready.send(());
+                accept::run(listener, Listener::Data, slots, ctx, stop).await;
+            }
             Err(e) => {
                 // The drain waits for every holder of `stop`: let go of it at once.
                 drop(stop);
@@ -118,6 +140,9 @@ fn run(
         // Err: `serve` is gone, and nothing is left to wait for.
         let _ = finish.wait_for(|done| *done).await;
     });
+    // What is left (a connection cut off at `shutdown_timeout`, a DNS lookup on the blocking
+    // pool) is dropped without waiting: the drain is over.
+    runtime.shutdown_background();
 }
 
 /// Waits for the worker threads to end (after `finish`), off the async runtime.
@@ -152,11 +177,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn one_worker_keeps_the_port_to_itself() {
-        let (first, more) = bind(localhost(), 1).unwrap();
-        assert!(more.is_empty());
-        let taken = first.local_addr().unwrap();
-        let second = bind(taken, 2).expect_err("a second gateway on a port in use must fail");
-        assert_eq!(second.kind(), io::ErrorKind::AddrInUse);
+    async fn a_second_gateway_on_a_port_in_use_fails_whatever_the_workers() {
+        for (held, second) in [(1, 1), (1, 2), (2, 1), (2, 2), (3, 3)] {
+            let (first, more) = bind(localhost(), held).unwrap();
+            assert_eq!(more.len(), held - 1);
+            let taken = first.local_addr().unwrap();
+            let refused = bind(taken, second).expect_err("a second gateway on a port in use");
+            assert_eq!(
+                refused.kind(),
+                io::ErrorKind::AddrInUse,
+                "{held} then {second} workers"
+            );
+        }
     }
 }

@@ -10,12 +10,13 @@
 //! smaller burst left room for it. The price is `rate × validity` cells of the burst, which is why
 //! only fast limits take batches ([`Batches::for_limit`]): at 2,000/s it is 4 cells.
 //!
-//! How many cells a refill asks for follows this replica's own arrival rate (what was taken since
-//! the last refill, over `validity`, with half again for growth), so a quiet replica does not
-//! take the fleet's cells only to let them expire; the script never grants more than conform at
-//! once. One refill is in flight at a time: a request that finds no cell meanwhile asks
-//! for its own cell, as without a batches. A refill starts when a quarter of the last ask is left,
-//! so a steady load rarely finds none.
+//! How many cells a refill asks for follows this replica's own arrival rate: what it took since
+//! the last refill, scaled to half a validity, so a quiet replica does not take the fleet's cells
+//! only to let them expire; the script never grants more than conform at once. A refill starts
+//! when a quarter of the last ask is left or the oldest batch has less than half its validity
+//! left, so under a steady load one batch is used while the next is asked for, and little expires
+//! unused. One refill is in flight at a time: a request that finds no cell meanwhile asks for its
+//! own cell, as without batches.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -96,14 +97,19 @@ impl Batches {
         self.lock().taken += 1;
     }
 
-    /// Whether a refill is due: none in flight, and at most a quarter of the last ask left.
+    /// Whether a refill is due: none in flight, and at most a quarter of the last ask left, or
+    /// the oldest batch past half its validity.
     pub(crate) fn low(&self, now: Instant) -> bool {
         if self.refilling.load(Ordering::Relaxed) {
             return false;
         }
         let mut held = self.lock();
         held.drop_expired(now);
-        held.left() <= held.want / 4
+        let ageing = held
+            .batches
+            .front()
+            .is_some_and(|(_, until)| until.saturating_duration_since(now) < self.validity / 2);
+        ageing || held.left() <= held.want / 4
     }
 
     /// Starts a refill unless one is in flight: how many cells to ask for (the asker's own
@@ -118,9 +124,9 @@ impl Batches {
         let want = if elapsed.is_zero() {
             held.want.saturating_mul(2)
         } else {
-            // Arrivals per validity, with half again for growth, and the asker's own.
-            let per_validity = f64::from(held.taken) * self.validity.as_secs_f64() / elapsed.as_secs_f64();
-            (per_validity * 1.5).ceil() as u32 + 1
+            // Arrivals per half validity (the next refill is due by then), and the asker's own.
+            let per_half = f64::from(held.taken) * self.validity.as_secs_f64() / 2.0 / elapsed.as_secs_f64();
+            per_half.ceil() as u32 + 1
         };
         held.want = want.clamp(2, MAX_WANT);
         held.taken = 0;
@@ -224,12 +230,12 @@ mod tests {
     async fn the_ask_follows_the_local_arrival_rate() {
         let batches = batches();
         drop(batches.start_refill(Instant::now()));
-        // 100 cells in 10 ms: 20 per 2 ms validity, asked with half again and the asker's own.
+        // 100 cells in 10 ms: 10 per half validity (1 ms), and the asker's own.
         for _ in 0..100 {
             batches.count();
         }
         tokio::time::advance(Duration::from_millis(10)).await;
-        assert_eq!(batches.start_refill(Instant::now()).unwrap().want, 31);
+        assert_eq!(batches.start_refill(Instant::now()).unwrap().want, 11);
         // Nothing taken for a second: the ask falls back to two.
         tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(batches.start_refill(Instant::now()).unwrap().want, 2);
@@ -246,7 +252,7 @@ mod tests {
         let batches = batches();
         let now = Instant::now();
         assert!(batches.low(now));
-        for _ in 0..40 {
+        for _ in 0..120 {
             batches.count();
         }
         tokio::time::advance(Duration::from_millis(2)).await;
@@ -261,5 +267,19 @@ mod tests {
             assert!(batches.take(now));
         }
         assert!(batches.low(now), "{want}: a quarter left");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refill_is_due_when_the_oldest_batch_is_past_half_its_validity() {
+        let batches = batches();
+        let asked = Instant::now();
+        batches.start_refill(asked).unwrap().granted(100);
+        assert!(!batches.low(asked), "99 cells, all fresh");
+        tokio::time::advance(VALIDITY / 2 + Duration::from_micros(1)).await;
+        assert!(batches.low(Instant::now()), "past half the validity");
+        assert!(
+            batches.take(Instant::now()),
+            "its cells are still good until it ends"
+        );
     }
 }

@@ -136,35 +136,43 @@ impl SharedLimiter {
 
     /// A cell from this replica's batches, without a question or a future; `false` when there is
     /// none, or a refill is due (the request then asks, with [`check_with`](Self::check_with)).
-    /// A client's share is judged in Redis for every request, so it never takes a batched cell.
-    pub fn take_batched(&self, client: Option<&SharedCell>) -> bool {
+    /// `batched: false` (a client's share, judged in Redis for every request, or a partner's pace
+    /// in force) never takes one.
+    pub fn take_batched(&self, batched: bool) -> bool {
         let now = tokio::time::Instant::now();
-        match (&self.batches, client) {
-            (Some(batches), None) => !batches.low(now) && batches.take(now),
-            _ => false,
+        match self.batches.as_ref().filter(|_| batched) {
+            Some(batches) => !batches.low(now) && batches.take(now),
+            None => false,
         }
     }
 
     /// Asks Redis, with a client's share of this limit judged first in the same call (only an
     /// upstream limiter, one with a pause key, takes a client's share); `None` when Redis is
-    /// unavailable (the caller degrades to its local limiter). A batching limit asks for a batch
-    /// when its cells run low and no other refill is in flight, and otherwise takes a batched
-    /// cell if one came in meanwhile.
-    pub async fn check_with(&self, client: Option<&SharedCell>) -> Option<Verdict> {
+    /// unavailable (the caller degrades to its local limiter). With `batched` (see
+    /// [`take_batched`](Self::take_batched)), a batching limit hands out a cell it holds while no
+    /// refill is due, asks for a batch when one is, and otherwise takes a cell if one came in
+    /// meanwhile.
+    pub async fn check_with(&self, client: Option<&SharedCell>, batched: bool) -> Option<Verdict> {
         let now = tokio::time::Instant::now();
-        let refill = match (&self.batches, client) {
-            (Some(batches), None) => match batches.start_refill(now) {
-                Some(refill) => Some(refill),
-                None if batches.take(now) => return Some(Verdict::Admitted),
-                None => None,
-            },
-            _ => None,
+        let batched = batched && client.is_none();
+        let refill = match self.batches.as_ref().filter(|_| batched) {
+            Some(batches) => {
+                if !batches.low(now) && batches.take(now) {
+                    return Some(Verdict::Admitted);
+                }
+                match batches.start_refill(now) {
+                    Some(refill) => Some(refill),
+                    None if batches.take(now) => return Some(Verdict::Admitted),
+                    None => None,
+                }
+            }
+            None => None,
         };
         let want = refill.as_ref().map_or(1, |r| r.want);
         let (verdict, granted) = self.ask(client, want).await?;
         match (verdict, refill) {
             (Verdict::Admitted, Some(refill)) => refill.granted(granted),
-            (Verdict::Admitted, None) if client.is_none() => {
+            (Verdict::Admitted, None) if batched => {
                 if let Some(batches) = &self.batches {
                     batches.count();
                 }
