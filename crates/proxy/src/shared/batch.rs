@@ -15,14 +15,16 @@
 //! only to let them expire; the script never grants more than conform at once. A refill starts
 //! when a quarter of the last ask is left or the oldest batch has less than half its validity
 //! left, so under a steady load one batch is used while the next is asked for, and little expires
-//! unused. One refill is in flight at a time: a request that finds no cell meanwhile asks for its
-//! own cell, as without batches.
+//! unused. One refill is in flight at a time: a request that finds no cell meanwhile waits for
+//! that refill's answer (no later than a call of its own would come back, and no round trip),
+//! then asks for its own cell only if the batch had none left for it.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// The longest a batched cell may wait for its request.
@@ -39,6 +41,8 @@ pub(crate) struct Batches {
     held: Mutex<Held>,
     /// A refill is in flight.
     refilling: AtomicBool,
+    /// Told when a refill ends, granted or not.
+    ended: Notify,
 }
 
 #[derive(Debug)]
@@ -69,6 +73,7 @@ impl Batches {
                 want: 2,
             }),
             refilling: AtomicBool::new(false),
+            ended: Notify::new(),
         })
     }
 
@@ -138,6 +143,17 @@ impl Batches {
         })
     }
 
+    /// Waits until the refill in flight, if any, has ended.
+    pub(crate) async fn refill_ended(&self) {
+        let ended = self.ended.notified();
+        tokio::pin!(ended);
+        // Registered before the flag is read: an end between the two is not missed.
+        ended.as_mut().enable();
+        if self.refilling.load(Ordering::Acquire) {
+            ended.await;
+        }
+    }
+
     /// A poisoned lock only means another request panicked mid-update; the counts stay sound.
     fn lock(&self) -> MutexGuard<'_, Held> {
         self.held
@@ -171,6 +187,7 @@ impl Refill<'_> {
 impl Drop for Refill<'_> {
     fn drop(&mut self) {
         self.batches.refilling.store(false, Ordering::Release);
+        self.batches.ended.notify_waiters();
     }
 }
 
@@ -267,6 +284,25 @@ mod tests {
             assert!(batches.take(now));
         }
         assert!(batches.low(now), "{want}: a quarter left");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_without_a_cell_waits_for_the_refill_in_flight() {
+        let batches = std::sync::Arc::new(batches());
+        let refill = batches.start_refill(Instant::now()).unwrap();
+        let waiter = tokio::spawn({
+            let batches = batches.clone();
+            async move {
+                batches.refill_ended().await;
+                batches.take(Instant::now())
+            }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "it waits while the refill is in flight");
+        refill.granted(3);
+        assert!(waiter.await.unwrap(), "and takes a cell of the batch");
+        // Nothing in flight: no wait at all.
+        batches.refill_ended().await;
     }
 
     #[tokio::test(start_paused = true)]

@@ -150,8 +150,8 @@ impl SharedLimiter {
     /// upstream limiter, one with a pause key, takes a client's share); `None` when Redis is
     /// unavailable (the caller degrades to its local limiter). With `batched` (see
     /// [`take_batched`](Self::take_batched)), a batching limit hands out a cell it holds while no
-    /// refill is due, asks for a batch when one is, and otherwise takes a cell if one came in
-    /// meanwhile.
+    /// refill is due, asks for a batch when one is, and otherwise waits for the refill in flight
+    /// and takes a cell of it; only a request the batch left out asks for one cell of its own.
     pub async fn check_with(&self, client: Option<&SharedCell>, batched: bool) -> Option<Verdict> {
         let now = tokio::time::Instant::now();
         let batched = batched && client.is_none();
@@ -162,8 +162,14 @@ impl SharedLimiter {
                 }
                 match batches.start_refill(now) {
                     Some(refill) => Some(refill),
-                    None if batches.take(now) => return Some(Verdict::Admitted),
-                    None => None,
+                    None => {
+                        batches.refill_ended().await;
+                        let now = tokio::time::Instant::now();
+                        if batches.take(now) {
+                            return Some(Verdict::Admitted);
+                        }
+                        batches.start_refill(now)
+                    }
                 }
             }
             None => None,
