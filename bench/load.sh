@@ -719,7 +719,7 @@ measure_open() {
 }
 
 # Other work on the machine skews every figure; say so up front (each run also records it).
-busy_now=$(pgrep -c -x 'rustc|cargo|cc1|cc1plus|ld|clang' || true)
+busy_now=$(ps -e -o comm= | grep -cxE 'rustc|cargo|cc1|cc1plus|ld|clang' || true)
 if ((busy_now > 0)); then
     log "warning: $busy_now compiler/build processes are running: expect noisy numbers (see 'other CPU')"
 fi

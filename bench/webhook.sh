@@ -406,7 +406,7 @@ for store in "${STORE_LIST[@]}"; do
 done
 log "pre-flight passed: every event acknowledged and delivered"
 
-busy_now=$(pgrep -c -x 'rustc|cargo|cc1|cc1plus|ld|clang' || true)
+busy_now=$(ps -e -o comm= | grep -cxE 'rustc|cargo|cc1|cc1plus|ld|clang' || true)
 if ((busy_now > 0)); then
     log "warning: $busy_now compiler/build processes are running: expect noisy numbers"
 fi
