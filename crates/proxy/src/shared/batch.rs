@@ -16,8 +16,9 @@
 //! when a quarter of the last ask is left or the oldest batch has less than half its validity
 //! left, so under a steady load one batch is used while the next is asked for, and little expires
 //! unused. One refill is in flight at a time: a request that finds no cell meanwhile waits for
-//! that refill's answer (no later than a call of its own would come back, and no round trip),
-//! then asks for its own cell only if the batch had none left for it.
+//! that refill's answer (no later than a call of its own would come back, and no round trip);
+//! every request that wanted a cell counts towards the next refill's size, so a crowd one batch
+//! left out is served by the next, and only a request left out by three asks for its own cell.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,7 +50,8 @@ pub(crate) struct Batches {
 struct Held {
     /// Cells left per refill and when they stop being usable, oldest first.
     batches: VecDeque<(u32, Instant)>,
-    /// Cells taken since the last refill started, and when it did: the local arrival rate.
+    /// Requests that wanted a cell since the last refill started, and when it did: the local
+    /// arrival rate.
     taken: u32,
     since: Instant,
     /// What the last refill asked for.
@@ -93,11 +95,10 @@ impl Batches {
         if front.0 == 0 {
             held.batches.pop_front();
         }
-        held.taken += 1;
         true
     }
 
-    /// Counts a cell this replica got from Redis one at a time, for the arrival rate.
+    /// Counts a request that wanted a cell, for the arrival rate a refill is sized by.
     pub(crate) fn count(&self) {
         self.lock().taken += 1;
     }
@@ -174,7 +175,6 @@ impl Refill<'_> {
     /// Redis granted `granted` cells: the asker takes one, the batches keep the rest.
     pub(crate) fn granted(self, granted: u32) {
         let mut held = self.batches.lock();
-        held.taken += 1;
         let extra = granted.saturating_sub(1);
         if extra > 0 {
             // Usable from the ask, not the answer: Redis spent them in between.

@@ -26,6 +26,9 @@ use super::batch::Batches;
 use super::SharedState;
 use crate::config::RateLimit;
 
+/// Refills a request waits for before it asks for one cell of its own.
+const REFILL_TURNS: usize = 3;
+
 static ADMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("gcra.lua")));
 static PAUSE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("pause.lua")));
 static PACE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("pace.lua")));
@@ -141,8 +144,11 @@ impl SharedLimiter {
     pub fn take_batched(&self, batched: bool) -> bool {
         let now = tokio::time::Instant::now();
         match self.batches.as_ref().filter(|_| batched) {
-            Some(batches) => !batches.low(now) && batches.take(now),
-            None => false,
+            Some(batches) if !batches.low(now) && batches.take(now) => {
+                batches.count();
+                true
+            }
+            _ => false,
         }
     }
 
@@ -157,35 +163,35 @@ impl SharedLimiter {
         let batched = batched && client.is_none();
         let refill = match self.batches.as_ref().filter(|_| batched) {
             Some(batches) => {
-                if !batches.low(now) && batches.take(now) {
-                    return Some(Verdict::Admitted);
-                }
-                match batches.start_refill(now) {
-                    Some(refill) => Some(refill),
-                    None => {
-                        batches.refill_ended().await;
-                        let now = tokio::time::Instant::now();
-                        if batches.take(now) {
-                            return Some(Verdict::Admitted);
-                        }
-                        batches.start_refill(now)
+                batches.count();
+                let mut refill = None;
+                let mut now = now;
+                // A few refills at most: each is sized by the requests that wanted a cell, so
+                // a crowd left out by one is in the next.
+                for _ in 0..REFILL_TURNS {
+                    if !batches.low(now) && batches.take(now) {
+                        return Some(Verdict::Admitted);
+                    }
+                    refill = batches.start_refill(now);
+                    if refill.is_some() {
+                        break;
+                    }
+                    batches.refill_ended().await;
+                    now = tokio::time::Instant::now();
+                    if batches.take(now) {
+                        return Some(Verdict::Admitted);
                     }
                 }
+                refill
             }
             None => None,
         };
         let want = refill.as_ref().map_or(1, |r| r.want);
         let (verdict, granted) = self.ask(client, want).await?;
-        match (verdict, refill) {
-            (Verdict::Admitted, Some(refill)) => refill.granted(granted),
-            (Verdict::Admitted, None) if batched => {
-                if let Some(batches) = &self.batches {
-                    batches.count();
-                }
-            }
-            // A refill that got nothing ends when its guard drops.
-            _ => {}
+        if let (Verdict::Admitted, Some(refill)) = (verdict, refill) {
+            refill.granted(granted);
         }
+        // A refill that got nothing ends when its guard drops.
         Some(verdict)
     }
 
