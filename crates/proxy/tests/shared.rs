@@ -189,9 +189,10 @@ async fn three_replicas_keep_the_partner_inside_one_shared_budget() {
 
 /// A high limit: three replicas under 2,000/s (a burst of 100, refused beyond), driven by 48
 /// callers as fast as they go for 3 s. The replicas take cells in batches (`shared/batch.rs`)
-/// and hand them out up to 2 ms after Redis counted them; the burst every cell gives up covers
-/// that, so no second at the partner holds more than `requests` plus `burst` (the burst's room
-/// is the arrival jitter of a loaded machine), and the partner never refuses.
+/// and hand them out up to a tenth of the burst tolerance (5 ms here) after Redis counted them;
+/// the burst every cell gives up covers that, so no second at the partner holds more than
+/// `requests` plus `burst` (the burst's room is the arrival jitter of a loaded machine), and the
+/// partner never refuses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_replicas_at_2000_a_second_stay_inside_the_budget_with_batched_cells() {
     let redis = RedisServer::start();

@@ -7,8 +7,14 @@
 //! when it is granted, but used up to [`Batches::validity`] later, so it could land in a later
 //! window than Redis counted it in. Every cell of a batching limit is therefore judged with a burst
 //! tolerance smaller by that validity (`SharedLimiter::new`): a delayed cell lands where the
-//! smaller burst left room for it. The price is `rate × validity` cells of the burst, which is why
-//! only fast limits take batches ([`Batches::for_limit`]): at 2,000/s it is 4 cells.
+//! smaller burst left room for it. The price is `rate × validity` cells of the burst, so the
+//! validity is at most a tenth of the burst tolerance, and only fast limits with a burst of 11 or
+//! more take batches ([`Batches::for_limit`]): at 2,000/s with a burst of 100, 10 cells.
+//!
+//! The validity is 10 ms where the burst allows: a batch is usable from the moment it was asked
+//! for, and under load its answer reaches the request only after the runtime has served its
+//! other connections (at 256 connections on one core, milliseconds). With 2 ms, most batches
+//! arrived nearly spent at 256 connections (BENCHMARKS.md).
 //!
 //! How many cells a refill asks for follows this replica's own arrival rate: what it took since
 //! the last refill, scaled to half a validity, so a quiet replica does not take the fleet's cells
@@ -29,7 +35,9 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// The longest a batched cell may wait for its request.
-const VALIDITY: Duration = Duration::from_millis(2);
+const VALIDITY: Duration = Duration::from_millis(10);
+/// The most of its burst tolerance a limit gives up to batches: a tenth.
+const TOLERANCE_SHARE: u32 = 10;
 /// Limits slower than this never take batches: one round trip per request is cheap at their rate.
 const MAX_INTERVAL: Duration = Duration::from_millis(1);
 /// The most cells one refill asks for.
@@ -60,9 +68,9 @@ struct Held {
 
 impl Batches {
     /// Batches for a limit with this emission interval and burst tolerance; `None` for a limit
-    /// too slow to need them, or with too small a burst to give up (less than two validities).
+    /// too slow to need them, or whose tenth of the tolerance is less than one interval.
     pub(crate) fn for_limit(interval: Duration, tolerance: Duration) -> Option<Self> {
-        let validity = VALIDITY.min(tolerance / 2);
+        let validity = VALIDITY.min(tolerance / TOLERANCE_SHARE);
         if interval.is_zero() || interval > MAX_INTERVAL || validity < interval {
             return None;
         }
@@ -217,9 +225,11 @@ mod tests {
         assert_eq!(batches().validity(), VALIDITY);
         // 10/s: a round trip per request is nothing.
         assert!(Batches::for_limit(Duration::from_millis(100), Duration::from_secs(1)).is_none());
-        // 2,000/s with a burst of 3: half of its 1 ms tolerance is a validity of 500 µs.
-        let small = Batches::for_limit(Duration::from_micros(500), Duration::from_millis(1)).unwrap();
-        assert_eq!(small.validity(), Duration::from_micros(500));
+        // 2,000/s with a burst of 41: a tenth of its 20 ms tolerance is a validity of 2 ms.
+        let small = Batches::for_limit(Duration::from_micros(500), Duration::from_millis(20)).unwrap();
+        assert_eq!(small.validity(), Duration::from_millis(2));
+        // With a burst of 3, a tenth of the tolerance is less than one interval.
+        assert!(Batches::for_limit(Duration::from_micros(500), Duration::from_millis(1)).is_none());
         // A burst of 1 has no tolerance to give up.
         assert!(Batches::for_limit(Duration::from_micros(500), Duration::ZERO).is_none());
         assert!(Batches::for_limit(Duration::ZERO, Duration::from_secs(1)).is_none());
@@ -247,11 +257,11 @@ mod tests {
     async fn the_ask_follows_the_local_arrival_rate() {
         let batches = batches();
         drop(batches.start_refill(Instant::now()));
-        // 100 cells in 10 ms: 10 per half validity (1 ms), and the asker's own.
+        // 100 requests in five validities: 10 per half validity, and the asker's own.
         for _ in 0..100 {
             batches.count();
         }
-        tokio::time::advance(Duration::from_millis(10)).await;
+        tokio::time::advance(VALIDITY * 5).await;
         assert_eq!(batches.start_refill(Instant::now()).unwrap().want, 11);
         // Nothing taken for a second: the ask falls back to two.
         tokio::time::advance(Duration::from_secs(1)).await;
@@ -272,7 +282,7 @@ mod tests {
         for _ in 0..120 {
             batches.count();
         }
-        tokio::time::advance(Duration::from_millis(2)).await;
+        tokio::time::advance(VALIDITY).await;
         let now = Instant::now();
         let refill = batches.start_refill(now).unwrap();
         let want = refill.want;
