@@ -377,6 +377,18 @@ COLUMNS = [  # field, header, digits
 
 
 # ---------------------------------------------------------------------------------- markdown
+def verdict(cell: dict, notes: list[str], what: str) -> tuple[str, int]:
+    """The `sane` column of one cell: ok, or a numbered note (appended to `notes`) naming its
+    problems, marked noisy when other work used the cores; and 1 when it was noisy, else 0."""
+    sane = "ok" if not cell["problems"] else f"⚠ [{len(notes) + 1}]"
+    if cell["problems"]:
+        notes.append(f"{what}: " + "; ".join(cell["problems"]))
+    other = cell["other_cores"]
+    if other is not None and other > NOISE_CORES:
+        return sane + " noisy", 1
+    return sane, 0
+
+
 def closed_section(agg: dict, peers: list[str], conns: list[int]) -> list[str]:
     lines = ["Each cell is the median over rounds (peak RSS: the largest over rounds) and, in "
              "brackets, its ratio to nginx at the same connection count. Throughput: higher is "
@@ -393,13 +405,9 @@ def closed_section(agg: dict, peers: list[str], conns: list[int]) -> list[str]:
             if cell is None:
                 continue
             vals = [with_ratio(cell[f], ref.get(f), d) for f, _, d in COLUMNS]
-            sane = "ok" if not cell["problems"] else f"⚠ [{len(notes) + 1}]"
-            if cell["problems"]:
-                notes.append(f"{p} at {c} connections: " + "; ".join(cell["problems"]))
+            sane, loud = verdict(cell, notes, f"{p} at {c} connections")
+            noisy += loud
             other = cell["other_cores"]
-            if other is not None and other > NOISE_CORES:
-                noisy += 1
-                sane += " noisy"
             lines.append(f"| {p} | {c} | " + " | ".join(vals) + f" | {fmt(other, 2)} | {sane} |")
     lines.append("")
     lines += noise_notes(noisy, notes, "wrk socket errors or non-2xx answers")
@@ -459,13 +467,9 @@ def open_section(raw: dict, agg_open: dict, peers: list[str], rates: list[int]) 
             cell = agg_open.get((p, q))
             if cell is None:
                 continue
-            sane = "ok" if not cell["problems"] else f"⚠ [{len(notes) + 1}]"
-            if cell["problems"]:
-                notes.append(f"{p} at {q:,} req/s: " + "; ".join(cell["problems"]))
+            sane, loud = verdict(cell, notes, f"{p} at {q:,} req/s")
+            noisy += loud
             other = cell["other_cores"]
-            if other is not None and other > NOISE_CORES:
-                noisy += 1
-                sane += " noisy"
             added = "—" if p == "direct" else fmt(p99_added(agg_open, p, q), 2)
             lines.append(
                 f"| {q:,} | {p} | {fmt(cell['achieved_rps'], 0)} | {fmt(cell['p50_ms'], 2)} | "
