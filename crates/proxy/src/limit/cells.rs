@@ -99,8 +99,9 @@ impl Cells for Fleet<'_> {
         if let Some(paused) = self.partner.and_then(|p| paused(p.pause)) {
             return Some(paused);
         }
-        let batched = self.batched && self.client.is_none();
-        self.limiter.take_batched(batched).then_some(Taken::Now)
+        self.limiter
+            .take_batched(self.client, self.batched)
+            .then_some(Taken::Now)
     }
 
     async fn take(&self) -> Taken {

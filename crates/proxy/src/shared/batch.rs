@@ -96,14 +96,21 @@ impl Batches {
     pub(crate) fn take(&self, now: Instant) -> bool {
         let mut held = self.lock();
         held.drop_expired(now);
-        let Some(front) = held.batches.front_mut() else {
+        held.take_one()
+    }
+
+    /// One cell while no refill is due, under one lock (the fast path); `count`: the request
+    /// also counts as one that wanted a cell, as [`count`](Self::count).
+    pub(crate) fn take_fresh(&self, now: Instant, count: bool) -> bool {
+        let mut held = self.lock();
+        if self.due(&mut held, now) {
             return false;
-        };
-        front.0 -= 1;
-        if front.0 == 0 {
-            held.batches.pop_front();
         }
-        true
+        let taken = held.take_one();
+        if taken && count {
+            held.taken += 1;
+        }
+        taken
     }
 
     /// Counts a request that wanted a cell, for the arrival rate a refill is sized by.
@@ -113,11 +120,10 @@ impl Batches {
 
     /// Whether a refill is due: none in flight, and at most a quarter of the last ask left, or
     /// the oldest batch past half its validity.
-    pub(crate) fn low(&self, now: Instant) -> bool {
+    fn due(&self, held: &mut Held, now: Instant) -> bool {
         if self.refilling.load(Ordering::Relaxed) {
             return false;
         }
-        let mut held = self.lock();
         held.drop_expired(now);
         let ageing = held
             .batches
@@ -200,6 +206,18 @@ impl Drop for Refill<'_> {
 }
 
 impl Held {
+    /// One cell of the oldest batch (expired ones already dropped).
+    fn take_one(&mut self) -> bool {
+        let Some(front) = self.batches.front_mut() else {
+            return false;
+        };
+        front.0 -= 1;
+        if front.0 == 0 {
+            self.batches.pop_front();
+        }
+        true
+    }
+
     fn drop_expired(&mut self, now: Instant) {
         while self.batches.front().is_some_and(|(_, until)| *until <= now) {
             self.batches.pop_front();
@@ -214,6 +232,11 @@ impl Held {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether a refill is due now.
+    fn low(batches: &Batches, now: Instant) -> bool {
+        batches.due(&mut batches.lock(), now)
+    }
 
     fn batches() -> Batches {
         // 100,000/s with a burst of 10,000: a 10 µs interval, a ~100 ms tolerance.
@@ -278,7 +301,7 @@ mod tests {
     async fn a_refill_is_due_when_a_quarter_of_the_ask_is_left() {
         let batches = batches();
         let now = Instant::now();
-        assert!(batches.low(now));
+        assert!(low(&batches, now));
         for _ in 0..120 {
             batches.count();
         }
@@ -287,13 +310,13 @@ mod tests {
         let refill = batches.start_refill(now).unwrap();
         let want = refill.want;
         assert_eq!(want, 61);
-        assert!(!batches.low(now), "a refill is in flight");
+        assert!(!low(&batches, now), "a refill is in flight");
         refill.granted(want);
-        assert!(!batches.low(now));
+        assert!(!low(&batches, now));
         for _ in 0..(want - 1 - want / 4) {
             assert!(batches.take(now));
         }
-        assert!(batches.low(now), "{want}: a quarter left");
+        assert!(low(&batches, now), "{want}: a quarter left");
     }
 
     #[tokio::test(start_paused = true)]
@@ -320,9 +343,9 @@ mod tests {
         let batches = batches();
         let asked = Instant::now();
         batches.start_refill(asked).unwrap().granted(100);
-        assert!(!batches.low(asked), "99 cells, all fresh");
+        assert!(!low(&batches, asked), "99 cells, all fresh");
         tokio::time::advance(VALIDITY / 2 + Duration::from_micros(1)).await;
-        assert!(batches.low(Instant::now()), "past half the validity");
+        assert!(low(&batches, Instant::now()), "past half the validity");
         assert!(
             batches.take(Instant::now()),
             "its cells are still good until it ends"

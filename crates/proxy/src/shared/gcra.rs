@@ -139,17 +139,16 @@ impl SharedLimiter {
 
     /// A cell from this replica's batches, without a question or a future; `false` when there is
     /// none, or a refill is due (the request then asks, with [`check_with`](Self::check_with)).
-    /// `batched: false` (a client's share, judged in Redis for every request, or a partner's pace
-    /// in force) never takes one.
-    pub fn take_batched(&self, batched: bool) -> bool {
-        let now = tokio::time::Instant::now();
-        match self.batches.as_ref().filter(|_| batched) {
-            Some(batches) if !batches.low(now) && batches.take(now) => {
-                batches.count();
-                true
-            }
-            _ => false,
-        }
+    /// A request with a client's share (judged in Redis for every request), or with `batched:
+    /// false` (a partner's pace in force), never takes one.
+    pub fn take_batched(&self, client: Option<&SharedCell>, batched: bool) -> bool {
+        self.batches_for(client, batched)
+            .is_some_and(|batches| batches.take_fresh(tokio::time::Instant::now(), true))
+    }
+
+    /// This limit's batches, when a request may use them (see [`take_batched`](Self::take_batched)).
+    fn batches_for(&self, client: Option<&SharedCell>, batched: bool) -> Option<&Batches> {
+        self.batches.as_ref().filter(|_| batched && client.is_none())
     }
 
     /// Asks Redis, with a client's share of this limit judged first in the same call (only an
@@ -159,17 +158,15 @@ impl SharedLimiter {
     /// refill is due, asks for a batch when one is, and otherwise waits for the refill in flight
     /// and takes a cell of it; only a request the batch left out asks for one cell of its own.
     pub async fn check_with(&self, client: Option<&SharedCell>, batched: bool) -> Option<Verdict> {
-        let now = tokio::time::Instant::now();
-        let batched = batched && client.is_none();
-        let refill = match self.batches.as_ref().filter(|_| batched) {
+        let refill = match self.batches_for(client, batched) {
             Some(batches) => {
                 batches.count();
                 let mut refill = None;
-                let mut now = now;
+                let mut now = tokio::time::Instant::now();
                 // A few refills at most: each is sized by the requests that wanted a cell, so
                 // a crowd left out by one is in the next.
                 for _ in 0..REFILL_TURNS {
-                    if !batches.low(now) && batches.take(now) {
+                    if batches.take_fresh(now, false) {
                         return Some(Verdict::Admitted);
                     }
                     refill = batches.start_refill(now);
