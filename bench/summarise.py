@@ -643,6 +643,16 @@ def pyplot():
     return plt
 
 
+def save(plt, fig, legend_from, columns: int, path: str) -> bool:
+    """One legend under both panels (from the axes `legend_from`), then the PNG at `path`."""
+    handles, labels = legend_from.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=columns, fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
 def plot(agg: dict, peers: list[str], conns: list[int], path: str) -> bool:
     plt = pyplot()
     if plt is None:
@@ -664,12 +674,7 @@ def plot(agg: dict, peers: list[str], conns: list[int], path: str) -> bool:
         ax.set_xticks(list(xs))
         ax.set_xticklabels([f"{c} conns" for c in conns])
         ax.grid(axis="y", alpha=0.3)
-    handles, labels = ax_t.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(peers), fontsize=9, frameon=False)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return True
+    return save(plt, fig, ax_t, len(peers), path)
 
 
 def plot_open(agg_open: dict, peers: list[str], rates: list[int], path: str) -> bool:
@@ -709,12 +714,7 @@ def plot_open(agg_open: dict, peers: list[str], rates: list[int], path: str) -> 
     if marked:  # room above the bars and markers for the marker's legend
         ax_a.set_ylim(top=ax_a.get_ylim()[1] * 1.2)
         ax_a.legend(fontsize=8, frameon=False, loc="upper left")
-    handles, labels = ax_l.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(peers), fontsize=9, frameon=False)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return True
+    return save(plt, fig, ax_l, len(peers), path)
 
 
 def raw_json(raw: dict) -> str:
