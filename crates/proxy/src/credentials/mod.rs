@@ -8,9 +8,10 @@
 //! - `fleet.rs`: `[shared]` with a key: the fleet's token (adopt, lease and fetch, or wait).
 //! - `fetch.rs`: the token calls on the wire (OAuth2 client credentials, JWT login and refresh).
 //! - `response.rs`: distrust of what token endpoints answer.
-//! - `backoff.rs`: the pure retry schedule after token failures.
+//!
+//! The retry schedule after token failures is `crate::backoff`, beside it rather than in it,
+//! since `shared/` reconnects to Redis on the same schedule.
 
-pub(crate) mod backoff;
 mod cache;
 mod fetch;
 mod fleet;
