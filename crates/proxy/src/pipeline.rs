@@ -523,19 +523,13 @@ async fn attempt(
             }
             up.metrics.upstream_error(e.kind);
             tracing::debug!(upstream = %up.cfg.name, error = %e, "upstream attempt failed");
-            let cause = UpstreamCause {
-                kind: e.kind,
-                detail: e.to_string(),
-            };
+            let before_send = e.before_send;
             let error = if e.invalid_response {
-                GatewayError::UpstreamInvalidResponse(cause)
+                GatewayError::UpstreamInvalidResponse(UpstreamCause::new(e))
             } else {
-                GatewayError::UpstreamUnreachable(cause)
+                GatewayError::UpstreamUnreachable(UpstreamCause::new(e))
             };
-            Err(Failure {
-                before_send: e.before_send,
-                error,
-            })
+            Err(Failure { before_send, error })
         }
         Ok(Ok(resp)) => {
             let elapsed = sent.elapsed();
