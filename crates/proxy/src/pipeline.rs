@@ -549,10 +549,11 @@ fn fail(err: &GatewayError, upstream: Option<&str>, request_id: &HeaderValue) ->
 }
 
 /// One line per failed request with the message the caller read, as loud as who caused it
-/// ([`Side`]): the caller's errors at debug (its access line already says which 4xx and why, by
-/// code), Tollgate's own refusals (its limits) at info, the partner's failures at warn, since
-/// they are what an operator may have to act on. The access line (`tollgate::access`, info) is
-/// written for every request whatever this says; each attempt's own failure is at debug.
+/// ([`Side`]): the caller's errors and Tollgate's own refusals (its limits) at debug (the access
+/// line already names the code, and a burst of refusals must not flood the default level), the
+/// partner's failures at warn, since they are what an operator may have to act on. The access
+/// line (`tollgate::access`, info) is written for every request whatever this says; each
+/// attempt's own failure is at debug.
 fn log_failure(err: &GatewayError, upstream: Option<&str>, request_id: &HeaderValue) {
     let request_id = printable(rid(request_id));
     let code = err.code();
