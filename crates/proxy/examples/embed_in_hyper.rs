@@ -29,8 +29,14 @@ use tollgate_proxy::{Config, Gateway, GatewayService, Metrics};
 use tollgate_sandbox::{Emulator, Partner};
 use tower_service::Service as _;
 
+// `pub(crate)`, as `app` below: `tests/embed.rs` includes this file and serves these very
+// routes, so the example is checked with the tests.
+
 /// Where the application mounts the gateway.
-const PREFIX: &str = "/partners";
+pub(crate) const PREFIX: &str = "/partners";
+
+/// What the application answers outside [`PREFIX`].
+pub(crate) const OWN_PAGE: &str = "the application's own page\n";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -76,10 +82,13 @@ auth = {{ type = "oauth2_client_credentials", token_url = "{url}/oauth/token", c
 
 /// The application's routes: the gateway under [`PREFIX`] (which it does not see), the
 /// application's own answer elsewhere. Both answer with Tollgate's body type.
-async fn app(mut gateway: GatewayService, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub(crate) async fn app(
+    mut gateway: GatewayService,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     match strip_prefix(req) {
         Some(req) => gateway.call(req).await,
-        None => Ok(Response::new(body::full("the application's own page\n"))),
+        None => Ok(Response::new(body::full(OWN_PAGE))),
     }
 }
 

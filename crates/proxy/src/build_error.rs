@@ -16,6 +16,7 @@ use http::uri::InvalidUri;
 use rustls_pki_types::pem;
 
 use crate::config::{ConfigError, Environment};
+use crate::webhook::sqlite::StoreError;
 use crate::webhook::verify::KeyError;
 
 /// Why the runtime state could not be built.
@@ -48,7 +49,7 @@ pub enum BuildError {
     /// `[webhooks]` without `[shared]`: the SQLite store under `data_dir` did not open. The
     /// store's own message names the file and the step that failed.
     #[error("{0}")]
-    WebhookStore(String),
+    WebhookStore(StoreError),
     /// A webhook's delivery client (`deliver_to`) could not be built.
     #[error("webhooks.{webhook}.deliver_to: {cause}")]
     DeliverClient {

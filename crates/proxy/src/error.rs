@@ -9,6 +9,7 @@ use http::StatusCode;
 use tollgate_metrics::ErrorKind;
 
 use crate::credentials::TokenError;
+use crate::forward::ForwardError;
 
 /// Who caused an error, as Pingora's error source tells them apart. It decides how loud a failed
 /// request is logged (`pipeline::log_failure`: the partner's → warn; the caller's and Tollgate's
@@ -25,17 +26,29 @@ pub enum Side {
     Gateway,
 }
 
-/// Why an attempt at the partner got no usable answer, as the pooled client saw it.
+/// Why an attempt at the partner got no usable answer, as the pooled client saw it. Its own text
+/// names the kind only: the client's error is its `source`, and [`GatewayError`]'s text is where
+/// that error's words are written into the caller's `message`, once.
 #[derive(Debug, thiserror::Error)]
-#[error("{detail}")]
+#[error("the attempt failed ({kind:?})")]
 pub struct UpstreamCause {
     /// How the attempt failed, as `tollgate_upstream_errors_total{kind}` counts it (`forward.rs`
     /// classifies): `Connect` (DNS, TCP, a new connection that closed at once), `Tls` (a rustls
     /// error anywhere in the chain) or `Protocol` (the exchange broke once connected).
     pub kind: ErrorKind,
-    /// The client's error chain, each cause after `": "`: what follows the variant's words in the
-    /// caller's `message`.
-    pub detail: String,
+    /// The client's error; its text is the whole chain it saw, each cause after `": "`.
+    #[source]
+    error: ForwardError,
+}
+
+impl UpstreamCause {
+    /// The cause of an attempt that failed with `error`, of the kind `forward.rs` classified.
+    pub(crate) fn new(error: ForwardError) -> Self {
+        Self {
+            kind: error.kind,
+            error,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,18 +59,18 @@ pub enum GatewayError {
     BadRequest(&'static str),
     #[error("the request body is larger than this upstream's max_body ({limit} bytes)")]
     PayloadTooLarge { limit: u64 },
-    #[error("the upstream could not be reached: {0}")]
+    #[error("the upstream could not be reached: {}", .0.error)]
     UpstreamUnreachable(UpstreamCause),
     /// The partner answered, but with something that is not a valid HTTP response (5,000 headers,
     /// a garbled status line): the partner's fault, not the network's.
-    #[error("the upstream's answer is not a valid HTTP response: {0}")]
+    #[error("the upstream's answer is not a valid HTTP response: {}", .0.error)]
     UpstreamInvalidResponse(UpstreamCause),
     #[error("the upstream did not answer within request_timeout ({0:?})")]
     UpstreamTimeout(Duration),
     /// The token cache had no token to give: its error carries when to try again
-    /// (`Retry-After`) and what went wrong last. The caller reads that message after these words,
-    /// not the `TokenError`'s own `Display`, which words it differently.
-    #[error("no valid token for this upstream: {}", .0.message)]
+    /// (`Retry-After`) and what went wrong. The caller reads the cause's words after these, the
+    /// one place they are written into a message.
+    #[error("no valid token for this upstream: {}", .0.cause())]
     TokenUnavailable(TokenError),
     #[error("this upstream's rate limit is reached; retry after {retry_after:?}")]
     RateLimited { retry_after: Duration },

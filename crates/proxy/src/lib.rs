@@ -5,6 +5,8 @@
 //! - `admin.rs`: the admin listener: `/healthz`, `/readyz`, `/status`, `/metrics`, `POST /reload`,
 //!   `/webhooks/...`.
 //! - `admin_client.rs`: the CLI's HTTP/1.1 client for a running gateway's admin listener.
+//! - `backoff.rs`: the pure retry schedule after failures, shared by the token caches and the
+//!   Redis reconnect loop; a bottom module.
 //! - `bench_api.rs`: single request-path steps for the criterion benchmarks; built only with the
 //!   `bench` feature (not an API).
 //! - `body.rs`: the streamed body type used in both directions.
@@ -61,6 +63,7 @@
 
 mod admin;
 pub mod admin_client;
+mod backoff;
 // Only the benchmarks reach it (`required-features = ["bench"]` in Cargo.toml); hidden even then.
 #[cfg(feature = "bench")]
 #[doc(hidden)]

@@ -523,19 +523,13 @@ async fn attempt(
             }
             up.metrics.upstream_error(e.kind);
             tracing::debug!(upstream = %up.cfg.name, error = %e, "upstream attempt failed");
-            let cause = UpstreamCause {
-                kind: e.kind,
-                detail: e.to_string(),
-            };
+            let before_send = e.before_send;
             let error = if e.invalid_response {
-                GatewayError::UpstreamInvalidResponse(cause)
+                GatewayError::UpstreamInvalidResponse(UpstreamCause::new(e))
             } else {
-                GatewayError::UpstreamUnreachable(cause)
+                GatewayError::UpstreamUnreachable(UpstreamCause::new(e))
             };
-            Err(Failure {
-                before_send: e.before_send,
-                error,
-            })
+            Err(Failure { before_send, error })
         }
         Ok(Ok(resp)) => {
             let elapsed = sent.elapsed();
@@ -555,10 +549,11 @@ fn fail(err: &GatewayError, upstream: Option<&str>, request_id: &HeaderValue) ->
 }
 
 /// One line per failed request with the message the caller read, as loud as who caused it
-/// ([`Side`]): the caller's errors at debug (its access line already says which 4xx and why, by
-/// code), Tollgate's own refusals (its limits) at info, the partner's failures at warn, since
-/// they are what an operator may have to act on. The access line (`tollgate::access`, info) is
-/// written for every request whatever this says; each attempt's own failure is at debug.
+/// ([`Side`]): the caller's errors and Tollgate's own refusals (its limits) at debug (the access
+/// line already names the code, and a burst of refusals must not flood the default level), the
+/// partner's failures at warn, since they are what an operator may have to act on. The access
+/// line (`tollgate::access`, info) is written for every request whatever this says; each
+/// attempt's own failure is at debug.
 fn log_failure(err: &GatewayError, upstream: Option<&str>, request_id: &HeaderValue) {
     let request_id = printable(rid(request_id));
     let code = err.code();

@@ -1,34 +1,36 @@
 //! Tollgate embedded in another server through `GatewayService` (`tower::Service`): a plain hyper
-//! server mounting it behind its own prefix, hyper-util's `TowerToHyperService`, axum's
-//! `nest_service`, and one `oneshot` call with no server at all. The servers run on loopback and
-//! the partners are the sandbox's, as in the data listener's tests.
+//! server mounting it behind its own prefix (the routes of `examples/embed_in_hyper.rs`, so the
+//! example is tested too), hyper-util's `TowerToHyperService`, axum's `nest_service`, and one
+//! `oneshot` call with no server at all. The servers run on loopback and the partners are the
+//! sandbox's, as in the data listener's tests.
 
+// The example's own routes, served by the first test below, so the example stays true. Its
+// `main` is the example's, unused here.
+#[allow(dead_code)]
+#[path = "../examples/embed_in_hyper.rs"]
+mod example;
 mod support;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{Request, Response, Uri};
+use http::Request;
 use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
-use tollgate_proxy::body;
 use tollgate_proxy::{Background, Config, Gateway, Metrics};
 use tollgate_sandbox::{Echo, Emulator, Partner};
 use tower::ServiceExt as _;
-use tower_service::Service as _;
 
-use support::{client, ottimate_upstream};
+use example::PREFIX;
+use support::{assert_ottimate_credentials, client, ottimate_upstream};
 
-/// Where the embedders below mount the gateway.
-const PREFIX: &str = "/partners";
+/// The axum embedder's own page.
 const OWN_PAGE: &str = "the embedder's own page";
 
 fn config_text(ott: &Emulator, echo: &Echo) -> String {
@@ -60,8 +62,8 @@ async fn world() -> World {
     }
 }
 
-/// An embedder's plain hyper server: the gateway under [`PREFIX`] (stripped), its own page
-/// elsewhere.
+/// A plain hyper server with the example's routes (`examples/embed_in_hyper.rs`): the gateway
+/// under [`PREFIX`] (stripped), the application's own page elsewhere.
 async fn hyper_app(gw: Arc<Gateway>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -72,15 +74,7 @@ async fn hyper_app(gw: Arc<Gateway>) -> SocketAddr {
             };
             let gateway = gw.service().with_peer(peer);
             tokio::spawn(async move {
-                let routes = service_fn(move |req: Request<Incoming>| {
-                    let mut gateway = gateway.clone();
-                    async move {
-                        match strip_prefix(req) {
-                            Some(req) => gateway.call(req).await,
-                            None => Ok::<_, Infallible>(Response::new(body::full(OWN_PAGE))),
-                        }
-                    }
-                });
+                let routes = service_fn(move |req| example::app(gateway.clone(), req));
                 let builder = auto::Builder::new(TokioExecutor::new());
                 let _ = builder.serve_connection(TokioIo::new(stream), routes).await;
             });
@@ -122,24 +116,6 @@ async fn axum_app(gw: Arc<Gateway>) -> SocketAddr {
     addr
 }
 
-/// `/partners/x?q` → `/x?q`; `None` for a request outside the prefix.
-fn strip_prefix<B>(mut req: Request<B>) -> Option<Request<B>> {
-    let rest = req
-        .uri()
-        .path()
-        .strip_prefix(PREFIX)
-        .filter(|rest| rest.starts_with('/'))
-        .map(str::to_owned)?;
-    let path_and_query = match req.uri().query() {
-        Some(query) => format!("{rest}?{query}"),
-        None => rest,
-    };
-    let mut parts = req.uri().clone().into_parts();
-    parts.path_and_query = Some(path_and_query.parse().expect("a suffix of a valid path"));
-    *req.uri_mut() = Uri::from_parts(parts).expect("the same URI, shorter");
-    Some(req)
-}
-
 /// The partner answered through the gateway, which injected its token and key.
 async fn assert_partner_answered(w: &World, base: &str) {
     let resp = client()
@@ -157,14 +133,7 @@ async fn assert_partner_answered(w: &World, base: &str) {
     let r = seen.last().expect("the partner saw the request");
     assert_eq!(r.path, "/v1/invoices");
     assert_eq!(r.query.as_deref(), Some("b=2&a=1"));
-    assert_eq!(r.header_all("x-api-key"), [w.ott.credentials().api_key.as_str()]);
-    let auth = r
-        .header("authorization")
-        .expect("the gateway's token is injected");
-    assert!(
-        auth.starts_with("Bearer ") && !auth.contains("caller-token"),
-        "the caller's Authorization never reaches the partner: {auth}"
-    );
+    assert_ottimate_credentials(&w.ott, r);
 }
 
 /// A path no upstream has: the gateway's own JSON 404.
@@ -201,11 +170,11 @@ async fn assert_bodies_stream(base: &str) {
     assert_eq!(resp.bytes().await.unwrap().len(), 1 << 20);
 }
 
-/// The embedder's own route still answers beside the gateway.
-async fn assert_own_page(url: &str) {
+/// The embedder's own route still answers beside the gateway, with `page`.
+async fn assert_own_page(url: &str, page: &str) {
     let own = client().get(url).send().await.unwrap();
     assert_eq!(own.status(), 200);
-    assert_eq!(own.text().await.unwrap(), OWN_PAGE);
+    assert_eq!(own.text().await.unwrap(), page);
 }
 
 #[tokio::test]
@@ -216,7 +185,7 @@ async fn a_hyper_server_mounts_the_gateway_behind_its_own_prefix() {
     assert_partner_answered(&w, &base).await;
     assert_no_route(&format!("{base}/nowhere/at-all")).await;
     assert_bodies_stream(&base).await;
-    assert_own_page(&format!("http://{addr}/elsewhere")).await;
+    assert_own_page(&format!("http://{addr}/elsewhere"), example::OWN_PAGE).await;
     assert_eq!(
         w.ott.requests().len(),
         1,
@@ -241,7 +210,7 @@ async fn axum_nests_the_gateway_and_its_unsync_bodies_stream() {
     assert_partner_answered(&w, &base).await;
     assert_no_route(&format!("{base}/nowhere")).await;
     assert_bodies_stream(&base).await;
-    assert_own_page(&format!("http://{addr}/")).await;
+    assert_own_page(&format!("http://{addr}/"), OWN_PAGE).await;
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{admin_text, client, TestGateway};
+use support::{admin_text, assert_ottimate_credentials, client, TestGateway};
 use tollgate_sandbox::{Credentials, Emulator, Options, Partner};
 
 fn partners_config(ott: &Emulator, oas: &Emulator, osigu: &Emulator) -> String {
@@ -84,14 +84,7 @@ async fn ottimate_path_query_and_headers_are_mapped_and_cleaned() {
     assert_eq!(r.method, "GET");
     assert_eq!(r.path, "/v1/invoices");
     assert_eq!(r.query.as_deref(), Some(query), "query must arrive byte-for-byte");
-    assert_eq!(r.header_all("x-api-key"), [w.ott.credentials().api_key.as_str()]);
-    let auth = r
-        .header("authorization")
-        .expect("the gateway's token is injected");
-    assert!(
-        auth.starts_with("Bearer ") && !auth.contains("caller-token"),
-        "caller Authorization must never reach the partner"
-    );
+    assert_ottimate_credentials(&w.ott, r);
     assert_eq!(r.header("proxy-authorization"), None);
     assert_eq!(r.header("x-forwarded-for"), None);
     assert_eq!(r.header("forwarded"), None);

@@ -19,6 +19,11 @@
 //!   count.
 //! - not comments, string or char literals, and not items under `#[cfg(test)]` (test modules may
 //!   import anything of the module they test).
+//!
+//! The proxy's bottom layer is checked one level up as well, between its top-level modules (a
+//! folder counts as one): a file graph without a cycle can still hide one between folders, as
+//! `shared/mod.rs` calling the backoff inside `credentials/` did while `credentials/` used
+//! `shared/`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ffi::OsString;
@@ -593,6 +598,74 @@ fn file_graph(src: &Path) -> Result<Graph, String> {
             if to != from {
                 uses.entry(to)
                     .or_insert_with(|| format!("{from}:{line} uses {}", path.join("::")));
+            }
+        }
+    }
+    Ok(graph)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The proxy's bottom layer.
+
+/// The proxy's bottom modules and the only top-level modules each may import (ARCHITECTURE.md,
+/// Invariants). Everything else builds on them, so an import from one of them upwards would be
+/// half of a cycle.
+const PROXY_BOTTOM: &[(&str, &[&str])] = &[
+    ("secret", &[]),
+    ("clock", &[]),
+    ("backoff", &[]),
+    ("config", &["secret"]),
+    ("quota", &["config"]),
+];
+
+/// The proxy's bottom modules import nothing of the crate but what sits below them.
+#[test]
+fn the_proxys_bottom_modules_import_only_what_sits_below_them() {
+    let src = workspace_root().join("crates/proxy/src");
+    let graph = top_level_graph(&src).unwrap_or_else(|e| panic!("{e}"));
+    // quota.rs does use the config: a scanner that missed it would pass any code.
+    assert!(
+        graph.get("quota").is_some_and(|u| u.contains_key("config")),
+        "the scanner did not see quota.rs use the config: the scanner is broken, not the code"
+    );
+    let mut report = String::new();
+    for &(module, allowed) in PROXY_BOTTOM {
+        let uses = graph
+            .get(module)
+            .unwrap_or_else(|| panic!("crates/proxy/src has no top-level module `{module}`"));
+        for (to, why) in uses {
+            if !allowed.contains(&to.as_str()) {
+                let _ = writeln!(report, "  {module} -> {to}: {why}");
+            }
+        }
+    }
+    assert!(
+        report.is_empty(),
+        "a bottom module of the proxy imports a module above it; move what it needs down, or \
+         the code that needs it up (see ARCHITECTURE.md, Invariants):\n{report}"
+    );
+}
+
+/// The top-level module a module belongs to (`crate` for the crate root).
+fn top_level(module: &[String]) -> String {
+    module.first().cloned().unwrap_or_else(|| "crate".to_owned())
+}
+
+/// Top-level module → the other top-level modules its files use, with the first use as the
+/// reason: the file graph with each folder folded into one node.
+fn top_level_graph(src: &Path) -> Result<Graph, String> {
+    let modules = module_files(src)?;
+    let mut graph = Graph::new();
+    for (module, file) in &modules {
+        let from = top_level(module);
+        let uses = graph.entry(from.clone()).or_default();
+        for (inline, path, line) in &file.scan.used {
+            let mut here = module.clone();
+            here.extend(inline.iter().cloned());
+            let to = top_level(&resolve(&modules, &here, path));
+            if to != from {
+                uses.entry(to)
+                    .or_insert_with(|| format!("{}:{line} uses {}", file.rel.display(), path.join("::")));
             }
         }
     }

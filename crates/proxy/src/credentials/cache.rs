@@ -31,7 +31,8 @@ use tollgate_metrics::UpstreamMetrics;
 use super::fetch::{FetchError, Fetched};
 use super::fleet::{FleetToken, FromFleet};
 use super::source::{Kind, TokenSource};
-use super::{backoff, now_unix, Token, TokenError};
+use super::{now_unix, Token, TokenError};
+use crate::backoff;
 use crate::config::Auth;
 use crate::forward::UpstreamClient;
 use crate::shared::{SharedLimiter, SharedState, SharedToken};
@@ -156,14 +157,8 @@ impl TokenCache {
         let flight = self.join_flight(false)?;
         match tokio::time::timeout_at(deadline, flight).await {
             Ok(Ok(token)) => Ok(token),
-            Ok(Err(message)) => Err(TokenError {
-                retry_after: self.backoff_left(),
-                message,
-            }),
-            Err(_) => Err(TokenError {
-                retry_after: None,
-                message: "the token endpoint did not answer within request_timeout".to_owned(),
-            }),
+            Ok(Err(message)) => Err(TokenError::call_failed(message, self.backoff_left())),
+            Err(_) => Err(TokenError::no_answer()),
         }
     }
 
@@ -213,13 +208,7 @@ impl TokenCache {
         }
         if let Some(wait) = self.backoff_left() {
             let state = self.state.lock().expect("state lock");
-            return Err(TokenError {
-                retry_after: Some(wait),
-                message: state
-                    .last_error
-                    .clone()
-                    .unwrap_or_else(|| "backing off".to_owned()),
-            });
+            return Err(TokenError::backing_off(wait, state.last_error.clone()));
         }
         let me = self.clone();
         let flight = async move {
@@ -248,13 +237,7 @@ impl TokenCache {
             .max(later(self.source.next_call_at()))
             .filter(|d| !d.is_zero())
             .unwrap_or(Duration::from_secs(1));
-        Some(TokenError {
-            retry_after: Some(next_call),
-            message: state
-                .last_error
-                .clone()
-                .unwrap_or_else(|| "the token endpoint is failing".to_owned()),
-        })
+        Some(TokenError::failing(next_call, state.last_error.clone()))
     }
 
     fn backoff_left(&self) -> Option<Duration> {

@@ -20,18 +20,19 @@ use crate::forward::UpstreamClient;
 use crate::secret::Secret;
 
 /// A token call that failed (or was not made), with the reason label and anything the endpoint
-/// asked of us. Built only by the constructors below.
+/// asked of us. Built only by the constructors below; its fields are read by its siblings only
+/// (`cache.rs` backs off on them, `source.rs` falls back from a refused JWT refresh to a login).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct FetchError {
     /// The failure as `tollgate_token_failures_total` counts it; `None` when the call was not
     /// made because Tollgate's own token limit refused it (counted as `action="rejected"`).
-    pub reason: Option<TokenFailure>,
-    pub message: String,
+    pub(super) reason: Option<TokenFailure>,
+    pub(super) message: String,
     /// When a call may be tried again: the endpoint's own `Retry-After` (a 429 or 503), or the
     /// token limit's next cell.
-    pub retry_after: Option<Duration>,
-    pub status: Option<StatusCode>,
+    pub(super) retry_after: Option<Duration>,
+    pub(super) status: Option<StatusCode>,
 }
 
 impl FetchError {

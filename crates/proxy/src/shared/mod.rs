@@ -10,6 +10,8 @@
 //! - `health.rs`: Redis in use or degraded, the last error, the `/status` view.
 //! - `gcra.rs` (+ `gcra.lua`, `pause.lua`, `pace.lua`): the shared GCRA limit with the pause and
 //!   the fleet's adaptive pace folded in.
+//! - `batch.rs`: a fast limit's cells taken several per script call and handed out by this
+//!   replica, within a validity the limit's burst tolerance pays for.
 //! - `token.rs` (+ `compare_delete.lua`): one token fetch per (upstream, environment) for the fleet.
 //! - `crypto.rs`: AES-256-GCM for tokens at rest in Redis.
 //!
@@ -388,5 +390,5 @@ fn cluster_client(seeds: &[RedisNode], op_timeout: Duration) -> Result<ClusterCl
 /// The wait before reconnecting after `failures` failures in a row: the token endpoint's schedule
 /// (exponential, jittered, capped), for the same reason: never hammer what is down.
 fn retry_delay(failures: u32) -> Duration {
-    crate::credentials::backoff::delay(failures, None, rand::random::<f64>())
+    crate::backoff::delay(failures, None, rand::random::<f64>())
 }

@@ -26,6 +26,7 @@ use hyper::body::Incoming;
 use tollgate_metrics::Received;
 
 use super::store::{Inserted, NewEvent};
+use super::verify::Rejection;
 use super::{event_id, WebhookRuntime, Webhooks};
 use crate::body::{full, Body};
 use crate::config::webhook::EventId;
@@ -168,6 +169,19 @@ async fn read_body(
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large),
         Ok(Err(_)) => Err(GatewayError::BadRequest("the request body could not be read")),
+    }
+}
+
+/// Every rejection is a 401; the error's code (`bad_signature`, `stale_timestamp`) says which.
+/// Written here, where a rejection is answered, so that the pure `verify.rs` imports no
+/// `error.rs`: `error.rs` holds the upstream client's error (`forward.rs`), which reaches
+/// `verify.rs`'s key errors through `build_error.rs`, so importing back would close a cycle.
+impl From<Rejection> for GatewayError {
+    fn from(r: Rejection) -> Self {
+        match r {
+            Rejection::BadSignature(why) => GatewayError::BadSignature(why),
+            Rejection::StaleTimestamp => GatewayError::StaleTimestamp,
+        }
     }
 }
 

@@ -19,7 +19,8 @@ mod event_id;
 pub(crate) mod fleet;
 mod ingest;
 mod schedule;
-mod sqlite;
+// `BuildError::WebhookStore` holds its error when the file does not open.
+pub(crate) mod sqlite;
 pub(crate) mod store;
 pub(crate) mod verify;
 
@@ -116,7 +117,7 @@ impl Webhooks {
             }
             _ => Store::Sqlite(
                 sqlite::Store::open(&config.server.data_dir)
-                    .map_err(|e| BuildError::WebhookStore(e.to_string()))?,
+                    .map_err(BuildError::WebhookStore)?,
             ),
         };
         let mut hooks = Vec::with_capacity(config.webhooks.len());

@@ -63,16 +63,6 @@ pub enum Rejection {
     StaleTimestamp,
 }
 
-/// Every rejection is a 401; the error's code (`bad_signature`, `stale_timestamp`) says which.
-impl From<Rejection> for crate::error::GatewayError {
-    fn from(r: Rejection) -> Self {
-        match r {
-            Rejection::BadSignature(why) => crate::error::GatewayError::BadSignature(why),
-            Rejection::StaleTimestamp => crate::error::GatewayError::StaleTimestamp,
-        }
-    }
-}
-
 /// What a verified delivery tells the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verified {

@@ -377,6 +377,19 @@ auth = {{ type = "oauth2_client_credentials", token_url = "{url}/oauth/token", c
     )
 }
 
+/// What Ottimate saw of the credentials on request `r`: its own API key, once, and the
+/// gateway's bearer token in place of the caller's `Bearer caller-token`.
+pub fn assert_ottimate_credentials(ott: &tollgate_sandbox::Emulator, r: &tollgate_sandbox::Recorded) {
+    assert_eq!(r.header_all("x-api-key"), [ott.credentials().api_key.as_str()]);
+    let auth = r
+        .header("authorization")
+        .expect("the gateway's token is injected");
+    assert!(
+        auth.starts_with("Bearer ") && !auth.contains("caller-token"),
+        "the caller's Authorization never reaches the partner: {auth}"
+    );
+}
+
 /// Osigu (OAuth2, limited per client) behind the gateway; `env_extra` goes in its sandbox table
 /// (a `rate_limit`), the other extras as for `oas_upstream`.
 pub fn osigu_upstream(

@@ -1,4 +1,6 @@
-//! When to try a failing token endpoint again: a pure policy, apart from the loop that uses it.
+//! When to try a failing token endpoint, or a lost Redis connection, again: a pure policy, apart
+//! from the loops that use it (`credentials/cache.rs`, `shared/mod.rs`). A bottom module: it
+//! imports nothing of the crate, so both sides can use it without depending on each other.
 //!
 //! Exponential with jitter: the n-th consecutive failure waits `base * 2^(n-1)`, capped at 60 s, then
 //! scaled by a random factor in [0.8, 1.0] so replicas drift apart. A partner's `Retry-After` wins
