@@ -184,8 +184,9 @@ impl Admission {
     /// `client`: with `[shared]`, a client's share of this upstream, judged in the same script
     /// call before the upstream's cell (without `[shared]` the pipeline checks a client's share
     /// itself, and passes `None`). When that share is spent the answer is at once
-    /// `CallerRateLimited` with the wait, and nothing was taken: the caller waits for its share
-    /// by its own rules (`CallerLimit::wait_for_fleet`), then asks again.
+    /// `CallerRateLimited` with the wait, and nothing was taken: the caller waits for the
+    /// client's cell alone in the client's line (`CallerLimit::wait_for_fleet`), then asks
+    /// again without it.
     pub async fn admit(
         &self,
         deadline: Instant,
