@@ -21,6 +21,8 @@
 //! - `forward.rs`: the pooled rustls client; the only code that connects to partners.
 //! - `gateway.rs`: [`Gateway`], the runtime state built from a config (the swappable runtime).
 //! - `headers.rs`: header hygiene both ways and the request id.
+//! - `jitter.rs`: [`Jitter`], the random draw behind retry backoffs and token refresh times, which
+//!   tests fix.
 //! - `lib.rs`: this map, and the crate's public items.
 //! - `limit/`: per-upstream admission: concurrency, GCRA rate limit (queue/reject), pause, the
 //!   adaptive pace learnt from a partner's announced budget, and the one wait loop every limit uses.
@@ -74,6 +76,7 @@ mod error;
 mod forward;
 mod gateway;
 mod headers;
+mod jitter;
 mod limit;
 mod pipeline;
 mod pool;
@@ -95,6 +98,7 @@ pub use build_error::{BuildError, UpstreamClientError};
 pub use config::{Config, ConfigError};
 pub use error::{GatewayError, Side, UpstreamCause};
 pub use gateway::Gateway;
+pub use jitter::Jitter;
 pub use reload::{ReloadError, ReloadReport};
 pub use respond::ERROR_HEADER;
 pub use secret::Secret;

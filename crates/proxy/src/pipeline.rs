@@ -377,7 +377,7 @@ where
             retry::Outcome::Status { retry_after, .. } => retry_after,
             _ => None,
         };
-        let wait = retry::backoff(&up.cfg.retry, attempt_no, retry_after, rand::random::<f64>());
+        let wait = retry::backoff(&up.cfg.retry, attempt_no, retry_after, up.jitter.draw());
         if wait >= time_left {
             return sent.map_err(|f| f.error);
         }

@@ -34,6 +34,7 @@ use super::source::{Kind, TokenSource};
 use super::{backoff, now_unix, Token, TokenError};
 use crate::config::Auth;
 use crate::forward::UpstreamClient;
+use crate::jitter::Jitter;
 use crate::shared::{SharedLimiter, SharedState, SharedToken};
 
 type Flight = Shared<BoxFuture<'static, Result<Arc<Token>, String>>>;
@@ -63,6 +64,8 @@ pub struct TokenCache {
     next_id: AtomicU64,
     /// Wakes the refresher when the schedule changed (new token, failure).
     changed: Notify,
+    /// Spreads refresh times and backoffs.
+    jitter: Jitter,
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -91,6 +94,7 @@ impl TokenCache {
         call_timeout: Duration,
         metrics: UpstreamMetrics,
         shared: Option<&Arc<SharedState>>,
+        jitter: Jitter,
     ) -> Option<Arc<Self>> {
         // What the cache itself needs is the same for every token type; only the calls differ.
         let common = auth.token_common()?;
@@ -137,6 +141,7 @@ impl TokenCache {
             metrics,
             next_id: AtomicU64::new(1),
             changed: Notify::new(),
+            jitter,
         }))
     }
 
@@ -325,7 +330,7 @@ impl TokenCache {
         let expires_at = now + lifetime;
         // Refresh `refresh_before` ahead, less a little jitter so replicas spread out; never sooner
         // than half the lifetime, so a short-lived token cannot make the refresher spin.
-        let jitter = self.refresh_before.mul_f64(0.1 * rand::random::<f64>());
+        let jitter = self.refresh_before.mul_f64(0.1 * self.jitter.draw());
         let early = lifetime
             .saturating_sub(self.refresh_before + jitter)
             .max(lifetime / 2);
@@ -358,7 +363,7 @@ impl TokenCache {
         self.metrics.token_failed(reason);
         let mut state = self.state.lock().expect("state lock");
         state.failures += 1;
-        let wait = backoff::delay(state.failures, e.retry_after, rand::random::<f64>());
+        let wait = backoff::delay(state.failures, e.retry_after, self.jitter.draw());
         state.backoff_until = Some(Instant::now() + wait);
         state.last_error = Some(e.message.clone());
         tracing::warn!(
