@@ -597,6 +597,77 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn hostile_rate_limit_headers_never_pause_past_max_pause_nor_panic() {
+        let max_pause = Duration::from_secs(5);
+        let fresh = || {
+            let toml = "[upstreams.p]\nmax_pause = \"5s\"\n[upstreams.p.sandbox]\n\
+                        base_url = \"http://127.0.0.1:9\"\nrate_limit = { requests = 10, per = \"1s\" }\n";
+            let config = crate::Config::parse(toml, &|_| None).unwrap();
+            let metrics = tollgate_metrics::Metrics::new("t").upstream("p", "sandbox");
+            Admission::new(&config.upstreams[0], metrics, None, None)
+        };
+        let observed = |pairs: &[(&'static str, &str)]| {
+            let mut headers = HeaderMap::new();
+            for &(name, text) in pairs {
+                headers.insert(name, http::HeaderValue::from_str(text).unwrap());
+            }
+            headers
+        };
+        let huge = "99999999999999999999999";
+        let values = [
+            "-5",
+            "abc",
+            "NaN",
+            "inf",
+            "1e400",
+            "-1e300",
+            "",
+            "1e300",
+            huge,
+            // Unix seconds and milliseconds in the past, and an HTTP date in the past.
+            "1690000000",
+            "1690000000000",
+            "Wed, 21 Oct 2015 07:28:00 GMT",
+        ];
+        for value in values {
+            let draft7 = format!("limit=10, remaining=0, reset={value}");
+            let draft8 = format!("\"p\";r=0;t={value}");
+            // Every dialect that pauses or paces, `value` where the wait (or the budget) goes.
+            let cases: [&[(&str, &str)]; 7] = [
+                &[("retry-after", value)],
+                &[("retry-after-ms", value)],
+                &[("ratelimit", draft7.as_str())],
+                &[("ratelimit", draft8.as_str())],
+                &[("ratelimit-remaining", "0"), ("ratelimit-reset", value)],
+                &[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", value)],
+                &[("x-ratelimit-remaining", value), ("x-ratelimit-reset", huge)],
+            ];
+            for pairs in cases {
+                for status in [200, 429, 503] {
+                    let a = fresh();
+                    a.observe(status, &observed(pairs)).await;
+                    let paused = a.pause.left();
+                    let paced = a.status().adaptive.map(|p| p.expires_in_seconds);
+                    let case = format!("{status} {pairs:?}: paused {paused:?}, paced {paced:?}");
+                    assert!(paused.is_none_or(|p| p <= max_pause), "{case}");
+                    assert!(paced.is_none_or(|s| s <= 5.0), "{case}");
+                }
+            }
+        }
+        // The cap is what holds them: the largest waits pause for max_pause exactly.
+        let largest: [(u16, &[(&str, &str)]); 3] = [
+            (429, &[("retry-after-ms", "1e300")]),
+            (200, &[("ratelimit", "limit=10, remaining=0, reset=1e300")]),
+            (200, &[("ratelimit-remaining", "0"), ("ratelimit-reset", huge)]),
+        ];
+        for (status, pairs) in largest {
+            let a = fresh();
+            a.observe(status, &observed(pairs)).await;
+            assert_eq!(a.pause.left(), Some(max_pause), "{pairs:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn osigus_50_per_sliding_minute_holds_over_simulated_minutes() {
         // Osigu's real limit, queued: 120 requests at once, then one every 2.25 s for three
         // minutes. Every request is admitted, no 60 s window ever holds more than 50, and the
