@@ -9,8 +9,9 @@
 //!   `bench` feature (not an API).
 //! - `body.rs`: the streamed body type used in both directions.
 //! - `build_error.rs`: [`BuildError`], why a gateway or a reload's runtime could not be built.
-//! - `clock.rs`: the clocks: wall-clock readings (unix seconds and milliseconds), and governor's
-//!   GCRA limiters on tokio's clock.
+//! - `clock.rs`: the clocks: wall-clock readings (unix seconds and milliseconds), and the GCRA
+//!   limiters' clock: tokio's in unit tests (so a paused clock drives them), quanta's otherwise
+//!   (cheaper per admission).
 //! - `config/`: TOML → validated types (`interpolate`, `raw`, `validate`; single values in
 //!   `fields` and `units`; `server.tls` in `tls.rs`, the `[webhooks]` and `[clients]` sections in
 //!   `webhook.rs` and `clients.rs`).
