@@ -22,6 +22,7 @@ use crate::config::{Config, ConfigError, Upstream};
 use crate::credentials::TokenCache;
 use crate::forward::UpstreamClient;
 use crate::headers::Injected;
+use crate::jitter::Jitter;
 use crate::limit::Admission;
 use crate::pipeline::callers::Callers;
 use crate::route::Routes;
@@ -50,6 +51,8 @@ pub struct Gateway {
     source: Option<PathBuf>,
     /// One reload at a time: SIGHUP and `POST /reload` may race.
     pub(crate) reloading: tokio::sync::Mutex<()>,
+    /// Retry backoffs and token refresh times draw from it; a reload's runtime too.
+    pub(crate) jitter: Jitter,
 }
 
 /// What one config makes of the request path. A request holds the one it arrived under.
@@ -80,6 +83,8 @@ pub(crate) struct UpstreamRuntime {
     pub admission: Arc<Admission>,
     /// Retries may add at most 20% to first tries over 10 s, with a floor of 3 per second.
     pub budget: Arc<crate::retry::Budget>,
+    /// The draw that spreads retry backoffs (the gateway's).
+    pub jitter: Jitter,
     /// The token, for upstreams with `oauth2_client_credentials` or `jwt_login`; kept across a
     /// reload that leaves its credentials alone.
     pub credentials: Option<Arc<TokenCache>>,
@@ -96,6 +101,12 @@ impl Gateway {
     /// Builds the runtime state. Fails only on things config validation cannot see (an unreadable
     /// or invalid `ca_file`, a webhook store that does not open).
     pub fn new(config: Config, metrics: Metrics) -> Result<Self, BuildError> {
+        Self::new_with_jitter(config, metrics, Jitter::Random)
+    }
+
+    /// [`Gateway::new`] with retry backoffs and token refresh times drawn from `jitter`: a test
+    /// that fixes it gets exact waits instead of racing random ones.
+    pub fn new_with_jitter(config: Config, metrics: Metrics, jitter: Jitter) -> Result<Self, BuildError> {
         // With `[clients]`, requests and rate-limit counts gain a `client` label: before any
         // handle is resolved.
         let metrics = if config.clients.is_empty() {
@@ -116,7 +127,7 @@ impl Gateway {
             .map(|t| TlsListener::new(t).map(Arc::new))
             .transpose()
             .map_err(BuildError::ServerTls)?;
-        let runtime = Runtime::build(config, &metrics, shared.as_ref(), None)?;
+        let runtime = Runtime::build(config, &metrics, shared.as_ref(), None, jitter)?;
         let gw = Self {
             runtime: ArcSwap::from_pointee(runtime),
             webhooks,
@@ -128,6 +139,7 @@ impl Gateway {
             refreshers: Mutex::new(Vec::new()),
             source: None,
             reloading: tokio::sync::Mutex::new(()),
+            jitter,
         };
         // Start-up counts as a successful load for
         // `tollgate_config_last_reload_success_timestamp_seconds` (`false`: not a reload). Done
@@ -285,6 +297,7 @@ impl Runtime {
         metrics: &Metrics,
         shared: Option<&Arc<SharedState>>,
         previous: Option<&Runtime>,
+        jitter: Jitter,
     ) -> Result<Self, BuildError> {
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
         for up in &config.upstreams {
@@ -295,6 +308,7 @@ impl Runtime {
                 config.server.public_url.as_ref(),
                 shared,
                 old,
+                jitter,
             )?);
         }
         let callers = Callers::new(
@@ -324,6 +338,7 @@ impl UpstreamRuntime {
         public_url: Option<&url::Url>,
         shared: Option<&Arc<SharedState>>,
         old: Option<&UpstreamRuntime>,
+        jitter: Jitter,
     ) -> Result<Self, BuildError> {
         let base = &cfg.target.base_url;
         let same_network = old.filter(|o| {
@@ -372,6 +387,7 @@ impl UpstreamRuntime {
                 cfg.request_timeout,
                 upstream_metrics.clone(),
                 shared,
+                jitter,
             ),
         };
         let admission = match old {
@@ -392,6 +408,7 @@ impl UpstreamRuntime {
                 || Arc::new(crate::retry::Budget::new(tokio::time::Instant::now())),
                 |o| o.budget.clone(),
             ),
+            jitter,
             credentials,
             token_header: cfg.target.auth.injection().map(|i| i.header.clone()),
             scheme: Scheme::from_str(base.scheme()).expect("validated: http or https"),

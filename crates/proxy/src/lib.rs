@@ -11,8 +11,9 @@
 //!   `bench` feature (not an API).
 //! - `body.rs`: the streamed body type used in both directions.
 //! - `build_error.rs`: [`BuildError`], why a gateway or a reload's runtime could not be built.
-//! - `clock.rs`: the clocks: wall-clock readings (unix seconds and milliseconds), and governor's
-//!   GCRA limiters on tokio's clock.
+//! - `clock.rs`: the clocks: wall-clock readings (unix seconds and milliseconds), and the GCRA
+//!   limiters' clock: tokio's in unit tests (so a paused clock drives them), quanta's otherwise
+//!   (cheaper per admission).
 //! - `config/`: TOML → validated types (`interpolate`, `raw`, `validate`; single values in
 //!   `fields` and `units`; `server.tls` in `tls.rs`, the `[webhooks]` and `[clients]` sections in
 //!   `webhook.rs` and `clients.rs`).
@@ -23,6 +24,8 @@
 //! - `forward.rs`: the pooled rustls client; the only code that connects to partners.
 //! - `gateway.rs`: [`Gateway`], the runtime state built from a config (the swappable runtime).
 //! - `headers.rs`: header hygiene both ways and the request id.
+//! - `jitter.rs`: [`Jitter`], the random draw behind retry backoffs and token refresh times, which
+//!   tests fix.
 //! - `lib.rs`: this map, and the crate's public items.
 //! - `limit/`: per-upstream admission: concurrency, GCRA rate limit (queue/reject), pause, the
 //!   adaptive pace learnt from a partner's announced budget, and the one wait loop every limit uses.
@@ -77,6 +80,7 @@ mod error;
 mod forward;
 mod gateway;
 mod headers;
+mod jitter;
 mod limit;
 mod pipeline;
 mod pool;
@@ -98,6 +102,7 @@ pub use build_error::{BuildError, UpstreamClientError};
 pub use config::{Config, ConfigError};
 pub use error::{GatewayError, Side, UpstreamCause};
 pub use gateway::Gateway;
+pub use jitter::Jitter;
 pub use reload::{ReloadError, ReloadReport};
 pub use respond::ERROR_HEADER;
 pub use secret::Secret;

@@ -262,8 +262,6 @@ where
     // The first attempt's local client cell was taken above (the fleet's is taken with the
     // upstream's); a 401 replay is Tollgate's own doing and is not charged to the client either.
     let mut client_cell_due = fleet_share.is_some();
-    // When the fleet first refused this request's client share: its `max_wait` counts from there.
-    let mut share_refused: Option<tokio::time::Instant> = None;
     // The previous attempt's result, answered if the limit refuses the next attempt.
     let mut last: Option<Result<(Response<Body>, Duration), Failure>> = None;
     loop {
@@ -287,12 +285,12 @@ where
                 trace.queued += wait;
             }
             (Err(GatewayError::CallerRateLimited { retry_after }), Some(limits)) if share.is_some() => {
-                // The client's fleet-wide share is spent: wait for it without holding one of
-                // the partner's slots, then take a slot and ask again.
+                // The client's fleet-wide share is spent: wait for the client's cell without
+                // holding one of the partner's slots, then take a slot and ask the upstream
+                // alone (the client's cell is taken). Boxed: only a request that waits here
+                // carries the waiting state.
                 drop(slot.take());
-                let first = share_refused.is_none();
-                let since = *share_refused.get_or_insert_with(tokio::time::Instant::now);
-                match limits.wait_for_fleet(retry_after, since, first, deadline).await {
+                match Box::pin(limits.wait_for_fleet(retry_after, deadline)).await {
                     Ok(wait) => {
                         waited += wait;
                         trace.queued += wait;
@@ -300,6 +298,7 @@ where
                     Err(refused) => return last.map_or(Err(refused), |l| l.map_err(|f| f.error)),
                 }
                 slot = Some(up.admission.enter(deadline).await?);
+                client_cell_due = false;
                 continue;
             }
             (Err(refused), _) => return last.map_or(Err(refused), |l| l.map_err(|f| f.error)),
@@ -378,7 +377,7 @@ where
             retry::Outcome::Status { retry_after, .. } => retry_after,
             _ => None,
         };
-        let wait = retry::backoff(&up.cfg.retry, attempt_no, retry_after, rand::random::<f64>());
+        let wait = retry::backoff(&up.cfg.retry, attempt_no, retry_after, up.jitter.draw());
         if wait >= time_left {
             return sent.map_err(|f| f.error);
         }

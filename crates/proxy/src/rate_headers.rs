@@ -227,26 +227,39 @@ mod tests {
 
     #[test]
     fn hostile_values_are_ignored_or_saturate_and_never_panic() {
-        for reset in [
-            "-5",
-            "abc",
-            "NaN",
-            "inf",
-            "1e400",
-            "-1e300",
-            "",
-            "\"\"",
-            "99999999999999999999999",
-        ] {
-            for remaining in ["0", "-1", "x", "1e30", "NaN"] {
+        // (the value, what it reads as): not a number, negative or infinite is no reset; a
+        // finite one too large for a wait is the largest wait (the caller caps it).
+        let resets = [
+            ("-5", None),
+            ("abc", None),
+            ("NaN", None),
+            ("inf", None),
+            ("1e400", None),
+            ("-1e300", None),
+            ("", None),
+            ("\"\"", None),
+            ("99999999999999999999999", Some(Duration::MAX)),
+        ];
+        let remainings = [
+            ("0", Some(0)),
+            ("-1", None),
+            ("x", None),
+            ("1e30", Some(u64::MAX)),
+            ("NaN", None),
+        ];
+        for (reset, reset_read) in resets {
+            for (remaining, remaining_read) in remainings {
                 for dialect in ["ratelimit", "x-ratelimit"] {
                     let got = read_all(&[
                         (&format!("{dialect}-remaining"), remaining),
                         (&format!("{dialect}-reset"), reset),
                     ]);
-                    if let Some(found) = got {
-                        assert!(found.reset.is_none_or(|r| r <= Duration::MAX));
-                    }
+                    let want = Announced {
+                        limit: None,
+                        remaining: remaining_read,
+                        reset: reset_read,
+                    };
+                    assert_eq!(got.unwrap_or_default(), want, "{dialect} {remaining} {reset}");
                 }
                 let _ = read_all(&[(
                     "ratelimit",

@@ -100,8 +100,14 @@ impl Gateway {
             restart_needed,
             ..ReloadReport::default()
         };
-        let runtime = Runtime::build(effective, &self.metrics, self.shared.as_ref(), Some(&old))
-            .map_err(ReloadError::Build)?;
+        let runtime = Runtime::build(
+            effective,
+            &self.metrics,
+            self.shared.as_ref(),
+            Some(&old),
+            self.jitter,
+        )
+        .map_err(ReloadError::Build)?;
         for up in &runtime.upstreams {
             match old.upstreams.iter().find(|o| o.cfg.name == up.cfg.name) {
                 None => report.added.push(up.cfg.name.clone()),

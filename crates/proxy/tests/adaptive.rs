@@ -7,11 +7,11 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use support::redis_server::RedisServer;
-use support::{client, metric, metric_reaches, oas_upstream, status_json, Fixed, TestGateway};
+use support::{client, metric, metric_reaches, oas_upstream, status_json, status_reaches, Fixed, TestGateway};
 use tollgate_sandbox::{Emulator, Partner};
 
 const BUDGET: u32 = 10;
@@ -46,11 +46,30 @@ fn config_with(e: &Emulator, adaptive: bool, max_concurrency: u32) -> String {
 }
 
 async fn burst(gw: &TestGateway, n: usize) -> Vec<u16> {
+    burst_at(gw.url("/oas/helloworld"), n).await
+}
+
+/// `n` requests at once to `url`; their statuses.
+async fn burst_at(url: String, n: usize) -> Vec<u16> {
     join_all((0..n).map(|_| {
-        let url = gw.url("/oas/helloworld");
+        let url = url.clone();
         async move { client().get(url).send().await.unwrap().status().as_u16() }
     }))
     .await
+}
+
+/// How many requests each of the partner's fixed windows took, counted as it counts them: a
+/// window opens with the first request after the previous one ended.
+fn per_partner_window(mut at: Vec<Instant>) -> Vec<usize> {
+    at.sort();
+    let mut windows: Vec<(Instant, usize)> = Vec::new();
+    for t in at {
+        match windows.last_mut() {
+            Some((start, count)) if t < *start + WINDOW => *count += 1,
+            _ => windows.push((t, 1)),
+        }
+    }
+    windows.into_iter().map(|(_, count)| count).collect()
 }
 
 const PARTNER_4XX: &str =
@@ -60,24 +79,50 @@ const PARTNER_4XX: &str =
 async fn an_announced_budget_is_paced_so_the_partner_never_says_429() {
     let e = partner().await;
     let gw = TestGateway::start(&config(&e, true)).await;
-    let statuses = burst(&gw, 3 * BUDGET as usize).await;
+    let n = 3 * BUDGET as usize;
+    let requests = tokio::spawn(burst_at(gw.url("/oas/helloworld"), n));
+    // While the burst is paced, the pace learnt shows: a cap above zero (requests still go) and
+    // below the configured 100/s, in the gauge and in /status.
+    let cap = r#"tollgate_rate_limit_adaptive_cap{environment="sandbox",upstream="oas"}"#;
+    assert!(
+        metric_reaches(&gw, cap, 0.01, Duration::from_secs(30)).await,
+        "no cap above zero was learnt"
+    );
+    let shown = |v: &serde_json::Value| {
+        let adaptive = &v["upstreams"][0]["limits"]["adaptive"];
+        let cap = adaptive["cap_per_second"].as_f64().unwrap_or(0.0);
+        let left = adaptive["expires_in_seconds"].as_f64().unwrap_or(0.0);
+        cap > 0.0 && cap < 100.0 && left > 0.0
+    };
+    assert!(
+        status_reaches(&gw, Duration::from_secs(30), shown).await,
+        "/status never showed the pace: {}",
+        status_json(&gw).await
+    );
+    let statuses = requests.await.unwrap();
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     assert_eq!(metric(&gw, PARTNER_4XX).await, 0.0, "the partner said 429");
     // Every request reached the partner once, and it refused none (it counts exactly).
-    assert_eq!(e.requests().len(), 3 * BUDGET as usize);
+    let arrivals: Vec<Instant> = e.requests().iter().map(|r| r.at).collect();
+    assert_eq!(arrivals.len(), n);
     let paced = r#"tollgate_rate_limited_total{action="paced",environment="sandbox",scope="upstream",upstream="oas"}"#;
     assert!(metric(&gw, paced).await > 0.0, "nothing was paced");
-    // The pace learnt is in /status while its window lasts, and never above the configured 100/s.
-    let cap = metric(
-        &gw,
-        r#"tollgate_rate_limit_adaptive_cap{environment="sandbox",upstream="oas"}"#,
-    )
-    .await;
-    assert!(cap < 100.0, "{cap}");
-    let limits = &status_json(&gw).await["upstreams"][0]["limits"];
-    if let Some(adaptive) = limits.get("adaptive") {
-        assert!(adaptive["cap_per_second"].as_f64().unwrap() < 100.0, "{limits}");
-    }
+    assert!(metric(&gw, cap).await < 100.0);
+    // Spread over the partner's windows, as it counts them: none took more than its budget, so
+    // the burst took at least three. And spread evenly enough: the mean gap between arrivals is
+    // within a factor of two of WINDOW / BUDGET (0.2 s), neither bunched nor held back longer
+    // than the budget needs.
+    let windows = per_partner_window(arrivals.clone());
+    assert!(windows.iter().all(|w| *w <= BUDGET as usize), "{windows:?}");
+    assert!(windows.len() >= 3, "{windows:?}");
+    let (first, last) = (arrivals.iter().min().unwrap(), arrivals.iter().max().unwrap());
+    let span = last.duration_since(*first);
+    let mean_gap = span / (n as u32 - 1);
+    let even = WINDOW / BUDGET;
+    assert!(
+        (even / 2..=even * 2).contains(&mean_gap),
+        "mean gap {mean_gap:?} against {even:?}: {windows:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

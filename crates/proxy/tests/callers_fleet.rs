@@ -201,3 +201,55 @@ async fn a_client_waiting_for_its_fleet_share_holds_no_partner_slot() {
     );
     assert_eq!(oas.requests().len(), 3);
 }
+
+/// Waiting for a fleet share follows the one wait loop's rules, as a local share does: a request
+/// that would join billing's line with an estimate past `max_wait` (one interval to the cell the
+/// head of the line waits for, one more for its own) is refused at once, with that estimate as
+/// its `Retry-After`, instead of sleeping first only to be refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_for_a_fleet_share_past_max_wait_is_refused_up_front_with_the_estimate() {
+    let redis = RedisServer::start();
+    let oas = Emulator::start(Partner::Oas).await.unwrap();
+    let toml = config(
+        &oas,
+        &redis,
+        1,
+        ("", ""),
+        r#"{ requests = 1, per = "4s", on_limit = "queue", max_wait = "6s" }"#,
+    );
+    let gw = TestGateway::start(&toml).await;
+    assert!(metric_reaches(&gw, "tollgate_shared_state_up", 1.0, Duration::from_secs(10)).await);
+    assert_eq!(get(&gw, BILLING_KEY).await.0, 200);
+    // billing's second request waits in line about 4 s for the next cell.
+    let waiting = tokio::spawn({
+        let gw_url = gw.url("/oas/helloworld");
+        async move {
+            let resp = client()
+                .get(gw_url)
+                .header("proxy-authorization", format!("Bearer {BILLING_KEY}"))
+                .send()
+                .await
+                .unwrap();
+            resp.status().as_u16()
+        }
+    });
+    let queued = r#"tollgate_rate_limited_total{action="queued",client="billing",environment="sandbox",scope="client",upstream="oas"}"#;
+    assert!(metric_reaches(&gw, queued, 1.0, Duration::from_secs(10)).await);
+    // The third would wait 8 s: refused now, told to come back then.
+    let started = std::time::Instant::now();
+    let resp = client()
+        .get(gw.url("/oas/helloworld"))
+        .header("proxy-authorization", format!("Bearer {BILLING_KEY}"))
+        .send()
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(resp.status().as_u16(), 429);
+    assert_eq!(resp.headers()["retry-after"], "8");
+    assert!(elapsed < Duration::from_secs(2), "refused after {elapsed:?}");
+    assert_eq!(waiting.await.unwrap(), 200, "the head of the line was served");
+    assert_eq!(oas.requests().len(), 2);
+    let rejected = r#"tollgate_rate_limited_total{action="rejected",client="billing",environment="sandbox",scope="client",upstream="oas"}"#;
+    assert_eq!(metric(&gw, rejected).await, 1.0);
+    assert_eq!(metric(&gw, queued).await, 1.0, "the refused request never queued");
+}

@@ -7,6 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::{client, dead_addr, metric, metric_reaches, oas_upstream, TestGateway};
+use tollgate_proxy::{Config, Gateway, Jitter, Metrics};
 use tollgate_sandbox::{Echo, Emulator, Partner};
 
 #[tokio::test]
@@ -55,18 +56,20 @@ async fn idempotent_requests_are_retried_others_are_not() {
     assert_eq!(retries, 2.0);
 }
 
-/// The partner appears only once the gateway has recorded a refused connect and is backing off:
-/// no race between jittered waits and a start-up delay. After that first retry 10 more are
-/// left (within the budget's floor of 30 per window), whose full-jitter waits have ceilings
-/// 0.2 + 0.4 + 0.8 + 8 × 1 s: the chance that they all run out in the half second binding can
-/// take on a slow machine is below 1e-7.
+/// The partner appears only once the gateway has recorded a refused connect and is backing off.
+/// The jitter is fixed at 1, so every backoff is its ceiling and nothing random races the
+/// partner's start: once that first retry is counted, the 11 attempts left (within the budget's
+/// floor of 30 per window) are spread over 0.2 + 0.4 + 0.8 + 8 × 1 = 9.4 s, while binding the
+/// partner takes milliseconds.
 #[tokio::test]
 async fn connection_refused_before_any_byte_retries_even_a_post() {
     let addr = dead_addr().await;
     let toml = format!(
         "[upstreams.late]\nrequest_timeout = \"60s\"\nretry = {{ attempts = 12, backoff = \"200ms\", max_backoff = \"1s\" }}\n[upstreams.late.sandbox]\nbase_url = \"http://{addr}\"\n"
     );
-    let gw = TestGateway::start(&toml).await;
+    let config = Config::parse(&toml, &|_| None).unwrap();
+    let gw = Gateway::new_with_jitter(config, Metrics::new("test"), Jitter::Fixed(1.0)).unwrap();
+    let gw = TestGateway::start_gateway(gw).await;
     let post = tokio::spawn({
         let url = gw.url("/late/sha256");
         async move { client().post(url).body("hello").send().await }

@@ -35,6 +35,7 @@ use super::{now_unix, Token, TokenError};
 use crate::backoff;
 use crate::config::Auth;
 use crate::forward::UpstreamClient;
+use crate::jitter::Jitter;
 use crate::shared::{SharedLimiter, SharedState, SharedToken};
 
 type Flight = Shared<BoxFuture<'static, Result<Arc<Token>, String>>>;
@@ -64,6 +65,8 @@ pub struct TokenCache {
     next_id: AtomicU64,
     /// Wakes the refresher when the schedule changed (new token, failure).
     changed: Notify,
+    /// Spreads refresh times and backoffs.
+    jitter: Jitter,
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -92,6 +95,7 @@ impl TokenCache {
         call_timeout: Duration,
         metrics: UpstreamMetrics,
         shared: Option<&Arc<SharedState>>,
+        jitter: Jitter,
     ) -> Option<Arc<Self>> {
         // What the cache itself needs is the same for every token type; only the calls differ.
         let common = auth.token_common()?;
@@ -138,6 +142,7 @@ impl TokenCache {
             metrics,
             next_id: AtomicU64::new(1),
             changed: Notify::new(),
+            jitter,
         }))
     }
 
@@ -308,7 +313,7 @@ impl TokenCache {
         let expires_at = now + lifetime;
         // Refresh `refresh_before` ahead, less a little jitter so replicas spread out; never sooner
         // than half the lifetime, so a short-lived token cannot make the refresher spin.
-        let jitter = self.refresh_before.mul_f64(0.1 * rand::random::<f64>());
+        let jitter = self.refresh_before.mul_f64(0.1 * self.jitter.draw());
         let early = lifetime
             .saturating_sub(self.refresh_before + jitter)
             .max(lifetime / 2);
@@ -341,7 +346,7 @@ impl TokenCache {
         self.metrics.token_failed(reason);
         let mut state = self.state.lock().expect("state lock");
         state.failures += 1;
-        let wait = backoff::delay(state.failures, e.retry_after, rand::random::<f64>());
+        let wait = backoff::delay(state.failures, e.retry_after, self.jitter.draw());
         state.backoff_until = Some(Instant::now() + wait);
         state.last_error = Some(e.message.clone());
         tracing::warn!(
@@ -401,5 +406,175 @@ impl TokenCache {
             }),
             last_error: state.last_error.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The cache against a scripted endpoint (`source::Fake`) on the paused clock, with the
+    //! jitter fixed at 0: exact fetch counts, refresh times and backoffs.
+
+    use std::collections::VecDeque;
+    use std::num::NonZeroU32;
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::config::{LimitMode, OnLimit, RateLimit};
+    use crate::credentials::source::Fake;
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    /// An endpoint answering `delay` after each call with tokens that live 100 s, after the
+    /// scripted failures.
+    fn endpoint(delay: Duration, failures: Vec<FetchError>) -> Arc<Fake> {
+        Arc::new(Fake {
+            delay,
+            lifetime: secs(100),
+            script: Mutex::new(failures.into_iter().map(Err).collect::<VecDeque<_>>()),
+            calls: AtomicUsize::new(0),
+        })
+    }
+
+    /// A cache over `fake` that refreshes 30 s before expiry, behind `limit` if any.
+    fn cache(fake: &Arc<Fake>, limit: Option<RateLimit>) -> Arc<TokenCache> {
+        let toml = "[upstreams.p.sandbox]\nbase_url = \"http://127.0.0.1:9\"\n";
+        let config = crate::Config::parse(toml, &|_| None).unwrap();
+        let client = UpstreamClient::new(&config.upstreams[0].target, secs(1), None).unwrap();
+        let metrics = tollgate_metrics::Metrics::new("t").upstream("p", "sandbox");
+        let kind = Kind::Fake(fake.clone());
+        let source = TokenSource::new("p", kind, client, secs(5), limit, None, metrics.clone());
+        Arc::new(TokenCache {
+            upstream: "p".to_owned(),
+            source,
+            refresh_before: secs(30),
+            inject_prefix: "Bearer ".to_owned(),
+            current: ArcSwapOption::empty(),
+            flight: Mutex::new(None),
+            state: Mutex::new(State::default()),
+            fleet: None,
+            metrics,
+            next_id: AtomicU64::new(1),
+            changed: Notify::new(),
+            jitter: Jitter::Fixed(0.0),
+        })
+    }
+
+    fn within_10s() -> Instant {
+        Instant::now() + secs(10)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn callers_missing_a_token_share_one_fetch() {
+        let fake = endpoint(secs(1), Vec::new());
+        let cache = cache(&fake, None);
+        let deadline = within_10s();
+        let callers: Vec<_> = (0..20)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move { cache.get(deadline).await })
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for caller in callers {
+            let (token, waited) = caller.await.unwrap().unwrap();
+            assert_eq!(waited, secs(1), "every caller waited for the one call");
+            ids.push(token.id);
+        }
+        assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+        assert_eq!(fake.calls(), 1);
+        // Held now: served without a call or a wait.
+        let (token, waited) = cache.get(within_10s()).await.unwrap();
+        assert_eq!((token.id, waited), (ids[0], Duration::ZERO));
+        assert_eq!(fake.calls(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_is_served_until_its_refresh_time_then_fetched_again() {
+        // Tokens live 100 s and are refreshed 30 s ahead (no jitter): at 70 s.
+        let fake = endpoint(Duration::ZERO, Vec::new());
+        let cache = cache(&fake, None);
+        let refresher = tokio::spawn(cache.clone().run_refresher());
+        tokio::time::sleep(secs(1)).await;
+        assert_eq!(fake.calls(), 1, "fetched at start-up");
+        let first = cache.get(within_10s()).await.unwrap().0;
+        tokio::time::sleep(secs(68)).await;
+        let (held, waited) = cache.get(within_10s()).await.unwrap();
+        assert_eq!((held.id, waited), (first.id, Duration::ZERO));
+        assert_eq!(fake.calls(), 1, "nothing fetched before the refresh time (69 s)");
+        tokio::time::sleep(secs(2)).await;
+        assert_eq!(fake.calls(), 2, "fetched again at the refresh time (71 s)");
+        let (refreshed, waited) = cache.get(within_10s()).await.unwrap();
+        assert_ne!(refreshed.id, first.id);
+        assert_eq!(waited, Duration::ZERO, "the refresh kept callers from waiting");
+        assert!(refreshed.expires_at > first.expires_at);
+        refresher.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_fetch_backs_off_and_callers_are_refused_until_the_next_call() {
+        let fake = endpoint(Duration::ZERO, vec![FetchError::network("connection refused")]);
+        let cache = cache(&fake, None);
+        // A caller finding no token joins the fetch, which fails: backing off 2 s × 0.8 (the
+        // jitter at 0) before the next call.
+        let failed = cache.get(within_10s()).await.unwrap_err();
+        assert_eq!(failed.retry_after, Some(Duration::from_millis(1600)));
+        assert_eq!(cache.status().state, "failing");
+        let refresher = tokio::spawn(cache.clone().run_refresher());
+        // Meanwhile callers are answered at once with the time of the next call; none is made.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let refused = cache.get(within_10s()).await.unwrap_err();
+        assert_eq!(refused.retry_after, Some(secs(1)));
+        assert_eq!(fake.calls(), 1);
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert_eq!(fake.calls(), 1, "no call before the backoff ends (1.5 s)");
+        // The refresher calls again when it ends.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(fake.calls(), 2, "called again at 1.6 s");
+        assert!(cache.get(within_10s()).await.is_ok());
+        assert_eq!(cache.status().state, "valid");
+        refresher.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn while_failing_the_refusal_names_the_token_limits_next_cell() {
+        // One token call a minute: the failed call at 0 s spent it, so the retry after the
+        // backoff waits for the cell at 60 s, and callers are told so.
+        let limit = RateLimit {
+            requests: NonZeroU32::MIN,
+            per: secs(60),
+            burst: NonZeroU32::MIN,
+            on_limit: OnLimit::Queue,
+            max_wait: secs(120),
+            mode: LimitMode::Enforce,
+            adaptive: false,
+        };
+        let fake = endpoint(Duration::ZERO, vec![FetchError::network("connection refused")]);
+        let cache = cache(&fake, Some(limit));
+        let refresher = tokio::spawn(cache.clone().run_refresher());
+        tokio::time::sleep(secs(10)).await;
+        assert_eq!(fake.calls(), 1);
+        let refused = cache.get(within_10s()).await.unwrap_err();
+        assert_eq!(refused.retry_after, Some(secs(50)));
+        tokio::time::sleep(secs(49)).await;
+        assert_eq!(fake.calls(), 1, "no call before the cell (59 s)");
+        tokio::time::sleep(secs(2)).await;
+        assert_eq!(fake.calls(), 2, "called with the cell (61 s)");
+        assert!(cache.get(within_10s()).await.is_ok());
+        refresher.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_endpoints_retry_after_sets_the_next_call() {
+        let busy = FetchError::answered(http::StatusCode::TOO_MANY_REQUESTS, Some(secs(30)));
+        let fake = endpoint(Duration::ZERO, vec![busy]);
+        let cache = cache(&fake, None);
+        let failed = cache.get(within_10s()).await.unwrap_err();
+        assert_eq!(failed.retry_after, Some(secs(30)), "the longer wait wins");
+        tokio::time::sleep(secs(10)).await;
+        let refused = cache.get(within_10s()).await.unwrap_err();
+        assert_eq!(refused.retry_after, Some(secs(20)));
+        assert_eq!(fake.calls(), 1);
     }
 }

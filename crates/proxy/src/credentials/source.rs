@@ -28,6 +28,41 @@ use crate::shared::SharedLimiter;
 pub(super) enum Kind {
     OAuth2(OAuth2),
     Jwt(JwtLogin),
+    /// Unit tests: an endpoint answering from a script, on tokio's clock.
+    #[cfg(test)]
+    Fake(std::sync::Arc<Fake>),
+}
+
+/// Unit tests of the cache: a token endpoint that answers `delay` after each call (on tokio's
+/// clock, which the tests pause): the scripted answers first, then tokens valid for `lifetime`.
+#[cfg(test)]
+#[derive(Debug)]
+pub(super) struct Fake {
+    pub delay: Duration,
+    pub lifetime: Duration,
+    /// Answers to give before the tokens: a lifetime, or a failure.
+    pub script: Mutex<std::collections::VecDeque<Result<Duration, FetchError>>>,
+    pub calls: AtomicUsize,
+}
+
+#[cfg(test)]
+impl Fake {
+    /// The token calls made so far.
+    pub fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    async fn call(&self) -> Result<Fetched, FetchError> {
+        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
+        tokio::time::sleep(self.delay).await;
+        let scripted = self.script.lock().unwrap().pop_front();
+        let lifetime = scripted.unwrap_or(Ok(self.lifetime))?;
+        Ok(Fetched {
+            access: Secret::new(format!("token-{n}")),
+            expires_unix: Some(now_unix() + lifetime.as_secs_f64()),
+            refresh: None,
+        })
+    }
 }
 
 /// One upstream's token calls and their limit.
@@ -86,6 +121,11 @@ impl TokenSource {
                 fetch::oauth2(&self.client, cfg, self.call_timeout).await
             }
             Kind::Jwt(cfg) => self.jwt(cfg).await,
+            #[cfg(test)]
+            Kind::Fake(fake) => {
+                self.pass_limit().await?;
+                fake.call().await
+            }
         }?;
         if let Some(refresh) = &fetched.refresh {
             *self.refresh.lock().unwrap_or_else(|p| p.into_inner()) = Some(refresh.clone());

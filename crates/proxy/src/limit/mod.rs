@@ -184,8 +184,9 @@ impl Admission {
     /// `client`: with `[shared]`, a client's share of this upstream, judged in the same script
     /// call before the upstream's cell (without `[shared]` the pipeline checks a client's share
     /// itself, and passes `None`). When that share is spent the answer is at once
-    /// `CallerRateLimited` with the wait, and nothing was taken: the caller waits for its share
-    /// by its own rules (`CallerLimit::wait_for_fleet`), then asks again.
+    /// `CallerRateLimited` with the wait, and nothing was taken: the caller waits for the
+    /// client's cell alone in the client's line (`CallerLimit::wait_for_fleet`), then asks
+    /// again without it.
     pub async fn admit(
         &self,
         deadline: Instant,
@@ -211,30 +212,34 @@ impl Admission {
         self.admit_after_pace(deadline, client).await
     }
 
-    /// Reserves a send time on this replica's pace and waits for it; the time waited.
+    /// Reserves a send time on this replica's pace and waits for it; the time waited. `reject`
+    /// refuses any wait, `queue` one past `max_wait` or the deadline; the pace decides that
+    /// under its lock and reserves nothing for a request it refuses.
     async fn paced(&self, pace: &Pace, deadline: Instant) -> Result<Duration, GatewayError> {
-        match pace.reserve(Instant::now()) {
+        let now = Instant::now();
+        let rejecting = self
+            .rate
+            .as_ref()
+            .is_some_and(|r| r.config.on_limit == OnLimit::Reject);
+        let within = if rejecting {
+            Duration::ZERO
+        } else {
+            self.max_wait.min(deadline.saturating_duration_since(now))
+        };
+        match pace.reserve(now, within) {
             Reserved::Free | Reserved::After(Duration::ZERO) => Ok(Duration::ZERO),
             Reserved::Ended => {
                 self.metrics.adaptive_cap(0.0);
                 Ok(Duration::ZERO)
             }
+            Reserved::Refused(wait) => Err(self.reject(wait)),
             // Boxed: only a paced request carries the waiting state.
-            Reserved::After(wait) => Box::pin(self.pace_wait(wait, deadline)).await,
+            Reserved::After(wait) => Box::pin(self.pace_wait(wait)).await,
         }
     }
 
-    /// Waits out a pace reservation, within `max_wait` and the deadline; `reject` refuses at once.
-    async fn pace_wait(&self, wait: Duration, deadline: Instant) -> Result<Duration, GatewayError> {
-        let now = Instant::now();
-        let max_wait = self.rate.as_ref().map_or(self.max_wait, |r| r.config.max_wait);
-        let rejecting = self
-            .rate
-            .as_ref()
-            .is_some_and(|r| r.config.on_limit == OnLimit::Reject);
-        if rejecting || now + wait > deadline.min(now + max_wait) {
-            return Err(self.reject(wait));
-        }
+    /// Waits out a pace reservation.
+    async fn pace_wait(&self, wait: Duration) -> Result<Duration, GatewayError> {
         self.metrics.limited(Limited::UpstreamPaced);
         tokio::time::sleep(wait).await;
         Ok(wait)
@@ -547,6 +552,119 @@ mod tests {
             .admit(Instant::now() + Duration::from_secs(1), None)
             .await
             .is_ok());
+    }
+
+    fn rejected(got: Result<Duration, GatewayError>) -> Duration {
+        match got {
+            Err(GatewayError::RateLimited { retry_after }) => retry_after,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_the_pace_refuses_in_reject_mode_takes_no_send_time() {
+        // A generous limit: only the pace holds anyone.
+        let a = admission(r#"{ requests = 100, per = "1s", burst = 100, on_limit = "reject" }"#);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // 2 left for 10 s: one send every 5 s.
+        let pace = a.pace.as_ref().unwrap();
+        pace.learn(Instant::now(), 2, Duration::from_secs(10), 0);
+        assert_eq!(a.admit(deadline, None).await.unwrap(), Duration::ZERO);
+        // Refused, again and again, each with the same 5 s: a refusal moved nothing on.
+        for _ in 0..3 {
+            assert_eq!(rejected(a.admit(deadline, None).await), Duration::from_secs(5));
+        }
+        // So the next send time is still the one 5 s after the first.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(a.admit(deadline, None).await.unwrap(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_the_pace_refuses_past_max_wait_takes_no_send_time() {
+        let a = admission(r#"{ requests = 9, per = "1s", burst = 9, on_limit = "queue", max_wait = "3s" }"#);
+        let t0 = Instant::now();
+        let deadline = t0 + Duration::from_secs(60);
+        // One send every 5 s: the second would wait 5 s, past max_wait.
+        let pace = a.pace.as_ref().unwrap();
+        pace.learn(t0, 2, Duration::from_secs(10), 0);
+        assert_eq!(a.admit(deadline, None).await.unwrap(), Duration::ZERO);
+        assert_eq!(rejected(a.admit(deadline, None).await), Duration::from_secs(5));
+        // 2 s later the send time 5 s after the first is 3 s away, within max_wait: the refused
+        // request did not push it to 10 s.
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(a.admit(deadline, None).await.unwrap(), Duration::from_secs(3));
+        assert_eq!(Instant::now() - t0, Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hostile_rate_limit_headers_never_pause_past_max_pause_nor_panic() {
+        let max_pause = Duration::from_secs(5);
+        let fresh = || {
+            let toml = "[upstreams.p]\nmax_pause = \"5s\"\n[upstreams.p.sandbox]\n\
+                        base_url = \"http://127.0.0.1:9\"\nrate_limit = { requests = 10, per = \"1s\" }\n";
+            let config = crate::Config::parse(toml, &|_| None).unwrap();
+            let metrics = tollgate_metrics::Metrics::new("t").upstream("p", "sandbox");
+            Admission::new(&config.upstreams[0], metrics, None, None)
+        };
+        let observed = |pairs: &[(&'static str, &str)]| {
+            let mut headers = HeaderMap::new();
+            for &(name, text) in pairs {
+                headers.insert(name, http::HeaderValue::from_str(text).unwrap());
+            }
+            headers
+        };
+        let huge = "99999999999999999999999";
+        let values = [
+            "-5",
+            "abc",
+            "NaN",
+            "inf",
+            "1e400",
+            "-1e300",
+            "",
+            "1e300",
+            huge,
+            // Unix seconds and milliseconds in the past, and an HTTP date in the past.
+            "1690000000",
+            "1690000000000",
+            "Wed, 21 Oct 2015 07:28:00 GMT",
+        ];
+        for value in values {
+            let draft7 = format!("limit=10, remaining=0, reset={value}");
+            let draft8 = format!("\"p\";r=0;t={value}");
+            // Every dialect that pauses or paces, `value` where the wait (or the budget) goes.
+            let cases: [&[(&str, &str)]; 7] = [
+                &[("retry-after", value)],
+                &[("retry-after-ms", value)],
+                &[("ratelimit", draft7.as_str())],
+                &[("ratelimit", draft8.as_str())],
+                &[("ratelimit-remaining", "0"), ("ratelimit-reset", value)],
+                &[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", value)],
+                &[("x-ratelimit-remaining", value), ("x-ratelimit-reset", huge)],
+            ];
+            for pairs in cases {
+                for status in [200, 429, 503] {
+                    let a = fresh();
+                    a.observe(status, &observed(pairs)).await;
+                    let paused = a.pause.left();
+                    let paced = a.status().adaptive.map(|p| p.expires_in_seconds);
+                    let case = format!("{status} {pairs:?}: paused {paused:?}, paced {paced:?}");
+                    assert!(paused.is_none_or(|p| p <= max_pause), "{case}");
+                    assert!(paced.is_none_or(|s| s <= 5.0), "{case}");
+                }
+            }
+        }
+        // The cap is what holds them: the largest waits pause for max_pause exactly.
+        let largest: [(u16, &[(&str, &str)]); 3] = [
+            (429, &[("retry-after-ms", "1e300")]),
+            (200, &[("ratelimit", "limit=10, remaining=0, reset=1e300")]),
+            (200, &[("ratelimit-remaining", "0"), ("ratelimit-reset", huge)]),
+        ];
+        for (status, pairs) in largest {
+            let a = fresh();
+            a.observe(status, &observed(pairs)).await;
+            assert_eq!(a.pause.left(), Some(max_pause), "{pairs:?}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -44,6 +44,9 @@ pub(crate) enum Reserved {
     Ended,
     /// Send after this long (zero: at once).
     After(Duration),
+    /// The next send time is this long away, more than the request may wait: nothing was
+    /// reserved.
+    Refused(Duration),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -126,8 +129,10 @@ impl Pace {
         }
     }
 
-    /// Reserves a send time for one request (the allowance goes down by one).
-    pub(crate) fn reserve(&self, now: Instant) -> Reserved {
+    /// Reserves a send time for one request at most `within` from `now` (the allowance goes
+    /// down by one). A later one is refused under the same lock without being reserved: a
+    /// request the limit refuses must not push the pace back for the ones after it.
+    pub(crate) fn reserve(&self, now: Instant, within: Duration) -> Reserved {
         if !self.active.load(Ordering::Acquire) {
             return Reserved::Free;
         }
@@ -147,6 +152,9 @@ impl Pace {
         }
         // Never past the reset: the window, and its pace, end there.
         let at = w.next.max(now).min(w.until);
+        if at - now > within {
+            return Reserved::Refused(at - now);
+        }
         w.next = at + w.spacing;
         w.allowance = w.allowance.saturating_sub(1);
         Reserved::After(at - now)
@@ -186,6 +194,9 @@ fn cap(allowance: u64, left: Duration) -> f64 {
 mod tests {
     use super::*;
 
+    /// No bound on the wait: every send time is reserved.
+    const ANY: Duration = Duration::MAX;
+
     fn s(secs: u64) -> Duration {
         Duration::from_secs(secs)
     }
@@ -194,16 +205,16 @@ mod tests {
     async fn an_announced_budget_spreads_the_next_requests_to_the_reset() {
         let pace = Pace::default();
         let t0 = Instant::now();
-        assert_eq!(pace.reserve(t0), Reserved::Free, "no pace before an answer");
+        assert_eq!(pace.reserve(t0, ANY), Reserved::Free, "no pace before an answer");
         // 5 left for 10 s, nothing else in flight: one every 2 s.
         let cap = pace.learn(t0, 5, s(10), 0);
         assert!((cap - 0.5).abs() < 1e-9, "{cap}");
-        let waits: Vec<Reserved> = (0..5).map(|_| pace.reserve(t0)).collect();
+        let waits: Vec<Reserved> = (0..5).map(|_| pace.reserve(t0, ANY)).collect();
         let after = |secs: [u64; 5]| secs.map(|n| Reserved::After(s(n)));
         assert_eq!(waits, after([0, 2, 4, 6, 8]));
         // After the reset (no limit announced) the configured limit alone applies.
-        assert_eq!(pace.reserve(t0 + s(10)), Reserved::Ended);
-        assert_eq!(pace.reserve(t0 + s(10)), Reserved::Free);
+        assert_eq!(pace.reserve(t0 + s(10), ANY), Reserved::Ended);
+        assert_eq!(pace.reserve(t0 + s(10), ANY), Reserved::Free);
         assert!(pace.status(t0 + s(10)).is_none());
     }
 
@@ -213,8 +224,8 @@ mod tests {
         let t0 = Instant::now();
         // 6 left, 2 of them already on their way: 4 more in 8 s.
         pace.learn(t0, 6, s(8), 2);
-        assert_eq!(pace.reserve(t0), Reserved::After(s(0)));
-        assert_eq!(pace.reserve(t0), Reserved::After(s(2)));
+        assert_eq!(pace.reserve(t0, ANY), Reserved::After(s(0)));
+        assert_eq!(pace.reserve(t0, ANY), Reserved::After(s(2)));
         // A late answer from earlier in the same window says more is left: ignored.
         pace.learn(t0 + Duration::from_millis(100), 9, s(8), 0);
         let status = pace.status(t0 + Duration::from_millis(100)).unwrap();
@@ -225,12 +236,27 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_send_time_too_far_away_is_refused_and_reserves_nothing() {
+        let pace = Pace::default();
+        let t0 = Instant::now();
+        // 3 left for 6 s: one every 2 s.
+        pace.learn(t0, 3, s(6), 0);
+        assert_eq!(pace.reserve(t0, s(0)), Reserved::After(s(0)));
+        // Neither refusal moves the next send time on nor spends the allowance.
+        assert_eq!(pace.reserve(t0, s(0)), Reserved::Refused(s(2)));
+        assert_eq!(pace.reserve(t0, s(1)), Reserved::Refused(s(2)));
+        assert!((pace.status(t0).unwrap().cap_per_second - 2.0 / 6.0).abs() < 1e-9);
+        assert_eq!(pace.reserve(t0, s(2)), Reserved::After(s(2)));
+        assert_eq!(pace.reserve(t0, ANY), Reserved::After(s(4)));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn nothing_left_holds_requests_until_the_reset() {
         let pace = Pace::default();
         let t0 = Instant::now();
         pace.learn(t0, 1, s(5), 3);
-        assert_eq!(pace.reserve(t0), Reserved::After(s(5)));
-        assert_eq!(pace.reserve(t0 + s(5)), Reserved::Ended);
+        assert_eq!(pace.reserve(t0, ANY), Reserved::After(s(5)));
+        assert_eq!(pace.reserve(t0 + s(5), ANY), Reserved::Ended);
     }
 
     #[tokio::test(start_paused = true)]
@@ -240,12 +266,12 @@ mod tests {
         // 2 left of 4 per window, 4 s to the reset.
         pace.learn(t0, 2, s(4), 0);
         pace.learn_limit(4);
-        assert_eq!(pace.reserve(t0), Reserved::After(s(0)));
-        assert_eq!(pace.reserve(t0), Reserved::After(s(2)));
+        assert_eq!(pace.reserve(t0, ANY), Reserved::After(s(0)));
+        assert_eq!(pace.reserve(t0, ANY), Reserved::After(s(2)));
         // The next window (4 s long: the longest reset announced) holds the announced 4, one
         // per second, instead of a burst.
         let t4 = t0 + s(4);
-        let waits: Vec<Reserved> = (0..4).map(|_| pace.reserve(t4)).collect();
+        let waits: Vec<Reserved> = (0..4).map(|_| pace.reserve(t4, ANY)).collect();
         assert_eq!(waits, [0, 1, 2, 3].map(|n| Reserved::After(s(n))));
         // An answer in that window says more: 1 left until its end.
         pace.learn(t4 + s(1), 1, s(3), 0);

@@ -5,16 +5,19 @@
 //!
 //! The rules, the same for every limit:
 //! - **Refuse** (`on_limit = "reject"`, or no rate limit, where only a partner's pause can hold a
-//!   request and there is no line to wait in): one question; a wait is refused at once, with that
-//!   wait as `Retry-After`.
+//!   request and there is no line to wait in): one question; a wait is refused at once.
 //! - **Queue**: requests take their turn in arrival order. Before waiting, a request estimates its
 //!   wait: the time to the next cell (what the source answered, when the line was empty; when
 //!   it joins others without asking, what is left of a partner's pause known here plus one
 //!   interval, the most the head of a line waits for its cell) plus one interval per request
-//!   ahead. An estimate past `max_wait` or the deadline is
-//!   refused at once with the estimate as `Retry-After`, instead of waiting only to fail. In line,
-//!   a wait that would end past them is refused with that wait; a turn that does not come in time
-//!   with one interval.
+//!   ahead. An estimate past `max_wait` or the deadline is refused at once, instead of waiting
+//!   only to fail. In line, a wait that would end past them is refused, and so is a turn that
+//!   does not come in time.
+//! - **`Retry-After`**, for every refusal, is the wait estimated when refusing: the source's
+//!   answer when refusing at once; the estimate above when refused up front; the source's answer
+//!   at the head of the line; and for a turn that did not come in time, the estimate of a
+//!   request joining the line now (the refused one would join it again at its end, behind
+//!   everyone in it).
 //! - A partner's pause about to end ([`PAUSE_GRACE`]) is waited out in either mode: the replica
 //!   that saw the partner's answer writes the pause a moment after taking it, so its own retry can
 //!   meet the last milliseconds of it.
@@ -206,8 +209,10 @@ async fn wait_for_turn<C: Cells>(
     let interval = cells.interval();
     let ahead = line.waiting.fetch_add(1, Ordering::AcqRel);
     let _in_line = InLine(line.waiting);
-    let next_cell = first.unwrap_or_else(|| cells.paused_for().unwrap_or(Duration::ZERO) + interval);
-    let estimate = next_cell + interval.saturating_mul(u32::try_from(ahead).unwrap_or(u32::MAX));
+    let estimate = match first {
+        Some(next_cell) => next_cell.saturating_add(per_request(interval, ahead)),
+        None => joining(cells, ahead),
+    };
     if start + estimate > until {
         return Err(Refused::Limit {
             retry_after: estimate,
@@ -215,8 +220,10 @@ async fn wait_for_turn<C: Cells>(
     }
     queued(estimate);
     let Ok(_turn) = tokio::time::timeout_at(until, line.turn.lock()).await else {
+        // Everyone else still in line (this request is counted too) would be ahead of it again.
+        let others = line.waiting.load(Ordering::Acquire).saturating_sub(1);
         return Err(Refused::Limit {
-            retry_after: interval,
+            retry_after: joining(cells, others),
         });
     };
     // The source's first answer still holds for the head of the line; a request that waited for
@@ -243,6 +250,20 @@ async fn wait_for_turn<C: Cells>(
             }
         }
     }
+}
+
+/// The estimate of a request that joins a line with `ahead` others in it, without asking: the
+/// most the head of the line waits for its cell (what is left of a pause known here, plus one
+/// interval), then one interval per request ahead.
+fn joining<C: Cells>(cells: &C, ahead: usize) -> Duration {
+    let interval = cells.interval();
+    let head = cells.paused_for().unwrap_or(Duration::ZERO) + interval;
+    head.saturating_add(per_request(interval, ahead))
+}
+
+/// One interval for each of `ahead` requests.
+fn per_request(interval: Duration, ahead: usize) -> Duration {
+    interval.saturating_mul(u32::try_from(ahead).unwrap_or(u32::MAX))
 }
 
 #[cfg(test)]
@@ -476,6 +497,36 @@ mod tests {
                 retry_after: Duration::from_secs(5)
             })
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_turn_that_does_not_come_in_time_is_refused_with_the_estimate_of_joining_now() {
+        // One cell every 2 s after one at once; waits of up to 5 s.
+        let limit = Limit::new(2, 1);
+        assert_eq!(limit.admit(Some(5)).await, Ok(Duration::ZERO));
+        // The head of the line is told 2 s, then (a slower source than it said) 2.8 s more:
+        // it holds its turn until 4.8 s.
+        let head = tokio::spawn({
+            let limit = limit.clone();
+            async move { limit.admit(Some(5)).await }
+        });
+        tokio::task::yield_now().await;
+        limit.cells.script.lock().unwrap().push(Taken::Wait {
+            wait: Duration::from_millis(2800),
+            paused: false,
+        });
+        // Behind it, a request with 4.5 s to its deadline estimates 4 s and waits; its turn has
+        // not come at 4.5 s. Were it to come back, it would join behind the head: one interval
+        // to the head's cell, one for its own.
+        let deadline = Instant::now() + Duration::from_millis(4500);
+        let got = wait(&limit.cells, limit.queue(5), deadline, |_| {}).await;
+        assert_eq!(
+            got,
+            Err(Refused::Limit {
+                retry_after: Duration::from_secs(4)
+            })
+        );
+        assert_eq!(head.await.unwrap(), Ok(Duration::from_millis(4800)));
     }
 
     #[tokio::test(start_paused = true)]

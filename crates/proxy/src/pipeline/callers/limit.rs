@@ -13,9 +13,11 @@
 //!   `<prefix>client-rate:<client>:{<upstream>:<env>}` that the upstream's admission judges in its
 //!   own script call, before the upstream's cell (one round trip for both; a refused client
 //!   spends nothing of the partner's budget). When the share is spent the pipeline lets go of
-//!   the upstream's slot and waits here ([`CallerLimit::wait_for_fleet`]: `reject` answers 429 at
-//!   once, `queue` waits within `max_wait`), then asks again. While Redis is unavailable each
-//!   replica keeps `1/replicas` of the client's budget, as for the upstream's.
+//!   the upstream's slot and waits here for the client's cell alone
+//!   ([`CallerLimit::wait_for_fleet`]), through the one wait loop (`limit/wait.rs`) in the
+//!   client's line, by the same rules as every other limit; having taken it, the attempt asks
+//!   the upstream alone, as without `[shared]`. While Redis is unavailable each replica keeps
+//!   `1/replicas` of the client's budget, as for the upstream's.
 //!
 //! A request a client limit holds is counted `scope="client"` under the client's name.
 
@@ -31,9 +33,9 @@ use tollgate_metrics::{ClientLimited, ClientMetrics};
 use crate::config::clients::ClientLimits;
 use crate::config::{LimitMode, OnLimit};
 use crate::error::GatewayError;
-use crate::limit::wait::{wait, Refused};
-use crate::limit::{ClientShare, Local, Rate, RateLimitStatus};
-use crate::shared::{SharedCell, SharedState};
+use crate::limit::wait::{self, wait, wait_after, First, Refused, Taken};
+use crate::limit::{ClientShare, Fleet, Local, Rate, RateLimitStatus};
+use crate::shared::{SharedCell, SharedLimiter, SharedState};
 
 /// A client's limits on one upstream.
 #[derive(Debug)]
@@ -41,8 +43,8 @@ pub(crate) struct CallerLimit {
     slots: Option<Arc<Semaphore>>,
     max_concurrency: u32,
     rate: Option<Rate>,
-    /// `[shared]` with a rate limit: the fleet's cell and this replica's share of it.
-    fleet: Option<(SharedCell, Rate)>,
+    /// `[shared]` with a rate limit: the fleet's cell.
+    fleet: Option<FleetShare>,
     /// How long a request may wait for a slot or a cell.
     max_wait: Duration,
     /// Requests in line for a cell right now.
@@ -51,6 +53,17 @@ pub(crate) struct CallerLimit {
     /// What it was built from, for a reload to tell whether it still serves.
     limits: ClientLimits,
     request_timeout: Duration,
+}
+
+/// A client's share of the fleet's budget for one upstream: one cell in Redis, asked two ways.
+#[derive(Debug)]
+struct FleetShare {
+    /// Judged with the upstream's cell, in the upstream's script call.
+    cell: SharedCell,
+    /// The same cell asked alone, by a request that waits for it.
+    alone: SharedLimiter,
+    /// This replica's part of it while Redis is unavailable.
+    degraded: Rate,
 }
 
 /// A concurrency slot of the client's share, released on drop; `None` inside when the client
@@ -90,13 +103,15 @@ impl CallerLimit {
             }
         };
         let fleet = match (shared, limits.rate_limit) {
-            (Some(state), Some(limit)) => Some((
-                SharedCell::new(
-                    state.key(&format!("client-rate:{client}"), upstream, env),
-                    Some(&limit),
-                ),
-                rate(state.share_of(&limit)),
-            )),
+            (Some(state), Some(limit)) => {
+                let key = state.key(&format!("client-rate:{client}"), upstream, env);
+                Some(FleetShare {
+                    cell: SharedCell::new(key.clone(), Some(&limit)),
+                    // No pause key: only the client's cell is judged, and never in batches.
+                    alone: SharedLimiter::new(state.clone(), key, None, Some(&limit)),
+                    degraded: rate(state.share_of(&limit)),
+                })
+            }
             _ => None,
         };
         let max_concurrency = limits.max_concurrency.map_or(0, |n| n.get());
@@ -180,33 +195,55 @@ impl CallerLimit {
         {
             return None;
         }
-        self.fleet
-            .as_ref()
-            .map(|(cell, degraded)| ClientShare { cell, degraded })
+        self.fleet.as_ref().map(|f| ClientShare {
+            cell: &f.cell,
+            degraded: &f.degraded,
+        })
     }
 
-    /// The fleet's share (or this replica's part of it, Redis being down) is spent for `wait`:
-    /// refuses (`reject`, or past `max_wait` counted from `since`, the first refusal), or waits
-    /// it out. `first`: the first refusal of this request, counted as queued once.
+    /// The upstream's admission found the fleet's share (or this replica's part of it, Redis
+    /// being down) spent for `spent_for`: waits for the client's cell alone and takes it,
+    /// through the one wait loop in the client's line, by the rules every limit follows
+    /// (`limit/wait.rs`: the estimate, `Retry-After`, `max_wait` and the deadline). The attempt
+    /// then asks the upstream without the share. Redis unavailable: this replica's part instead.
     pub(crate) async fn wait_for_fleet(
         &self,
-        wait: Duration,
-        since: Instant,
-        first: bool,
+        spent_for: Duration,
         deadline: Instant,
     ) -> Result<Duration, GatewayError> {
-        let Some(rate) = &self.rate else {
-            return Err(self.reject(wait));
+        let (Some(rate), Some(fleet)) = (&self.rate, &self.fleet) else {
+            return Err(self.reject(spent_for));
         };
-        let until = deadline.min(since + rate.config.max_wait);
-        if rate.config.on_limit == OnLimit::Reject || Instant::now() + wait > until {
-            return Err(self.reject(wait));
+        let cells = Fleet {
+            limiter: &fleet.alone,
+            client: None,
+            partner: None,
+            batched: false,
+        };
+        let rule = rate.rule(&self.queued);
+        // The admission's refusal is the fleet's answer for this very cell: a request that finds
+        // nobody in line takes it as its first question's and saves a round trip.
+        let first = match wait::first(&cells, rule) {
+            First::Ask => First::Asked(Taken::Wait {
+                wait: spent_for,
+                paused: false,
+            }),
+            first => first,
+        };
+        let queued = |_| self.metrics.limited(ClientLimited::Queued);
+        match wait_after(&cells, rule, deadline, first, queued).await {
+            Err(Refused::Unavailable { waited }) => {
+                // Counted as queued already: the fleet is asked only by a request in line.
+                let cells = Local {
+                    rate: &fleet.degraded,
+                    pause: None,
+                };
+                let rule = fleet.degraded.rule(&self.queued);
+                let local = wait(&cells, rule, deadline, |_| {}).await;
+                self.settle(local, &fleet.degraded).map(|w| w + waited)
+            }
+            waited => self.settle(waited, rate),
         }
-        if first {
-            self.metrics.limited(ClientLimited::Queued);
-        }
-        tokio::time::sleep(wait).await;
-        Ok(wait)
     }
 
     /// `rate` is the configured limit, or this replica's share while Redis is unavailable: the
@@ -214,13 +251,17 @@ impl CallerLimit {
     async fn admit_local(&self, rate: &Rate, deadline: Instant) -> Result<Duration, GatewayError> {
         let cells = Local { rate, pause: None };
         let queued = |_| self.metrics.limited(ClientLimited::Queued);
-        wait(&cells, rate.rule(&self.queued), deadline, queued)
-            .await
-            .map_err(|refused| match refused {
-                Refused::Limit { retry_after } | Refused::Client { retry_after } => self.reject(retry_after),
-                // A local limit always answers.
-                Refused::Unavailable { .. } => self.reject(rate.interval),
-            })
+        let waited = wait(&cells, rate.rule(&self.queued), deadline, queued).await;
+        self.settle(waited, rate)
+    }
+
+    /// A wait's outcome as the request path answers it.
+    fn settle(&self, waited: Result<Duration, Refused>, rate: &Rate) -> Result<Duration, GatewayError> {
+        waited.map_err(|refused| match refused {
+            Refused::Limit { retry_after } | Refused::Client { retry_after } => self.reject(retry_after),
+            // Only the fleet's source is ever unavailable, and `wait_for_fleet` falls back first.
+            Refused::Unavailable { .. } => self.reject(rate.interval),
+        })
     }
 
     fn reject(&self, retry_after: Duration) -> GatewayError {
@@ -257,6 +298,19 @@ mod tests {
         concurrency: Option<u32>,
     ) -> (CallerLimit, Metrics) {
         let metrics = Metrics::new("t").with_client_label();
+        let l = limit_on(&metrics, None, requests, on_limit, max_wait, concurrency);
+        (l, metrics)
+    }
+
+    /// `requests` a minute, all as a burst, on `shared` if any.
+    fn limit_on(
+        metrics: &Metrics,
+        shared: Option<&Arc<SharedState>>,
+        requests: u32,
+        on_limit: OnLimit,
+        max_wait: Duration,
+        concurrency: Option<u32>,
+    ) -> CallerLimit {
         let handles = metrics.client("osigu", "sandbox", "billing").unwrap();
         let limits = ClientLimits {
             rate_limit: Some(RateLimit {
@@ -270,15 +324,24 @@ mod tests {
             }),
             max_concurrency: concurrency.and_then(NonZeroU32::new),
         };
-        let l = CallerLimit::new(
+        CallerLimit::new(
             &limits,
             Duration::from_secs(30),
             ("billing", "osigu", "sandbox"),
             handles,
-            None,
+            shared,
             false,
+        )
+    }
+
+    /// A `[shared]` state for `replicas` that never connected: every Redis call is unavailable.
+    fn unconnected(metrics: &Metrics, replicas: u32) -> Arc<SharedState> {
+        let toml = format!(
+            "[upstreams.osigu.sandbox]\nbase_url = \"http://127.0.0.1:9\"\n\
+             [shared]\nredis_url = \"redis://127.0.0.1:9\"\nreplicas = {replicas}\n"
         );
-        (l, metrics)
+        let config = crate::Config::parse(&toml, &|_| None).unwrap();
+        SharedState::new(config.shared.as_ref().unwrap(), metrics.shared()).unwrap()
     }
 
     fn far() -> Instant {
@@ -335,5 +398,49 @@ mod tests {
         assert!(text.contains(
             r#"tollgate_rate_limited_total{action="queued",client="billing",environment="sandbox",scope="client",upstream="osigu"} 1"#
         ), "{text}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fleet_share_is_waited_for_by_the_one_loops_rules_and_locally_while_redis_is_down() {
+        // 2 a minute for the fleet (of one replica), as a burst; then a cell a minute.
+        let metrics = Metrics::new("t").with_client_label();
+        let state = unconnected(&metrics, 1);
+        let max_wait = Duration::from_secs(80);
+        let l = limit_on(&metrics, Some(&state), 2, OnLimit::Queue, max_wait, None);
+        let l = Arc::new(l);
+        let degraded = l.fleet().unwrap().degraded;
+        assert!(degraded.check().is_ok() && degraded.check().is_ok());
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(300);
+        // Told the share is spent for a minute, the first waits in line for it, finds Redis
+        // unavailable and takes this replica's cell.
+        let first = l.wait_for_fleet(Duration::from_secs(60), deadline).await;
+        assert_eq!(first.unwrap(), Duration::from_secs(60));
+        assert_eq!(start.elapsed(), Duration::from_secs(60));
+        // The next waits a minute more, in line; one arriving behind it would wait two (one to
+        // the cell the head waits for, one for its own), past max_wait: refused at once, with
+        // that estimate.
+        let head = tokio::spawn({
+            let l = l.clone();
+            async move { l.wait_for_fleet(Duration::from_secs(60), deadline).await }
+        });
+        tokio::task::yield_now().await;
+        let refused_at = Instant::now();
+        match l.wait_for_fleet(Duration::from_secs(60), deadline).await {
+            Err(GatewayError::CallerRateLimited { retry_after }) => {
+                assert_eq!(retry_after, Duration::from_secs(120));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(refused_at.elapsed(), Duration::ZERO, "refused up front");
+        assert_eq!(head.await.unwrap().unwrap(), Duration::from_secs(60));
+        let text = metrics.render();
+        let count = |action: &str| {
+            format!(
+                r#"tollgate_rate_limited_total{{action="{action}",client="billing",environment="sandbox",scope="client",upstream="osigu"}}"#
+            )
+        };
+        assert!(text.contains(&format!("{} 2\n", count("queued"))), "{text}");
+        assert!(text.contains(&format!("{} 1\n", count("rejected"))), "{text}");
     }
 }
