@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use support::redis_server::RedisServer;
-use support::{client, metric, metric_reaches, oas_upstream, status_json, status_reaches, Fixed, TestGateway};
+use support::{
+    client, metric, metric_reaches, oas_upstream, status_json, status_reaches, Fixed, TestGateway,
+};
 use tollgate_sandbox::{Emulator, Partner};
 
 const BUDGET: u32 = 10;

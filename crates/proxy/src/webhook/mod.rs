@@ -115,10 +115,9 @@ impl Webhooks {
                     &hooks,
                 )))
             }
-            _ => Store::Sqlite(
-                sqlite::Store::open(&config.server.data_dir)
-                    .map_err(BuildError::WebhookStore)?,
-            ),
+            _ => {
+                Store::Sqlite(sqlite::Store::open(&config.server.data_dir).map_err(BuildError::WebhookStore)?)
+            }
         };
         let mut hooks = Vec::with_capacity(config.webhooks.len());
         for cfg in &config.webhooks {
