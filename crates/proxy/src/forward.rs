@@ -22,7 +22,7 @@ use tower_service::Service as _;
 use crate::body::{self, Body};
 use crate::build_error::UpstreamClientError;
 use crate::config::Target;
-use crate::pool::{Conn, Origin, Pool, PooledBody, H1};
+use crate::pool::{Conn, Origin, Pool, PooledBody};
 
 /// A pooled client for one upstream; cheap to clone.
 #[derive(Debug, Clone)]
@@ -128,7 +128,7 @@ impl UpstreamClient {
                         return Err(ForwardError::unsent("the new connection closed at once"));
                     }
                     origin_form(&mut req, &origin);
-                    match tx.send(req).await {
+                    match tx.try_send_request(req).await {
                         Ok(resp) => {
                             return Ok(resp.map(|b| body::stream(PooledBody::new(b, tx, origin))));
                         }
@@ -150,7 +150,7 @@ impl UpstreamClient {
         }
     }
 
-    /// Opens a connection to `origin` (TCP, TLS with ALPN); an HTTP/2 one gets its driver task.
+    /// Opens a connection to `origin` (TCP, TLS with ALPN) and starts its driver task.
     async fn connect(&self, origin: &Arc<Origin>, uri: &Uri) -> Result<Conn, ForwardError> {
         let opened = self.open(origin, uri).await;
         if let Some(m) = origin.metrics() {
@@ -186,14 +186,15 @@ impl UpstreamClient {
         let (tx, conn) = http1::handshake(io)
             .await
             .map_err(|e| ForwardError::connect(&e))?;
-        Ok(Conn::H1(H1::new(tx, conn, origin.metrics().cloned())))
+        tokio::spawn(drive(conn, origin.metrics().cloned()));
+        Ok(Conn::H1(tx))
     }
 }
 
 const H2_PING_EVERY: Duration = Duration::from_secs(30);
 const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Runs one HTTP/2 connection until it closes; it counts as open until then.
+/// Runs one connection until it closes; it counts as open until then.
 async fn drive<C: std::future::Future<Output = Result<(), hyper::Error>>>(
     conn: C,
     metrics: Option<PoolMetrics>,

@@ -3,13 +3,7 @@
 //! A request takes the most recently used idle HTTP/1 connection (or the origin's HTTP/2 one) and
 //! its HTTP/1 connection goes back on the stack the moment its response body ends, from inside the
 //! body, provided the connection can take a request at once (otherwise a task waits for it, so no
-//! request ever queues behind another's upload).
-//!
-//! An HTTP/1 connection has no task of its own ([`H1`]): whoever holds it drives it, the request
-//! while it waits for the answer's head, then the answer's body. A task per connection cost a
-//! wake-up of that task and a channel hand-over per request (BENCHMARKS.md, "Where the time goes").
-//! An idle connection is looked at by the sweeper (a partner's close is noticed within a sweep) and
-//! by the request that takes it. HTTP/2 keeps its task: many requests share the connection. hyper-util's legacy client, used before, sent every
+//! request ever queues behind another's upload). hyper-util's legacy client, used before, sent every
 //! request through a dispatch channel and spawned a task per request to hand the connection back;
 //! the load benchmark measured both (see BENCHMARKS.md). What a pool must still get right is here
 //! or in `forward.rs`: a request that a reused connection never sent goes out on another one, and a
@@ -21,19 +15,18 @@
 //! thread twice per request.
 
 use std::collections::VecDeque;
-use std::future::{poll_fn, Future};
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::{Authority, Scheme};
-use http::{HeaderValue, Request, Response, Uri};
+use http::{HeaderValue, Uri};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2, TrySendError};
+use hyper::client::conn::{http1, http2};
 
 use tollgate_metrics::PoolMetrics;
 
@@ -82,105 +75,15 @@ struct State {
 
 /// A connection and the sweeps it has been idle through (HTTP/2: unused through).
 #[derive(Debug)]
-struct Idle<T = H1> {
+struct Idle<T = http1::SendRequest<Body>> {
     tx: T,
     sweeps: u8,
 }
 
 /// A connection taken from the pool (or just opened) for one request.
 pub enum Conn {
-    H1(H1),
+    H1(http1::SendRequest<Body>),
     H2(http2::SendRequest<Body>),
-}
-
-/// The future that runs one connection's HTTP/1 dispatcher (reads, writes, keep-alive).
-type Dispatch = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send + Sync>>;
-
-/// An HTTP/1 connection with its dispatcher, driven by whoever holds it.
-pub struct H1 {
-    tx: http1::SendRequest<Body>,
-    /// `None` once the connection has ended.
-    dispatch: Option<Dispatch>,
-    /// The upstream's `tollgate_upstream_connections` handles: the connection counts as open
-    /// until it is dropped.
-    metrics: Option<PoolMetrics>,
-}
-
-impl std::fmt::Debug for H1 {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("H1")
-            .field("open", &self.dispatch.is_some())
-            .finish()
-    }
-}
-
-impl H1 {
-    /// `dispatch`: hyper's `http1::Connection` for `tx` (any future, so tests can use other I/O).
-    pub fn new(
-        tx: http1::SendRequest<Body>,
-        dispatch: impl Future<Output = hyper::Result<()>> + Send + Sync + 'static,
-        metrics: Option<PoolMetrics>,
-    ) -> Self {
-        Self {
-            tx,
-            dispatch: Some(Box::pin(dispatch)),
-            metrics,
-        }
-    }
-
-    /// Moves the connection on (writes what is queued, reads what arrived) and registers the
-    /// caller's task for its I/O.
-    fn drive(&mut self, cx: &mut Context<'_>) {
-        if let Some(dispatch) = &mut self.dispatch {
-            if let Poll::Ready(ended) = dispatch.as_mut().poll(cx) {
-                if let Err(e) = ended {
-                    tracing::debug!(error = %e, "upstream connection ended with an error");
-                }
-                self.dispatch = None;
-            }
-        }
-    }
-
-    /// Waits until the connection can take a request; an error once it has closed.
-    pub async fn ready(&mut self) -> hyper::Result<()> {
-        poll_fn(|cx| {
-            self.drive(cx);
-            self.tx.poll_ready(cx)
-        })
-        .await
-    }
-
-    /// Sends a request and waits for the answer's head; a request it never sent comes back.
-    pub async fn send(
-        &mut self,
-        req: Request<Body>,
-    ) -> Result<Response<Incoming>, TrySendError<Request<Body>>> {
-        let mut answer = pin!(self.tx.try_send_request(req));
-        poll_fn(|cx| {
-            self.drive(cx);
-            answer.as_mut().poll(cx)
-        })
-        .await
-    }
-
-    fn is_closed(&self) -> bool {
-        self.dispatch.is_none() || self.tx.is_closed()
-    }
-
-    /// Whether the partner closed the connection, looked at without waiting: reading an idle
-    /// connection only ever finds its end.
-    fn closed_while_idle(&mut self) -> bool {
-        self.drive(&mut Context::from_waker(Waker::noop()));
-        self.is_closed()
-    }
-}
-
-impl Drop for H1 {
-    fn drop(&mut self) {
-        if let Some(m) = &self.metrics {
-            m.closed();
-        }
-    }
 }
 
 impl Pool {
@@ -282,14 +185,13 @@ impl Origin {
     }
 
     /// Returns an HTTP/1 connection whose response has been read to the end.
-    fn checkin(self: &Arc<Self>, mut tx: H1) {
+    fn checkin(self: &Arc<Self>, mut tx: http1::SendRequest<Body>) {
         if tx.is_closed() {
             return;
         }
-        if !tx.tx.is_ready() {
+        if !tx.is_ready() {
             // The request body may still be going out (the partner answered before reading it
-            // all): a task drives the connection until it can take a request, and only then
-            // does it join the pool.
+            // all): the connection joins the pool only once it can take a request.
             let origin = self.clone();
             tokio::spawn(async move {
                 if tx.ready().await.is_ok() {
@@ -301,7 +203,7 @@ impl Origin {
         self.push_idle(tx);
     }
 
-    fn push_idle(self: &Arc<Self>, tx: H1) {
+    fn push_idle(self: &Arc<Self>, tx: http1::SendRequest<Body>) {
         self.state().idle.push_back(Idle { tx, sweeps: 0 });
         self.idle_changed(1);
         self.start_sweeper();
@@ -329,7 +231,7 @@ impl Origin {
         let before = state.idle.len();
         state.idle.retain_mut(|idle| {
             idle.sweeps += 1;
-            idle.sweeps < IDLE_SWEEPS && !idle.tx.closed_while_idle()
+            idle.sweeps < IDLE_SWEEPS && !idle.tx.is_closed()
         });
         self.idle_changed(state.idle.len() as i64 - before as i64);
         if let Some(h2) = &mut state.h2 {
@@ -373,12 +275,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// the body has been read to its end, and is closed if the body is dropped before.
 pub struct PooledBody {
     inner: Incoming,
-    /// The connection, driven by this body until its end.
-    conn: Option<(H1, Arc<Origin>)>,
+    conn: Option<(http1::SendRequest<Body>, Arc<Origin>)>,
 }
 
 impl PooledBody {
-    pub fn new(inner: Incoming, tx: H1, origin: Arc<Origin>) -> Self {
+    pub fn new(inner: Incoming, tx: http1::SendRequest<Body>, origin: Arc<Origin>) -> Self {
         let mut body = Self {
             inner,
             conn: Some((tx, origin)),
@@ -408,9 +309,6 @@ impl http_body::Body for PooledBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        if let Some((conn, _)) = &mut self.conn {
-            conn.drive(cx);
-        }
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(None) => self.release(),
@@ -455,7 +353,8 @@ mod tests {
             Conn::H2(tx)
         } else {
             let (tx, conn) = http1::handshake(io).await.unwrap();
-            Conn::H1(H1::new(tx, conn, None))
+            tokio::spawn(conn);
+            Conn::H1(tx)
         }
     }
 
@@ -532,8 +431,8 @@ mod tests {
         let Conn::H1(tx) = connection(false).await else {
             unreachable!()
         };
-        // Not ready yet: nothing has driven the connection. It must not be handed out before.
-        assert!(!tx.tx.is_ready());
+        // Not ready yet: the connection task has not run. It must not be handed out before.
+        assert!(!tx.is_ready());
         origin.checkin(tx);
         assert!(origin.state().idle.is_empty());
         let joined = async {
