@@ -3,9 +3,14 @@
 //! to a loopback upstream, beside the same request sent straight to that upstream in the same run
 //! (the ratio is what the gateway adds). Metrics recording has its own bench in `crates/metrics`.
 //!
+//! Every heap allocation is counted (a counting wrapper around the system allocator, which costs
+//! every row the same few atomic additions), and the bench prints allocations and bytes per whole
+//! request, straight and through the gateway: the difference is what the gateway allocates.
+//!
 //! `cargo bench -p tollgate-proxy --features bench --bench request_path` (the feature builds
 //! `tollgate_proxy::bench_api`; Cargo.toml makes this bench require it).
 
+use std::alloc::System;
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,9 +21,16 @@ use http::{HeaderMap, HeaderValue, Request};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use tokio::net::TcpListener;
 use tollgate_proxy::{bench_api, Config, Gateway, Listeners, Metrics};
 use tollgate_sandbox::{Echo, Emulator, Partner};
+
+#[global_allocator]
+static ALLOCATOR: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// Requests over which allocations are counted, after as many unmeasured ones.
+const ALLOCATION_SAMPLE: u32 = 2_000;
 
 /// The gateway under test, its upstream and the token emulator, all on loopback.
 struct Setup {
@@ -103,6 +115,36 @@ fn caller_headers() -> HeaderMap {
     h
 }
 
+type Caller = Client<HttpConnector, Empty<Bytes>>;
+
+/// One whole request and its answer read to the end, as a caller of the gateway sends it.
+async fn request(client: &Caller, uri: &http::Uri) -> usize {
+    let req = Request::get(uri.clone())
+        .header("authorization", "Bearer caller-token-must-not-pass")
+        .body(Empty::new())
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.into_body().collect().await.unwrap().to_bytes().len()
+}
+
+/// Heap allocations and bytes allocated per whole request to `uri`, counted in the whole process
+/// (caller, gateway and upstream alike) over `ALLOCATION_SAMPLE` requests.
+fn allocations(rt: &tokio::runtime::Runtime, client: &Caller, uri: &http::Uri) -> (f64, f64) {
+    rt.block_on(async {
+        for _ in 0..ALLOCATION_SAMPLE {
+            request(client, uri).await;
+        }
+        let region = Region::new(ALLOCATOR);
+        for _ in 0..ALLOCATION_SAMPLE {
+            request(client, uri).await;
+        }
+        let counted = region.change();
+        let n = f64::from(ALLOCATION_SAMPLE);
+        (counted.allocations as f64 / n, counted.bytes_allocated as f64 / n)
+    })
+}
+
 fn steps(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -145,25 +187,26 @@ fn steps(c: &mut Criterion) {
     // Whole requests over keep-alive loopback connections, from a client on the same runtime.
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let client: Caller = Client::builder(TokioExecutor::new()).build(connector);
     let through = format!("http://{}/ottimate/v1/invoices?limit=10", s.addr);
     let direct = format!("{}/v1/invoices?limit=10", s.echo.base_url());
     let mut g = c.benchmark_group("full_request");
+    let mut counted = Vec::new();
     for (name, url) in [("direct_to_upstream", direct), ("through_gateway", through)] {
         let uri: http::Uri = url.parse().unwrap();
-        g.bench_function(name, |b| {
-            b.to_async(&rt).iter(|| async {
-                let req = Request::get(uri.clone())
-                    .header("authorization", "Bearer caller-token-must-not-pass")
-                    .body(Empty::new())
-                    .unwrap();
-                let resp = client.request(req).await.unwrap();
-                assert_eq!(resp.status(), 200);
-                resp.into_body().collect().await.unwrap().to_bytes().len()
-            })
-        });
+        g.bench_function(name, |b| b.to_async(&rt).iter(|| request(&client, &uri)));
+        counted.push(allocations(&rt, &client, &uri));
     }
     g.finish();
+    let [(direct, direct_bytes), (through, through_bytes)] = counted[..] else {
+        unreachable!("two rows")
+    };
+    println!(
+        "allocations per request: direct {direct:.1} ({direct_bytes:.0} B), through the gateway \
+         {through:.1} ({through_bytes:.0} B): the gateway adds {:.1} ({:.0} B)",
+        through - direct,
+        through_bytes - direct_bytes
+    );
 }
 
 criterion_group!(benches, steps);
