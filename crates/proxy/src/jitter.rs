@@ -1,7 +1,8 @@
 //! [`Jitter`]: the random draw that spreads retries and token refreshes, so replicas and callers
-//! do not move in lockstep. One type for every such draw on the request path and in the token
-//! cache, so a test can fix it and get exact waits instead of racing a random one. A bottom
-//! module: it imports nothing of the crate.
+//! do not move in lockstep. One type for every such draw (retries, token refreshes and backoffs,
+//! webhook redeliveries, the Redis reconnect), so a test can fix the request path's and the token
+//! cache's and get exact waits instead of racing a random one. A bottom module: it imports
+//! nothing of the crate.
 
 /// Where jitter draws come from: random, unless a test fixes it
 /// ([`crate::Gateway::new_with_jitter`]).

@@ -83,18 +83,19 @@ async fn an_announced_budget_is_paced_so_the_partner_never_says_429() {
     let gw = TestGateway::start(&config(&e, true)).await;
     let n = 3 * BUDGET as usize;
     let requests = tokio::spawn(burst_at(gw.url("/oas/helloworld"), n));
-    // While the burst is paced, the pace learnt shows: a cap above zero (requests still go) and
-    // below the configured 100/s, in the gauge and in /status.
+    // While the burst is paced, /status shows the pace learnt: a cap below the configured 100/s
+    // (zero while the partner's answers leave nothing beyond the requests in flight: those wait
+    // for the reset) and when it ends.
     let cap = r#"tollgate_rate_limit_adaptive_cap{environment="sandbox",upstream="oas"}"#;
-    assert!(
-        metric_reaches(&gw, cap, 0.01, Duration::from_secs(30)).await,
-        "no cap above zero was learnt"
-    );
     let shown = |v: &serde_json::Value| {
         let adaptive = &v["upstreams"][0]["limits"]["adaptive"];
-        let cap = adaptive["cap_per_second"].as_f64().unwrap_or(0.0);
-        let left = adaptive["expires_in_seconds"].as_f64().unwrap_or(0.0);
-        cap > 0.0 && cap < 100.0 && left > 0.0
+        let (Some(cap), Some(left)) = (
+            adaptive["cap_per_second"].as_f64(),
+            adaptive["expires_in_seconds"].as_f64(),
+        ) else {
+            return false;
+        };
+        (0.0..100.0).contains(&cap) && left > 0.0
     };
     assert!(
         status_reaches(&gw, Duration::from_secs(30), shown).await,

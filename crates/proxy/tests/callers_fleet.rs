@@ -159,6 +159,27 @@ async fn a_clients_share_is_the_fleets_and_rides_the_upstreams_script_call() {
     assert_eq!(rejected, 6.0);
 }
 
+const BILLING_QUEUED: &str = r#"tollgate_rate_limited_total{action="queued",client="billing",environment="sandbox",scope="client",upstream="oas"}"#;
+
+/// Once `[shared]` is up, spends billing's one cell and sends billing's next request, which waits
+/// in line for the next cell: its status and when it was answered.
+async fn billing_in_line(gw: &TestGateway) -> tokio::task::JoinHandle<(u16, std::time::Instant)> {
+    assert!(metric_reaches(gw, "tollgate_shared_state_up", 1.0, Duration::from_secs(10)).await);
+    assert_eq!(get(gw, BILLING_KEY).await.0, 200);
+    let url = gw.url("/oas/helloworld");
+    let waiting = tokio::spawn(async move {
+        let resp = client()
+            .get(url)
+            .header("proxy-authorization", format!("Bearer {BILLING_KEY}"))
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), std::time::Instant::now())
+    });
+    assert!(metric_reaches(gw, BILLING_QUEUED, 1.0, Duration::from_secs(10)).await);
+    waiting
+}
+
 /// A client queued for its fleet share lets go of the partner's only slot while it waits: another
 /// client's request goes through meanwhile, and the queued one is served when its cell comes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,23 +194,8 @@ async fn a_client_waiting_for_its_fleet_share_holds_no_partner_slot() {
         r#"{ requests = 1, per = "4s", on_limit = "queue", max_wait = "8s" }"#,
     );
     let gw = TestGateway::start(&toml).await;
-    assert!(metric_reaches(&gw, "tollgate_shared_state_up", 1.0, Duration::from_secs(10)).await);
-    assert_eq!(get(&gw, BILLING_KEY).await.0, 200);
     // billing's second request waits about 4 s for its next cell.
-    let waiting = tokio::spawn({
-        let url = gw.url("/oas/helloworld");
-        async move {
-            let resp = client()
-                .get(url)
-                .header("proxy-authorization", format!("Bearer {BILLING_KEY}"))
-                .send()
-                .await
-                .unwrap();
-            (resp.status().as_u16(), std::time::Instant::now())
-        }
-    });
-    let queued = r#"tollgate_rate_limited_total{action="queued",client="billing",environment="sandbox",scope="client",upstream="oas"}"#;
-    assert!(metric_reaches(&gw, queued, 1.0, Duration::from_secs(10)).await);
+    let waiting = billing_in_line(&gw).await;
     let (status, text) = get(&gw, CLAIMS_KEY).await;
     let claims_done = std::time::Instant::now();
     assert_eq!(status, 200, "{text}");
@@ -218,23 +224,8 @@ async fn a_wait_for_a_fleet_share_past_max_wait_is_refused_up_front_with_the_est
         r#"{ requests = 1, per = "4s", on_limit = "queue", max_wait = "6s" }"#,
     );
     let gw = TestGateway::start(&toml).await;
-    assert!(metric_reaches(&gw, "tollgate_shared_state_up", 1.0, Duration::from_secs(10)).await);
-    assert_eq!(get(&gw, BILLING_KEY).await.0, 200);
     // billing's second request waits in line about 4 s for the next cell.
-    let waiting = tokio::spawn({
-        let gw_url = gw.url("/oas/helloworld");
-        async move {
-            let resp = client()
-                .get(gw_url)
-                .header("proxy-authorization", format!("Bearer {BILLING_KEY}"))
-                .send()
-                .await
-                .unwrap();
-            resp.status().as_u16()
-        }
-    });
-    let queued = r#"tollgate_rate_limited_total{action="queued",client="billing",environment="sandbox",scope="client",upstream="oas"}"#;
-    assert!(metric_reaches(&gw, queued, 1.0, Duration::from_secs(10)).await);
+    let waiting = billing_in_line(&gw).await;
     // The third would wait 8 s: refused now, told to come back then.
     let started = std::time::Instant::now();
     let resp = client()
@@ -247,9 +238,13 @@ async fn a_wait_for_a_fleet_share_past_max_wait_is_refused_up_front_with_the_est
     assert_eq!(resp.status().as_u16(), 429);
     assert_eq!(resp.headers()["retry-after"], "8");
     assert!(elapsed < Duration::from_secs(2), "refused after {elapsed:?}");
-    assert_eq!(waiting.await.unwrap(), 200, "the head of the line was served");
+    assert_eq!(waiting.await.unwrap().0, 200, "the head of the line was served");
     assert_eq!(oas.requests().len(), 2);
     let rejected = r#"tollgate_rate_limited_total{action="rejected",client="billing",environment="sandbox",scope="client",upstream="oas"}"#;
     assert_eq!(metric(&gw, rejected).await, 1.0);
-    assert_eq!(metric(&gw, queued).await, 1.0, "the refused request never queued");
+    assert_eq!(
+        metric(&gw, BILLING_QUEUED).await,
+        1.0,
+        "the refused request never queued"
+    );
 }

@@ -390,5 +390,5 @@ fn cluster_client(seeds: &[RedisNode], op_timeout: Duration) -> Result<ClusterCl
 /// The wait before reconnecting after `failures` failures in a row: the token endpoint's schedule
 /// (exponential, jittered, capped), for the same reason: never hammer what is down.
 fn retry_delay(failures: u32) -> Duration {
-    crate::backoff::delay(failures, None, rand::random::<f64>())
+    crate::backoff::delay(failures, None, crate::jitter::Jitter::Random.draw())
 }

@@ -99,7 +99,7 @@ async fn deliver(hook: &WebhookRuntime, store: &Store, event: Event) -> bool {
         event.received_ms,
         now,
         hook.cfg.max_age,
-        rand::random::<f64>(),
+        crate::jitter::Jitter::Random.draw(),
     );
     let status = match outcome {
         Outcome::Status(s) => Some(s),
