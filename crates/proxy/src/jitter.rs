@@ -11,7 +11,7 @@ pub enum Jitter {
     /// A fresh random draw each time.
     #[default]
     Random,
-    /// Always this draw (clamped to [0, 1]): waits become exact, for tests.
+    /// Always this draw (clamped to [0, 1]; NaN is taken as 0.5): waits become exact, for tests.
     Fixed(f64),
 }
 
@@ -20,6 +20,8 @@ impl Jitter {
     pub(crate) fn draw(self) -> f64 {
         match self {
             Jitter::Random => rand::random::<f64>(),
+            // A NaN would panic in `Duration::mul_f64` wherever the draw scales a wait.
+            Jitter::Fixed(draw) if draw.is_nan() => 0.5,
             Jitter::Fixed(draw) => draw.clamp(0.0, 1.0),
         }
     }
@@ -35,6 +37,7 @@ mod tests {
         assert_eq!(Jitter::Fixed(0.25).draw(), 0.25);
         assert_eq!(Jitter::Fixed(7.0).draw(), 1.0);
         assert_eq!(Jitter::Fixed(-1.0).draw(), 0.0);
+        assert_eq!(Jitter::Fixed(f64::NAN).draw(), 0.5);
         let random = Jitter::default().draw();
         assert!((0.0..=1.0).contains(&random), "{random}");
     }

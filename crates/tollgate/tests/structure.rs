@@ -614,6 +614,7 @@ const PROXY_BOTTOM: &[(&str, &[&str])] = &[
     ("secret", &[]),
     ("clock", &[]),
     ("backoff", &[]),
+    ("jitter", &[]),
     ("config", &["secret"]),
     ("quota", &["config"]),
 ];

@@ -16,7 +16,8 @@
 //!   the upstream's slot and waits here for the client's cell alone
 //!   ([`CallerLimit::wait_for_fleet`]), through the one wait loop (`limit/wait.rs`) in the
 //!   client's line, by the same rules as every other limit; having taken it, the attempt asks
-//!   the upstream alone, as without `[shared]`. While Redis is unavailable each replica keeps
+//!   the upstream alone, as without `[shared]` (so, as there, an upstream refusing it then
+//!   leaves that cell spent). While Redis is unavailable each replica keeps
 //!   `1/replicas` of the client's budget, as for the upstream's.
 //!
 //! A request a client limit holds is counted `scope="client"` under the client's name.
@@ -214,6 +215,8 @@ impl CallerLimit {
         let (Some(rate), Some(fleet)) = (&self.rate, &self.fleet) else {
             return Err(self.reject(spent_for));
         };
+        // `max_wait` is counted once, from here, whichever source the cell comes from.
+        let deadline = deadline.min(Instant::now() + rate.config.max_wait);
         let cells = Fleet {
             limiter: &fleet.alone,
             client: None,
