@@ -428,8 +428,10 @@ impl UpstreamRuntime {
 
     /// The partner URI for a normalised rest-of-path and the caller's raw query (kept byte-for-byte).
     pub fn uri(&self, rest: &str, query: Option<&str>) -> Result<Uri, http::Error> {
-        let mut pq =
-            String::with_capacity(self.base_path.len() + rest.len() + query.map_or(0, |q| q.len() + 1) + 1);
+        // The exact length: `Bytes` takes a string whose capacity is its length without another
+        // allocation (it would allocate a shared header otherwise), and this runs per request.
+        let path_len = (self.base_path.len() + rest.len()).max(1);
+        let mut pq = String::with_capacity(path_len + query.map_or(0, |q| q.len() + 1));
         pq.push_str(&self.base_path);
         pq.push_str(rest);
         if pq.is_empty() {

@@ -105,12 +105,13 @@ pub fn upstream_request_headers_with(
 /// name: each removal hashes, and this runs for every response.
 pub fn clean_response_headers(headers: &mut HeaderMap) {
     let named = connection_tokens(headers);
-    let doomed: Vec<HeaderName> = headers
+    // One doomed name at a time rather than a list of them: a response has a handful of names
+    // and one or two doomed ones (`Connection`, `Keep-Alive`), and the list allocated per response.
+    while let Some(name) = headers
         .keys()
-        .filter(|name| is_hop_by_hop(name) || named.iter().any(|n| n == name.as_str()))
+        .find(|name| is_hop_by_hop(name) || named.iter().any(|n| n == name.as_str()))
         .cloned()
-        .collect();
-    for name in doomed {
+    {
         headers.remove(name);
     }
 }

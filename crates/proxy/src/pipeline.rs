@@ -216,9 +216,13 @@ where
         request_id,
         underscores,
     )?);
-    let uri = up
-        .uri(rest, parts.uri.query())
-        .map_err(|_| GatewayError::BadRequest("the path or query cannot be sent upstream"))?;
+    let upstream_uri = || {
+        up.uri(rest, parts.uri.query())
+            .map_err(|_| GatewayError::BadRequest("the path or query cannot be sent upstream"))
+    };
+    // Moved into the first attempt and built again for a later one, as the headers are: a clone
+    // of a fresh URI allocates (its path's first clone shares the bytes), which every request paid.
+    let mut uri = Some(upstream_uri()?);
     // The caller's upload is read before a slot is taken: a slow or stalled uploader then holds
     // only its own connection, never a share of the partner's max_concurrency.
     let reading = Instant::now();
@@ -326,7 +330,10 @@ where
         let sent = attempt(
             up,
             parts.method.clone(),
-            uri.clone(),
+            match uri.take() {
+                Some(first) => first,
+                None => upstream_uri()?,
+            },
             attempt_headers,
             body.next(),
             body.caller(),

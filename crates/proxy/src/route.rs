@@ -68,11 +68,11 @@ pub fn normalise(rest: &str) -> Result<Cow<'_, str>, PathError> {
     if rest.contains('\\') {
         return Err(PathError::EncodedSeparator);
     }
-    let segments: Vec<&str> = rest[1..].split('/').collect();
-    let last = segments.len() - 1;
+    // Checked without collecting the segments: this runs for every request.
     let mut needs_rewrite = false;
-    for (i, seg) in segments.iter().enumerate() {
-        if seg.is_empty() && i != last {
+    let mut segments = rest[1..].split('/').peekable();
+    while let Some(seg) = segments.next() {
+        if seg.is_empty() && segments.peek().is_some() {
             return Err(PathError::EmptySegment);
         }
         if has_encoded_separator(seg) {
@@ -83,6 +83,8 @@ pub fn normalise(rest: &str) -> Result<Cow<'_, str>, PathError> {
     if !needs_rewrite {
         return Ok(Cow::Borrowed(rest));
     }
+    let segments: Vec<&str> = rest[1..].split('/').collect();
+    let last = segments.len() - 1;
     let mut out: Vec<&str> = Vec::with_capacity(segments.len());
     let mut trailing_slash = false;
     for (i, seg) in segments.iter().enumerate() {
