@@ -213,10 +213,10 @@ fn origin_form(req: &mut Request<Body>, origin: &Origin) {
         req.headers_mut().insert(HOST, origin.host().clone());
     }
     if req.uri().authority().is_some() {
-        let pq = req
-            .uri()
-            .path_and_query()
-            .cloned()
+        // Taken, not cloned: the first clone of a freshly built path allocates to share it.
+        let pq = std::mem::take(req.uri_mut())
+            .into_parts()
+            .path_and_query
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         *req.uri_mut() = Uri::from(pq);
     }
