@@ -117,7 +117,7 @@ impl UpstreamClient {
             let (conn, reused) = match origin.checkout() {
                 Some(conn) => (conn, true),
                 // Boxed: the handshakes would grow every request's future, reused or not.
-                None => (Box::pin(self.connect(&origin, req.uri())).await?, false),
+                None => (Box::pin(self.connect(&origin)).await?, false),
             };
             let mut failed = match conn {
                 Conn::H1(mut tx) => {
@@ -151,8 +151,8 @@ impl UpstreamClient {
     }
 
     /// Opens a connection to `origin` (TCP, TLS with ALPN) and starts its driver task.
-    async fn connect(&self, origin: &Arc<Origin>, uri: &Uri) -> Result<Conn, ForwardError> {
-        let opened = self.open(origin, uri).await;
+    async fn connect(&self, origin: &Arc<Origin>) -> Result<Conn, ForwardError> {
+        let opened = self.open(origin).await;
         if let Some(m) = origin.metrics() {
             match &opened {
                 Ok(_) => m.connected(),
@@ -162,11 +162,19 @@ impl UpstreamClient {
         opened
     }
 
-    async fn open(&self, origin: &Arc<Origin>, uri: &Uri) -> Result<Conn, ForwardError> {
+    async fn open(&self, origin: &Arc<Origin>) -> Result<Conn, ForwardError> {
+        // From the origin, not the request: a request handed back unsent by a reused connection
+        // already carries the origin-form target, which names no host to connect to.
+        let uri = Uri::builder()
+            .scheme(origin.scheme().clone())
+            .authority(origin.authority().clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|e| ForwardError::connect(&e))?;
         let io = self
             .connector
             .clone()
-            .call(uri.clone())
+            .call(uri)
             .await
             .map_err(|e| ForwardError::connect(&*e))?;
         if io.connected().is_negotiated_h2() {

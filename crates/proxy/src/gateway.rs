@@ -441,6 +441,11 @@ impl UpstreamRuntime {
             pq.push('?');
             pq.push_str(q);
         }
+        debug_assert_eq!(
+            pq.len(),
+            pq.capacity(),
+            "the partner URI's length was reckoned wrong"
+        );
         Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())

@@ -101,8 +101,8 @@ pub fn upstream_request_headers_with(
 
 /// Drops the partner response's hop-by-hop headers and the ones its `Connection` names.
 ///
-/// One pass over the names the response has (a handful) rather than a removal per hop-by-hop
-/// name: each removal hashes, and this runs for every response.
+/// A scan of the names the response has (a handful) for each one to drop, rather than a removal
+/// per hop-by-hop name: each removal hashes, and this runs for every response.
 pub fn clean_response_headers(headers: &mut HeaderMap) {
     let named = connection_tokens(headers);
     // One doomed name at a time rather than a list of them: a response has a handful of names
