@@ -25,9 +25,9 @@ use cli::{Cli, Command};
 
 /// jemalloc: 3-5% less CPU per proxied request than glibc's malloc on the load benchmark, with the
 /// peak RSS still under the 32 MiB target at 256 connections (mimalloc was faster still but went
-/// over it); BENCHMARKS.md has the figures. The `system-alloc` feature leaves it out, for heap
-/// profilers that see only the C allocator (valgrind's dhat and massif).
-#[cfg(not(feature = "system-alloc"))]
+/// over it); BENCHMARKS.md has the figures. Without the `jemalloc` feature (on by default) the
+/// system's allocator serves, for heap profilers that see only malloc (valgrind's dhat and massif).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
