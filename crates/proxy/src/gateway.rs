@@ -428,28 +428,54 @@ impl UpstreamRuntime {
 
     /// The partner URI for a normalised rest-of-path and the caller's raw query (kept byte-for-byte).
     pub fn uri(&self, rest: &str, query: Option<&str>) -> Result<Uri, http::Error> {
-        // The exact length: `Bytes` takes a string whose capacity is its length without another
-        // allocation (it would allocate a shared header otherwise), and this runs per request.
-        let path_len = (self.base_path.len() + rest.len()).max(1);
-        let mut pq = String::with_capacity(path_len + query.map_or(0, |q| q.len() + 1));
-        pq.push_str(&self.base_path);
-        pq.push_str(rest);
-        if pq.is_empty() {
-            pq.push('/');
-        }
-        if let Some(q) = query {
-            pq.push('?');
-            pq.push_str(q);
-        }
-        debug_assert_eq!(
-            pq.len(),
-            pq.capacity(),
-            "the partner URI's length was reckoned wrong"
-        );
         Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
-            .path_and_query(PathAndQuery::try_from(pq)?)
+            .path_and_query(PathAndQuery::try_from(path_and_query(
+                &self.base_path,
+                rest,
+                query,
+            ))?)
             .build()
+    }
+}
+
+/// The partner's path (`/` when both parts are empty) and query, in a string whose capacity is its
+/// length: `Bytes` takes such a string without another allocation (it would allocate a shared
+/// header otherwise), and this runs per request.
+fn path_and_query(base_path: &str, rest: &str, query: Option<&str>) -> String {
+    let path_len = (base_path.len() + rest.len()).max(1);
+    let mut pq = String::with_capacity(path_len + query.map_or(0, |q| q.len() + 1));
+    pq.push_str(base_path);
+    pq.push_str(rest);
+    if pq.is_empty() {
+        pq.push('/');
+    }
+    if let Some(q) = query {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    pq
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_and_query;
+
+    #[test]
+    fn the_partner_path_is_built_at_its_exact_length() {
+        let cases = [
+            ("", "", None, "/"),
+            ("", "", Some(""), "/?"),
+            ("", "", Some("a=1"), "/?a=1"),
+            ("/v1", "", None, "/v1"),
+            ("", "/x", None, "/x"),
+            ("/v1", "/x/", Some("a=1&b"), "/v1/x/?a=1&b"),
+        ];
+        for (base, rest, query, want) in cases {
+            let pq = path_and_query(base, rest, query);
+            assert_eq!(pq, want, "{base:?} + {rest:?} + {query:?}");
+            assert_eq!(pq.capacity(), pq.len(), "{want}: room left over");
+        }
     }
 }
